@@ -1,0 +1,1 @@
+//! shard (in progress)
