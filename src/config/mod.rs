@@ -1,13 +1,98 @@
 //! Configuration: one serde tree loaded from `etc/ringgate.toml`.
-//! (HELPER: finish loading, units, validation, errors; field names are fixed.)
+//!
+//! This module owns the file format, its defaults and its rules. It reads a file
+//! once at start-up and does nothing else: no watching, no I/O afterwards.
+//!
+//! * Every section is `#[serde(default, deny_unknown_fields)]`: a missing key
+//!   takes the `DEFAULT_*` constant below, a misspelt key is an error that names
+//!   it.
+//! * Durations and sizes are written for humans (`"10s"`, `"1m30s"`, `"4KiB"`),
+//!   see [`units`].
+//! * [`Config::validate`] checks ranges and cross-field rules, and derives what
+//!   the file leaves open (the shard cores, the gate id).
+//! * [`DEFAULT_TOML`], the annotated `etc/ringgate.toml`, is embedded in the
+//!   binary, is what `ringgate print-config` prints, and parses to exactly
+//!   [`Config::default()`] (a test holds the two together).
+//!
+//! Every error ([`ConfigError`]) names the file, the line when known, the key
+//! path (`network.tcp.heartbeat.mechanism`) and what is wrong.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::codec::PacketOptions;
+use serde::{Deserialize, Deserializer};
+
+use crate::codec::{ByteOrder, PacketOptions};
+
+mod load;
+pub mod units;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use load::{ConfigError, EMBEDDED_ORIGIN};
+
+/// The annotated default configuration, embedded in the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../etc/ringgate.toml");
+
+/// Where [`Config::load_or_default`] looks when no path is given (relative to
+/// the working directory): the repository layout.
+pub const DEFAULT_PATH: &str = "etc/ringgate.toml";
+
+/// `[gate] name`: due's default instance name.
+pub const DEFAULT_GATE_NAME: &str = "gate";
+/// `[shards] count`: 0 = one shard per core this process may run on, the
+/// thread-per-core default.
+pub const DEFAULT_SHARD_COUNT: usize = 0;
+/// `[shards] ring_entries`: room for a burst of accepts, re-armed receives and
+/// one send per busy connection in a single submission without a full SQ.
+pub const DEFAULT_RING_ENTRIES: u32 = 4096;
+/// `[shards] buffer_count`: 2048 × 4 KiB = 8 MiB of read buffers per shard,
+/// enough for thousands of connections sending at once (idle ones hold none).
+pub const DEFAULT_BUFFER_COUNT: u16 = 2048;
+/// `[shards] buffer_size`: one page, larger than most game messages; a due
+/// packet of `bufferBytes` 5000 spans two buffers at worst.
+pub const DEFAULT_BUFFER_SIZE: u32 = 4096;
+/// `[network.tcp] addr`: due's default gate port on every IPv4 interface.
+pub const DEFAULT_TCP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3553);
+/// `[network.tcp] backlog`: absorbs a reconnect storm after a restart (the
+/// kernel still caps it at `net.core.somaxconn`).
+pub const DEFAULT_BACKLOG: u32 = 4096;
+/// `[network.tcp] max_connections`: due's `maxConnNum`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 5000;
+/// `[network.tcp] authorize_timeout`: due's default, no authorize check.
+pub const DEFAULT_AUTHORIZE_TIMEOUT: Duration = Duration::ZERO;
+/// `[network.tcp] max_outbound_bytes`: about 200 full 5000-byte packets; a
+/// client this far behind is not keeping up and is cut off.
+pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 1 << 20;
+/// `[network.tcp.heartbeat] interval`: due's `heartbeatInterval`.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// `[network.tcp.heartbeat] mechanism`: due's `heartbeatMechanism`.
+pub const DEFAULT_HEARTBEAT_MECHANISM: HeartbeatMechanism = HeartbeatMechanism::Resp;
+/// `[link] heartbeat_interval`: a dead node is noticed within 3 s, at a cost
+/// of one tiny frame per second on an idle link.
+pub const DEFAULT_LINK_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// `[link] connect_timeout`: due's cluster RPC timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// `[link] reconnect_min`: a restarting node is picked up quickly...
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// `[link] reconnect_max`: ...and a node that stays down costs a dial every 5 s.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// `[link] max_frame_bytes`: a batch of a few thousand full client packets; a
+/// corrupt length prefix cannot make the gate allocate more than this.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+/// `[[nodes]] addr`: the echo example node's address, so that the defaults
+/// run end to end on one machine.
+pub const DEFAULT_NODE_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3600);
+/// `[log] level`: start-up, connection errors and warnings, not per packet.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// `[log] format`: readable on a terminal; switch to json for collectors.
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
 /// The whole configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `[gate]`: this gate's identity.
     pub gate: GateConfig,
@@ -16,17 +101,20 @@ pub struct Config {
     /// `[network]`: client transports.
     pub network: NetworkConfig,
     /// `[packet]`: client packet format (due's `[packet]`).
+    #[serde(deserialize_with = "packet_options")]
     pub packet: PacketOptions,
     /// `[link]`: gate↔node links.
     pub link: LinkConfig,
-    /// `[[nodes]]`: backend nodes the gate dials.
+    /// `[[nodes]]`: backend nodes the gate dials. Writing any `[[nodes]]` in
+    /// the file replaces the default list as a whole.
     pub nodes: Vec<NodeConfig>,
     /// `[log]`: logging.
     pub log: LogConfig,
 }
 
 /// `[gate]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GateConfig {
     /// Instance id; empty in the file means "generate one at start" (validate fills it).
     pub id: String,
@@ -35,29 +123,40 @@ pub struct GateConfig {
 }
 
 /// `[shards]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ShardsConfig {
+    /// Shards wanted when `cores` is not given: `n` pins them to the first `n`
+    /// cores this process may run on, 0 to every one of them. An input only:
+    /// `validate` turns it into `cores` and sets it back to 0, so read
+    /// `cores.len()` for the number of shards.
+    pub count: usize,
     /// Cores to pin one shard each to, resolved by `validate` from `cores` or `count`.
+    #[serde(default)]
     pub cores: Vec<usize>,
     /// Submission queue entries per shard ring.
     pub ring_entries: u32,
     /// Provided read buffers per shard (power of two).
     pub buffer_count: u16,
     /// Bytes per provided read buffer.
+    #[serde(deserialize_with = "units::size")]
     pub buffer_size: u32,
 }
 
 /// `[network]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
     /// `[network.tcp]`.
     pub tcp: TcpConfig,
 }
 
 /// `[network.tcp]`, as due's `[network.tcp.server]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TcpConfig {
     /// Listen address (`":3553"` means all interfaces).
+    #[serde(deserialize_with = "units::addr")]
     pub addr: SocketAddr,
     /// Listen backlog.
     pub backlog: u32,
@@ -66,53 +165,82 @@ pub struct TcpConfig {
     /// `[network.tcp.heartbeat]`.
     pub heartbeat: HeartbeatConfig,
     /// Close a connection with no bound user after this long; zero = off.
+    #[serde(deserialize_with = "units::duration")]
     pub authorize_timeout: Duration,
     /// Bytes queued for one client before it is disconnected (`overflow`).
+    #[serde(deserialize_with = "units::size")]
     pub max_outbound_bytes: usize,
 }
 
 /// Heartbeat rules.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HeartbeatConfig {
     /// Interval; zero disables heartbeats and the idle check.
+    #[serde(deserialize_with = "units::duration")]
     pub interval: Duration,
     /// Who sends heartbeats.
     pub mechanism: HeartbeatMechanism,
 }
 
 /// due's `heartbeatMechanism`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum HeartbeatMechanism {
     /// Answer each client heartbeat.
+    #[default]
     Resp,
     /// Send one every interval, whatever the client does.
     Tick,
 }
 
+impl HeartbeatMechanism {
+    /// Names as written in the file.
+    pub const CHOICES: &'static [(&'static str, HeartbeatMechanism)] = &[
+        ("resp", HeartbeatMechanism::Resp),
+        ("tick", HeartbeatMechanism::Tick),
+    ];
+}
+
+impl<'de> Deserialize<'de> for HeartbeatMechanism {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        units::choice(de, Self::CHOICES)
+    }
+}
+
 /// `[link]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LinkConfig {
     /// Ping interval on an idle link; silent for 3× this closes the link.
+    #[serde(deserialize_with = "units::duration")]
     pub heartbeat_interval: Duration,
     /// Give up a connect attempt after this long.
+    #[serde(deserialize_with = "units::duration")]
     pub connect_timeout: Duration,
     /// First reconnect delay.
+    #[serde(deserialize_with = "units::duration")]
     pub reconnect_min: Duration,
     /// Reconnect delay cap.
+    #[serde(deserialize_with = "units::duration")]
     pub reconnect_max: Duration,
     /// Largest frame accepted from (and batched towards) a node.
+    #[serde(deserialize_with = "units::size")]
     pub max_frame_bytes: usize,
 }
 
-/// One `[[nodes]]` entry.
-#[derive(Clone, Debug)]
+/// One `[[nodes]]` entry. `addr` is required: a node has no default address
+/// of its own (the default *list* holds [`DEFAULT_NODE_ADDR`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Address the node listens on.
+    #[serde(deserialize_with = "units::addr")]
     pub addr: SocketAddr,
 }
 
 /// `[log]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// trace | debug | info | warn | error.
     pub level: String,
@@ -121,58 +249,152 @@ pub struct LogConfig {
 }
 
 /// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LogFormat {
     /// Human-readable lines.
+    #[default]
     Text,
     /// One JSON object per line.
     Json,
 }
 
-/// The annotated default configuration, embedded in the binary.
-pub const DEFAULT_TOML: &str = "";
+impl LogFormat {
+    /// Names as written in the file.
+    pub const CHOICES: &'static [(&'static str, LogFormat)] =
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        units::choice(de, Self::CHOICES)
+    }
+}
+
+/// `[packet]` as written in the file. [`PacketOptions`] belongs to the codec,
+/// which knows nothing of serde, so the file goes through this mirror.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PacketFile {
+    #[serde(deserialize_with = "byte_order")]
+    byte_order: ByteOrder,
+    route_bytes: u8,
+    seq_bytes: u8,
+    #[serde(deserialize_with = "units::size")]
+    buffer_bytes: usize,
+    heartbeat_time: bool,
+}
+
+impl Default for PacketFile {
+    fn default() -> Self {
+        let d = PacketOptions::default();
+        PacketFile {
+            byte_order: d.byte_order,
+            route_bytes: d.route_bytes,
+            seq_bytes: d.seq_bytes,
+            buffer_bytes: d.buffer_bytes,
+            heartbeat_time: d.heartbeat_time,
+        }
+    }
+}
+
+fn packet_options<'de, D: Deserializer<'de>>(de: D) -> Result<PacketOptions, D::Error> {
+    let f = PacketFile::deserialize(de)?;
+    Ok(PacketOptions {
+        byte_order: f.byte_order,
+        route_bytes: f.route_bytes,
+        seq_bytes: f.seq_bytes,
+        buffer_bytes: f.buffer_bytes,
+        heartbeat_time: f.heartbeat_time,
+    })
+}
+
+fn byte_order<'de, D: Deserializer<'de>>(de: D) -> Result<ByteOrder, D::Error> {
+    units::choice(
+        de,
+        &[("big", ByteOrder::Big), ("little", ByteOrder::Little)],
+    )
+}
 
 impl Default for Config {
+    /// The defaults, equal to parsing [`DEFAULT_TOML`] except for `gate.id`,
+    /// which stays empty here (validate generates it). `shards.cores` is
+    /// already resolved to every core this process may run on.
     fn default() -> Self {
         Config {
-            gate: GateConfig {
-                id: String::new(),
-                name: "gate".into(),
-            },
-            shards: ShardsConfig {
-                cores: vec![0],
-                ring_entries: 4096,
-                buffer_count: 2048,
-                buffer_size: 4096,
-            },
-            network: NetworkConfig {
-                tcp: TcpConfig {
-                    addr: "0.0.0.0:3553".parse().unwrap(),
-                    backlog: 4096,
-                    max_connections: 5000,
-                    heartbeat: HeartbeatConfig {
-                        interval: Duration::from_secs(10),
-                        mechanism: HeartbeatMechanism::Resp,
-                    },
-                    authorize_timeout: Duration::ZERO,
-                    max_outbound_bytes: 1 << 20,
-                },
-            },
+            gate: GateConfig::default(),
+            shards: ShardsConfig::default(),
+            network: NetworkConfig::default(),
             packet: PacketOptions::default(),
-            link: LinkConfig {
-                heartbeat_interval: Duration::from_secs(1),
-                connect_timeout: Duration::from_secs(3),
-                reconnect_min: Duration::from_millis(100),
-                reconnect_max: Duration::from_secs(5),
-                max_frame_bytes: 16 << 20,
-            },
+            link: LinkConfig::default(),
             nodes: vec![NodeConfig {
-                addr: "127.0.0.1:3600".parse().unwrap(),
+                addr: DEFAULT_NODE_ADDR,
             }],
-            log: LogConfig {
-                level: "info".into(),
-                format: LogFormat::Text,
-            },
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            id: String::new(),
+            name: DEFAULT_GATE_NAME.into(),
+        }
+    }
+}
+
+impl Default for ShardsConfig {
+    /// One shard per available core, as `count = 0` resolves to.
+    fn default() -> Self {
+        ShardsConfig {
+            count: DEFAULT_SHARD_COUNT,
+            cores: validate::available_cores(),
+            ring_entries: DEFAULT_RING_ENTRIES,
+            buffer_count: DEFAULT_BUFFER_COUNT,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+        }
+    }
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            addr: DEFAULT_TCP_ADDR,
+            backlog: DEFAULT_BACKLOG,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            heartbeat: HeartbeatConfig::default(),
+            authorize_timeout: DEFAULT_AUTHORIZE_TIMEOUT,
+            max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
+        }
+    }
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval: DEFAULT_HEARTBEAT_INTERVAL,
+            mechanism: DEFAULT_HEARTBEAT_MECHANISM,
+        }
+    }
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            heartbeat_interval: DEFAULT_LINK_HEARTBEAT_INTERVAL,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            reconnect_min: DEFAULT_RECONNECT_MIN,
+            reconnect_max: DEFAULT_RECONNECT_MAX,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: DEFAULT_LOG_LEVEL.into(),
+            format: DEFAULT_LOG_FORMAT,
         }
     }
 }
