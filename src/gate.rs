@@ -1,1 +1,450 @@
-//! Start-up (in progress)
+//! Start-up and shutdown of a gate: probes the kernel, checks the open-file
+//! limit against `max_connections`, binds one `SO_REUSEPORT` listener per
+//! shard, spawns the pinned shard threads and hands back a [`Gate`] handle.
+//!
+//! Everything that can be wrong with the machine or the config is found here,
+//! before the first client is accepted, and reported with what to change.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use io_uring::{opcode, Probe};
+
+use crate::config::Config;
+use crate::shard::{self, Shard, ShardParams, ShardStats, Shared, StatsSnapshot};
+
+/// File descriptors a gate needs beyond one per client connection: per shard
+/// a listener, an eventfd, a ring and one socket per node, plus stdio, log
+/// files and some slack for the runtime.
+pub fn fd_overhead(cfg: &Config) -> u64 {
+    let shards = cfg.shards.cores.len() as u64;
+    shards * (3 + cfg.nodes.len() as u64) + 64
+}
+
+/// Why a gate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The kernel lacks an io_uring feature ringgate needs.
+    #[error("io_uring: {feature} is not available on this kernel ({kernel}); ringgate needs Linux 6.1 or newer with io_uring enabled")]
+    Kernel {
+        /// The missing feature.
+        feature: &'static str,
+        /// `uname -r`.
+        kernel: String,
+    },
+    /// `max_connections` does not fit the process's open-file limit.
+    #[error(
+        "network.tcp.max_connections = {max} needs about {need} open files, but this process may open at most {hard} \
+         (RLIMIT_NOFILE hard limit); lower max_connections to {fits} or less, or raise the limit (ulimit -n, systemd LimitNOFILE=)"
+    )]
+    FileLimit {
+        /// Configured connections.
+        max: usize,
+        /// Descriptors needed.
+        need: u64,
+        /// Hard limit.
+        hard: u64,
+        /// Largest max_connections that fits.
+        fits: u64,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} (network.tcp.addr): {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A shard failed while setting up.
+    #[error("shard {shard} (core {core}) failed to start: {source}")]
+    Shard {
+        /// Shard index.
+        shard: u16,
+        /// Its core.
+        core: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown kernel".into())
+}
+
+fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
+/// Checks every io_uring feature the shard loop uses; names the first missing one.
+///
+/// The probe ring lives on a short-lived thread of its own: tearing down a
+/// `SINGLE_ISSUER` ring queues task work to the thread that created it, which
+/// interrupts that thread's next blocking syscall with `EINTR`. The caller's
+/// thread (`main`, or a test) is kept out of that.
+pub fn probe_kernel() -> Result<(), StartError> {
+    std::thread::scope(|s| s.spawn(probe_kernel_here).join()).unwrap_or_else(|_| {
+        Err(StartError::Kernel {
+            feature: "io_uring probe (panicked)",
+            kernel: kernel_release(),
+        })
+    })
+}
+
+fn probe_kernel_here() -> Result<(), StartError> {
+    let kernel = kernel_release();
+    let missing = |feature| StartError::Kernel {
+        feature,
+        kernel: kernel.clone(),
+    };
+    if !kernel_at_least(&kernel, 6, 1) {
+        return Err(missing(
+            "multishot recv/accept with DEFER_TASKRUN (Linux >= 6.1)",
+        ));
+    }
+    let ring = shard::build_ring(64).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSYS) | Some(libc::EPERM) => {
+            missing("io_uring_setup (disabled: check kernel.io_uring_disabled)")
+        }
+        _ => missing("IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN"),
+    })?;
+    let params = ring.params();
+    if !params.is_feature_ext_arg() {
+        return Err(missing("IORING_FEAT_EXT_ARG (wait with timeout)"));
+    }
+    if !params.is_feature_nodrop() {
+        return Err(missing("IORING_FEAT_NODROP"));
+    }
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|_| missing("IORING_REGISTER_PROBE"))?;
+    for (code, name) in [
+        (opcode::AcceptMulti::CODE, "IORING_OP_ACCEPT"),
+        (opcode::RecvMulti::CODE, "IORING_OP_RECV"),
+        (opcode::Send::CODE, "IORING_OP_SEND"),
+        (opcode::Connect::CODE, "IORING_OP_CONNECT"),
+        (opcode::Read::CODE, "IORING_OP_READ"),
+        (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(missing(name));
+        }
+    }
+    shard::BufRing::register(&ring, 8, 512)
+        .map_err(|_| missing("IORING_REGISTER_PBUF_RING (provided buffer rings)"))?;
+    Ok(())
+}
+
+/// Makes sure the process may open enough files for `max_connections`,
+/// raising the soft limit up to the hard one if needed.
+pub fn check_file_limit(cfg: &Config) -> Result<u64, StartError> {
+    let max = cfg.network.tcp.max_connections;
+    let need = max as u64 + fd_overhead(cfg);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if lim.rlim_max < need {
+        return Err(StartError::FileLimit {
+            max,
+            need,
+            hard: lim.rlim_max,
+            fits: lim.rlim_max.saturating_sub(fd_overhead(cfg)),
+        });
+    }
+    if lim.rlim_cur < need {
+        lim.rlim_cur = need.max(lim.rlim_cur);
+        // SAFETY: setrlimit reads the struct; raising the soft limit up to the hard limit is allowed.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// A running gate.
+pub struct Gate {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<std::io::Result<()>>>,
+    eventfds: Vec<i32>,
+    tcp_addr: SocketAddr,
+    gate_id: String,
+    cores: Vec<usize>,
+}
+
+impl Gate {
+    /// Starts a gate on a validated config. Returns once every shard is
+    /// listening (or the first error).
+    pub fn start(cfg: &Config) -> Result<Gate, StartError> {
+        probe_kernel()?;
+        check_file_limit(cfg)?;
+        let tcp = &cfg.network.tcp;
+        // Bind every listener up front: errors surface here, and with port 0
+        // all shards share the port the first one got.
+        let mut listeners = Vec::new();
+        let mut addr = tcp.addr;
+        for _ in &cfg.shards.cores {
+            let l = shard::listen(addr, tcp.backlog)
+                .map_err(|source| StartError::Listen { addr, source })?;
+            addr = l
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr, source })?;
+            listeners.push(l);
+        }
+        let shared = Arc::new(Shared {
+            connections: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            stats: cfg
+                .shards
+                .cores
+                .iter()
+                .map(|_| ShardStats::default())
+                .collect(),
+        });
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        let mut threads = Vec::new();
+        let mut eventfds = Vec::new();
+        for (i, (core, listener)) in cfg.shards.cores.iter().zip(listeners).enumerate() {
+            let p = ShardParams::from_config(cfg, i as u16, *core);
+            // SAFETY: eventfd(2) with valid flags; the result is checked.
+            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            if efd < 0 {
+                return Err(StartError::Shard {
+                    shard: i as u16,
+                    core: *core,
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            eventfds.push(efd);
+            let shared = shared.clone();
+            let ready = ready_tx.clone();
+            let core = *core;
+            let t = std::thread::Builder::new()
+                .name(format!("ringgate-shard-{i}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        tracing::warn!(shard = i, core, "could not pin shard to its core");
+                    }
+                    match Shard::new(p, listener, shared, efd) {
+                        Ok(s) => {
+                            let _ = ready.send((i, core, Ok(())));
+                            s.run()
+                        }
+                        Err(e) => {
+                            let msg = std::io::Error::new(e.kind(), e.to_string());
+                            let _ = ready.send((i, core, Err(e)));
+                            Err(msg)
+                        }
+                    }
+                })
+                .map_err(|source| StartError::Shard {
+                    shard: i as u16,
+                    core,
+                    source,
+                })?;
+            threads.push(t);
+        }
+        drop(ready_tx);
+        let mut gate = Gate {
+            shared,
+            threads,
+            eventfds,
+            tcp_addr: addr,
+            gate_id: cfg.gate.id.clone(),
+            cores: cfg.shards.cores.clone(),
+        };
+        for _ in 0..gate.threads.len() {
+            match ready_rx.recv() {
+                Ok((_, _, Ok(()))) => {}
+                Ok((shard, core, Err(source))) => {
+                    gate.stop_inner();
+                    return Err(StartError::Shard {
+                        shard: shard as u16,
+                        core,
+                        source,
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(gate)
+    }
+
+    /// The client TCP address every shard listens on.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// This gate's instance id.
+    pub fn id(&self) -> &str {
+        &self.gate_id
+    }
+
+    /// Counters summed over every shard.
+    pub fn stats(&self) -> StatsSnapshot {
+        let mut total = StatsSnapshot::default();
+        for s in &self.shared.stats {
+            total.merge(&s.snapshot());
+        }
+        total
+    }
+
+    /// Counters of each shard.
+    pub fn shard_stats(&self) -> Vec<StatsSnapshot> {
+        self.shared.stats.iter().map(ShardStats::snapshot).collect()
+    }
+
+    /// The startup banner (instance, shards and cores, listeners, nodes).
+    pub fn banner(&self, cfg: &Config, origin: &str) -> String {
+        let mut b = String::new();
+        let line = "─".repeat(58);
+        let _ = writeln!(b, "┌{line}┐");
+        let _ = writeln!(
+            b,
+            "  ringgate {}  —  io_uring game gateway",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(b, "├{line}┤");
+        let _ = writeln!(b, "  ID:       {}", self.gate_id);
+        let _ = writeln!(b, "  Name:     {}", cfg.gate.name);
+        let _ = writeln!(b, "  PID:      {}", std::process::id());
+        let _ = writeln!(b, "  Config:   {origin}");
+        let _ = writeln!(
+            b,
+            "  Shards:   {} (cores {:?})",
+            self.cores.len(),
+            self.cores
+        );
+        let _ = writeln!(b, "  Server:   [tcp] {}", self.tcp_addr);
+        let _ = writeln!(
+            b,
+            "  Limits:   max_connections {}, packet buffer_bytes {}",
+            cfg.network.tcp.max_connections, cfg.packet.buffer_bytes
+        );
+        let nodes: Vec<String> = cfg.nodes.iter().map(|n| n.addr.to_string()).collect();
+        let _ = writeln!(
+            b,
+            "  Nodes:    {}",
+            if nodes.is_empty() {
+                "(none)".into()
+            } else {
+                nodes.join(", ")
+            }
+        );
+        let _ = write!(b, "└{line}┘");
+        b
+    }
+
+    fn stop_inner(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for &fd in &self.eventfds {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes from a live u64 to an eventfd we own.
+            unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+        }
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(%e, "shard ended with an error"),
+                Err(_) => tracing::error!("shard thread panicked"),
+            }
+        }
+        for fd in self.eventfds.drain(..) {
+            // SAFETY: our eventfd; every shard using it has exited.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    /// Stops accepting, closes every connection (reason `shutdown`) and node
+    /// link, and waits for the shards to exit.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    /// Blocks until every shard has exited (after [`Gate::stop`] from elsewhere, or a failure).
+    pub fn wait(mut self) -> std::io::Result<()> {
+        for t in self.threads.drain(..) {
+            t.join()
+                .map_err(|_| std::io::Error::other("shard thread panicked"))??;
+        }
+        Ok(())
+    }
+
+    /// A handle that can stop this gate from another thread (e.g. a signal handler thread).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            shared: self.shared.clone(),
+            eventfds: self.eventfds.clone(),
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stop_inner();
+        }
+    }
+}
+
+/// Stops a gate from another thread.
+#[derive(Clone)]
+pub struct Stopper {
+    shared: Arc<Shared>,
+    eventfds: Vec<i32>,
+}
+
+impl Stopper {
+    /// Asks every shard to stop (returns at once).
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for &fd in &self.eventfds {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes to an eventfd owned by the gate, which
+            // closes them only after every shard has exited.
+            unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert!(kernel_at_least("6.18.0-1-amd64", 6, 1));
+        assert!(kernel_at_least("6.1.0", 6, 1));
+        assert!(!kernel_at_least("5.15.0-91-generic", 6, 1));
+        assert!(!kernel_at_least("garbage", 6, 1));
+    }
+
+    #[test]
+    fn this_kernel_has_what_we_need() {
+        probe_kernel().expect("CI and dev machines run Linux >= 6.1");
+    }
+
+    #[test]
+    fn file_limit_error_says_what_fits() {
+        let mut cfg = Config::default();
+        cfg.network.tcp.max_connections = 10_000_000;
+        match check_file_limit(&cfg) {
+            Err(e @ StartError::FileLimit { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("max_connections = 10000000"), "{msg}");
+                assert!(msg.contains("RLIMIT_NOFILE"), "{msg}");
+            }
+            other => panic!("expected FileLimit, got {other:?}"),
+        }
+    }
+}

@@ -9,12 +9,16 @@ pub struct ShardId(pub u16);
 /// A client session, unique within one gate process.
 ///
 /// ```text
-///  63        48 47                                   0
-/// +-----------+--------------------------------------+
-/// |  shard    |  per-shard counter (never reused)    |
-/// +-----------+--------------------------------------+
+///  63        48 47                      20 19              0
+/// +-----------+--------------------------+-----------------+
+/// |  shard    |  generation of the slot  |  slot in shard  |
+/// +-----------+--------------------------+-----------------+
 /// ```
-/// Anything addressed to a session reaches its shard without a lookup.
+/// Anything addressed to a session reaches its shard without a lookup, and the
+/// shard finds the connection by slot; the generation (bumped every time a
+/// slot is reused) makes a message for an ended session miss instead of
+/// reaching a newer connection in the same slot. A slot would have to be
+/// reused 2^28 times for an id to repeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
 
@@ -28,6 +32,30 @@ impl SessionId {
             (u64::from(shard.0) << Self::COUNTER_BITS)
                 | (counter & ((1 << Self::COUNTER_BITS) - 1)),
         )
+    }
+
+    /// Bits of the slot index (up to 2^20 connections per shard).
+    pub const SLOT_BITS: u32 = 20;
+    /// Largest slot index plus one.
+    pub const MAX_SLOTS: u32 = 1 << Self::SLOT_BITS;
+    /// Mask of the slot generation (28 bits).
+    pub const GEN_MASK: u32 = (1 << (Self::COUNTER_BITS - Self::SLOT_BITS)) - 1;
+
+    /// The id of the session in `slot` of `shard`, whose slot generation is `generation`.
+    pub fn from_slot(shard: ShardId, generation: u32, slot: u32) -> Self {
+        let counter = (u64::from(generation & Self::GEN_MASK) << Self::SLOT_BITS)
+            | u64::from(slot & (Self::MAX_SLOTS - 1));
+        Self::new(shard, counter)
+    }
+
+    /// The connection slot in the owning shard.
+    pub fn slot(self) -> u32 {
+        (self.0 & u64::from(Self::MAX_SLOTS - 1)) as u32
+    }
+
+    /// The slot generation.
+    pub fn generation(self) -> u32 {
+        ((self.0 >> Self::SLOT_BITS) as u32) & Self::GEN_MASK
     }
 
     /// The shard that owns this session.
@@ -67,5 +95,15 @@ mod tests {
         assert_eq!(id.to_string(), "3:42");
         // The counter never spills into the shard bits.
         assert_eq!(SessionId::new(ShardId(1), u64::MAX).shard(), ShardId(1));
+        let id = SessionId::from_slot(ShardId(2), 0xabc_def1, 12345);
+        assert_eq!(
+            (id.shard(), id.generation(), id.slot()),
+            (ShardId(2), 0xabc_def1, 12345)
+        );
+        let id = SessionId::from_slot(ShardId(2), 0xabc_def1, 12345);
+        assert_eq!(
+            (id.shard(), id.generation(), id.slot()),
+            (ShardId(2), 0xabc_def1, 12345)
+        );
     }
 }

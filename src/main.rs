@@ -1,1 +1,100 @@
-fn main() {}
+//! `ringgate`: runs the gate (default), or prints / checks the configuration.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use ringgate::config::{Config, LogFormat, DEFAULT_TOML};
+use ringgate::gate::Gate;
+
+#[derive(Parser)]
+#[command(
+    name = "ringgate",
+    version,
+    about = "A thread-per-core io_uring game gateway (due-compatible)"
+)]
+struct Cli {
+    /// Config file (default: etc/ringgate.toml if present, else the embedded default).
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gate (the default).
+    Run,
+    /// Print the annotated default configuration.
+    PrintConfig,
+    /// Load and validate the configuration, then exit.
+    CheckConfig,
+}
+
+fn init_logs(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+/// Blocks SIGINT/SIGTERM in this thread (and the shards it spawns, which
+/// inherit the mask) so `wait_for_signal` can take them synchronously.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local, then pthread_sigmask on this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` is an initialised sigset blocked in this thread.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd.unwrap_or(Cmd::Run) {
+        Cmd::PrintConfig => {
+            print!("{DEFAULT_TOML}");
+            Ok(())
+        }
+        Cmd::CheckConfig => {
+            let (_, origin) = Config::load_or_default(cli.config.as_deref())?;
+            println!("{origin}: ok");
+            Ok(())
+        }
+        Cmd::Run => {
+            let (cfg, origin) = Config::load_or_default(cli.config.as_deref())?;
+            init_logs(&cfg);
+            let set = block_signals();
+            let gate =
+                Gate::start(&cfg).with_context(|| format!("starting ringgate with {origin}"))?;
+            println!("{}", gate.banner(&cfg, &origin));
+            let stopper = gate.stopper();
+            std::thread::Builder::new()
+                .name("ringgate-signals".into())
+                .spawn(move || {
+                    let sig = wait_for_signal(&set);
+                    tracing::info!(signal = sig, "stopping");
+                    stopper.stop();
+                })?;
+            gate.wait()?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}

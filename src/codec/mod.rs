@@ -1,5 +1,9 @@
-//! Client packet codec, due-compatible. Pure functions over `BytesMut`: no I/O,
-//! no clock. (HELPER: implement; the public interface below is fixed.)
+//! Client packet codec, due-compatible: the bytes a client and the gate
+//! exchange over TCP or WebSocket binary messages.
+//!
+//! Owns the framing only. Pure functions over `BytesMut`: no I/O, no clock, no
+//! allocation per packet beyond growing the caller's buffer; what a route or
+//! an extension code means is the session's and shard's business.
 //!
 //! ```text
 //!  size   u32   bytes that follow (header+route+seq+payload), byte order configurable
@@ -9,8 +13,31 @@
 //!  payload      at most buffer_bytes
 //!  heartbeat:   size=1, header=0x80; with heartbeat_time size=9 and an i64 unix-nanos
 //! ```
+//!
+//! For example, with the defaults (big-endian, route 2, seq 2) route 7, seq 1
+//! and payload `"hi"` is 11 bytes:
+//!
+//! ```text
+//!  00 00 00 07   size = 7 (1 header + 2 route + 2 seq + 2 payload)
+//!  00            header: data, ext 0
+//!  00 07         route = 7
+//!  00 01         seq = 1
+//!  68 69         payload "hi"
+//! ```
+//!
+//! A heartbeat is any header with bit 7 set (its low bits are ignored) and a
+//! size of 1 or 9. Sizes in [`CodecError::TooLarge`] are values of the size
+//! field, and its `max` is [`max_size`].
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+
+mod int;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use int::{fits, get_int, i64_bytes, i64_from, put_int, u32_bytes, u32_from, MAX_INT_BYTES};
 
 /// Byte order of every multi-byte field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -96,15 +123,116 @@ pub enum CodecError {
     OutOfRange(&'static str),
 }
 
+/// Width of the size prefix.
+pub const SIZE_BYTES: usize = 4;
+/// Header bit marking a heartbeat.
+pub const HEARTBEAT_BIT: u8 = 0x80;
+/// Header bits carrying the extension code.
+pub const EXT_MASK: u8 = 0x7f;
+/// Size field of a heartbeat without time (the header alone).
+pub const HEARTBEAT_SIZE: usize = 1;
+/// Size field of a heartbeat with time (header and an i64).
+pub const HEARTBEAT_TIME_SIZE: usize = 9;
+/// Longest data-packet prefix: size, header, and route and seq of 4 bytes.
+const MAX_HEAD: usize = SIZE_BYTES + 1 + 2 * MAX_INT_BYTES;
+
+/// The largest size field a data packet may declare under `opts`:
+/// header, route, seq and `buffer_bytes` of payload. The `max` of
+/// [`CodecError::TooLarge`]; a read buffer of `SIZE_BYTES + max_size` holds
+/// any frame.
+#[must_use]
+pub fn max_size(opts: &PacketOptions) -> usize {
+    (1 + usize::from(opts.route_bytes) + usize::from(opts.seq_bytes))
+        .saturating_add(opts.buffer_bytes)
+}
+
 /// Decodes one frame from the front of `src`, advancing past it.
 /// `Ok(None)`: not enough bytes yet. The size prefix is checked against the
 /// limit as soon as its 4 bytes are available, before the body arrives.
+///
+/// Call it in a loop after every read until it returns `Ok(None)`; when it
+/// does, `src` has been reserved for the rest of the pending frame so the
+/// next read can complete it. A data packet's payload is split off `src`
+/// without copying. After an `Err` the contents of `src` are unspecified:
+/// close the connection. Options with a route or seq wider than 4 bytes
+/// (which config validation rejects) make every data packet `Malformed`.
 pub fn decode(src: &mut BytesMut, opts: &PacketOptions) -> Result<Option<Frame>, CodecError> {
-    let _ = (src, opts);
-    todo!("codec helper")
+    let order = opts.byte_order;
+    let Some(&prefix) = src.first_chunk::<SIZE_BYTES>() else {
+        return Ok(None);
+    };
+    let size = u32_from(prefix, order) as usize;
+    if size == 0 {
+        return Err(CodecError::Malformed("size 0"));
+    }
+    let max = max_size(opts);
+    // Without the header we cannot tell a heartbeat from a data packet, but
+    // no heartbeat is longer than `HEARTBEAT_TIME_SIZE`.
+    if size > max && size > HEARTBEAT_TIME_SIZE {
+        return Err(CodecError::TooLarge { size, max });
+    }
+    let total = SIZE_BYTES + size;
+    let Some(&header) = src.get(SIZE_BYTES) else {
+        src.reserve(total - src.len());
+        return Ok(None);
+    };
+
+    if header & HEARTBEAT_BIT != 0 {
+        if size != HEARTBEAT_SIZE && size != HEARTBEAT_TIME_SIZE {
+            return Err(CodecError::Malformed("heartbeat size is neither 1 nor 9"));
+        }
+        if src.len() < total {
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        // The bytes after the header: none for size 1, the time for size 9.
+        let time = src[SIZE_BYTES + 1..total]
+            .first_chunk::<8>()
+            .map(|&t| i64_from(t, order));
+        src.advance(total);
+        return Ok(Some(Frame::Heartbeat { time }));
+    }
+
+    let (route_bytes, seq_bytes) = (usize::from(opts.route_bytes), usize::from(opts.seq_bytes));
+    if route_bytes > MAX_INT_BYTES || seq_bytes > MAX_INT_BYTES {
+        return Err(CodecError::Malformed(
+            "route_bytes or seq_bytes over 4 in options",
+        ));
+    }
+    let head = 1 + route_bytes + seq_bytes;
+    if size < head {
+        return Err(CodecError::Malformed(
+            "data packet shorter than header, route and seq",
+        ));
+    }
+    if size > max {
+        return Err(CodecError::TooLarge { size, max });
+    }
+    if src.len() < total {
+        src.reserve(total - src.len());
+        return Ok(None);
+    }
+    let route_at = SIZE_BYTES + 1;
+    let seq_at = route_at + route_bytes;
+    let route = get_int(&src[route_at..seq_at], order);
+    let seq = get_int(&src[seq_at..seq_at + seq_bytes], order);
+    src.advance(SIZE_BYTES + head);
+    let payload = src.split_to(size - head).freeze();
+    Ok(Some(Frame::Data(Packet {
+        ext: header & EXT_MASK,
+        route,
+        seq,
+        payload,
+    })))
 }
 
 /// Appends a data packet to `dst`.
+///
+/// Checks everything before writing, so on `Err` `dst` is untouched: `ext`
+/// must fit in 7 bits, `route` and `seq` in the signed range of their widths
+/// (`seq` is ignored when `seq_bytes` = 0; a width over 4 bytes fits
+/// nothing), and `payload` in `buffer_bytes`. `TooLarge` reports the size
+/// field the packet would have carried.
 pub fn encode_data(
     ext: u8,
     route: i32,
@@ -113,14 +241,63 @@ pub fn encode_data(
     opts: &PacketOptions,
     dst: &mut BytesMut,
 ) -> Result<(), CodecError> {
-    let _ = (ext, route, seq, payload, opts, dst);
-    todo!("codec helper")
+    let (route_bytes, seq_bytes) = (usize::from(opts.route_bytes), usize::from(opts.seq_bytes));
+    if ext > EXT_MASK {
+        return Err(CodecError::OutOfRange("ext"));
+    }
+    if route_bytes > MAX_INT_BYTES || !fits(route, route_bytes) {
+        return Err(CodecError::OutOfRange("route"));
+    }
+    if seq_bytes > MAX_INT_BYTES || (seq_bytes != 0 && !fits(seq, seq_bytes)) {
+        return Err(CodecError::OutOfRange("seq"));
+    }
+    let size = (1 + route_bytes + seq_bytes).saturating_add(payload.len());
+    if payload.len() > opts.buffer_bytes {
+        return Err(CodecError::TooLarge {
+            size,
+            max: max_size(opts),
+        });
+    }
+    let Ok(size32) = u32::try_from(size) else {
+        return Err(CodecError::TooLarge {
+            size,
+            max: u32::MAX as usize,
+        });
+    };
+
+    // Assemble size, header, route and seq on the stack: one copy, not four.
+    let order = opts.byte_order;
+    let seq_at = SIZE_BYTES + 1 + route_bytes;
+    let head_len = seq_at + seq_bytes;
+    let mut head = [0u8; MAX_HEAD];
+    head[..SIZE_BYTES].copy_from_slice(&u32_bytes(size32, order));
+    head[SIZE_BYTES] = ext;
+    put_int(&mut head[SIZE_BYTES + 1..seq_at], route, order);
+    put_int(&mut head[seq_at..head_len], seq, order);
+
+    dst.reserve(SIZE_BYTES + size);
+    dst.extend_from_slice(&head[..head_len]);
+    dst.extend_from_slice(payload);
+    Ok(())
 }
 
 /// Appends a heartbeat to `dst`: 5 bytes, or 13 with `time` when `Some`.
+///
+/// `opts.heartbeat_time` is not consulted: the caller decides whether to
+/// send the time. Only `byte_order` applies.
 pub fn encode_heartbeat(time: Option<i64>, opts: &PacketOptions, dst: &mut BytesMut) {
-    let _ = (time, opts, dst);
-    todo!("codec helper")
+    let order = opts.byte_order;
+    let mut frame = [0u8; SIZE_BYTES + HEARTBEAT_TIME_SIZE];
+    let size = match time {
+        None => HEARTBEAT_SIZE,
+        Some(t) => {
+            frame[SIZE_BYTES + 1..].copy_from_slice(&i64_bytes(t, order));
+            HEARTBEAT_TIME_SIZE
+        }
+    };
+    frame[..SIZE_BYTES].copy_from_slice(&u32_bytes(size as u32, order));
+    frame[SIZE_BYTES] = HEARTBEAT_BIT;
+    dst.extend_from_slice(&frame[..SIZE_BYTES + size]);
 }
 
 /// Appends any frame (convenience over the two functions above).

@@ -1,0 +1,74 @@
+//! An echo node: serves route 1 by replying with the same route, seq and
+//! payload. The gate's benchmarks and the quick start use it.
+//!
+//! ```text
+//! cargo run --release --example echo_node                    # cfg.nodes[0].addr
+//! cargo run --release --example echo_node -- --listen 127.0.0.1:3601
+//! cargo run --release --example echo_node -- --config etc/ringgate.toml
+//! ```
+//! Options: `--listen ADDR` (overrides the config), `--config PATH` (default:
+//! `etc/ringgate.toml` if present, else the embedded defaults), `--workers N`
+//! (default 0: handlers inline on the link threads).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use ringgate::config::Config;
+use ringgate::node::{Context, Node};
+
+/// The route this node serves.
+const ECHO_ROUTE: i32 = 1;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let mut listen: Option<SocketAddr> = None;
+    let mut config: Option<PathBuf> = None;
+    let mut workers = 0usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--listen" => listen = Some(value("--listen")?.parse().context("--listen ADDR")?),
+            "--config" => config = Some(value("--config")?.into()),
+            "--workers" => workers = value("--workers")?.parse().context("--workers N")?,
+            "-h" | "--help" => {
+                println!("usage: echo_node [--listen ADDR] [--config PATH] [--workers N]");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+
+    let addr = match listen {
+        Some(addr) => addr,
+        None => {
+            let (cfg, origin) = Config::load_or_default(config.as_deref())?;
+            match cfg.nodes.first() {
+                Some(n) => n.addr,
+                None => bail!("{origin} lists no [[nodes]]; pass --listen ADDR"),
+            }
+        }
+    };
+
+    let node = Node::builder("echo")
+        .listen(addr)
+        .workers(workers)
+        .route(ECHO_ROUTE, |ctx: &mut Context| {
+            let p = ctx.take_payload();
+            ctx.reply(p);
+        })
+        .bind()?;
+    println!(
+        "echo node \"echo\" serving route {ECHO_ROUTE} on {}",
+        node.local_addr()
+    );
+    node.run()?;
+    Ok(())
+}

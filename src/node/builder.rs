@@ -1,0 +1,203 @@
+//! [`NodeBuilder`]: what a node serves and how, with every default stated.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Context, GateClient, Node, NodeError, Shared};
+
+/// Largest link frame accepted by default (`link.max_frame_bytes` of the
+/// gate's config has the same default): 16 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+/// A link silent this long is closed by default. The gate pings idle links
+/// every `link.heartbeat_interval` (1 s by default), so 30 s only catches a
+/// gate that vanished without closing its sockets.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes a link's writer may hold before producers wait: 32 MiB, two default
+/// frames, enough to absorb bursts without letting a stuck gate eat memory.
+pub const DEFAULT_MAX_WRITE_BACKLOG: usize = 32 << 20;
+/// Requests queued per worker before the link reader waits (backpressure
+/// towards the gate).
+pub const DEFAULT_WORKER_QUEUE: usize = 4096;
+/// Time a new link has to send its `GateHello`.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A route handler.
+pub(crate) type Handler = Box<dyn Fn(&mut Context<'_>) + Send + Sync + 'static>;
+
+/// Configures and binds a [`Node`]; made by [`Node::builder`].
+pub struct NodeBuilder {
+    service: String,
+    node_id: Option<String>,
+    listen: Option<Listen>,
+    routes: Vec<(i32, Handler)>,
+    workers: usize,
+    worker_queue: usize,
+    max_frame_bytes: usize,
+    idle_timeout: Option<Duration>,
+    max_write_backlog: usize,
+}
+
+enum Listen {
+    Addr(SocketAddr),
+    Listener(TcpListener),
+}
+
+/// Everything the running node needs from the builder.
+pub(crate) struct Settings {
+    pub(crate) service: String,
+    pub(crate) node_id: String,
+    /// Sorted by route, unique.
+    pub(crate) routes: Vec<(i32, Handler)>,
+    pub(crate) workers: usize,
+    pub(crate) worker_queue: usize,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_write_backlog: usize,
+}
+
+impl Settings {
+    /// The handler of `route`, if this node serves it.
+    pub(crate) fn handler(&self, route: i32) -> Option<&Handler> {
+        self.routes
+            .binary_search_by_key(&route, |(r, _)| *r)
+            .ok()
+            .map(|i| &self.routes[i].1)
+    }
+}
+
+impl NodeBuilder {
+    pub(super) fn new(service: String) -> Self {
+        NodeBuilder {
+            service,
+            node_id: None,
+            listen: None,
+            routes: Vec::new(),
+            workers: 0,
+            worker_queue: DEFAULT_WORKER_QUEUE,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_write_backlog: DEFAULT_MAX_WRITE_BACKLOG,
+        }
+    }
+
+    /// Address to listen on; port 0 picks a free port (see
+    /// [`Node::local_addr`]). Required unless [`NodeBuilder::listener`] is used.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(Listen::Addr(addr));
+        self
+    }
+
+    /// Serves on an already bound listener instead of [`NodeBuilder::listen`].
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listen = Some(Listen::Listener(listener));
+        self
+    }
+
+    /// Serves client `route` with `handler`; the route is announced to gates
+    /// in `NodeHello`. Registering a route twice makes [`NodeBuilder::bind`]
+    /// fail with [`NodeError::DuplicateRoute`].
+    pub fn route<F>(mut self, route: i32, handler: F) -> Self
+    where
+        F: Fn(&mut Context<'_>) + Send + Sync + 'static,
+    {
+        self.routes.push((route, Box::new(handler)));
+        self
+    }
+
+    /// Handler threads. 0 (the default) runs handlers inline on each link's
+    /// reader thread; `n > 0` runs them on a pool of `n` threads (see the
+    /// module docs for when to choose which).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Requests queued per worker before a link reader waits for room.
+    /// Default [`DEFAULT_WORKER_QUEUE`]; only used with `workers(n > 0)`.
+    pub fn worker_queue(mut self, capacity: usize) -> Self {
+        self.worker_queue = capacity.max(1);
+        self
+    }
+
+    /// The node instance id sent in `NodeHello`. Default:
+    /// `"{service}-{pid}-{start time in hex}"`.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
+        self
+    }
+
+    /// Largest frame accepted from a gate; a larger one closes that link
+    /// with a logged warning. Also the size at which outgoing batches are
+    /// split into several frames. Default [`DEFAULT_MAX_FRAME_BYTES`].
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame_bytes = bytes;
+        self
+    }
+
+    /// Closes a link that received nothing, or could not write, for this
+    /// long; `None` never closes. Must exceed the gate's
+    /// `link.heartbeat_interval`. Default [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Bytes a link may have waiting to be written before replies and pushes
+    /// to it wait for the socket. Default [`DEFAULT_MAX_WRITE_BACKLOG`].
+    pub fn max_write_backlog(mut self, bytes: usize) -> Self {
+        self.max_write_backlog = bytes.max(1);
+        self
+    }
+
+    /// Checks the routes and binds the listener.
+    pub fn bind(self) -> Result<Node, NodeError> {
+        let mut routes = self.routes;
+        routes.sort_by_key(|(r, _)| *r);
+        if let Some(w) = routes.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(NodeError::DuplicateRoute(w[0].0));
+        }
+        let listener = match self.listen {
+            None => return Err(NodeError::NoListenAddress),
+            Some(Listen::Listener(l)) => l,
+            Some(Listen::Addr(addr)) => {
+                TcpListener::bind(addr).map_err(|source| NodeError::Bind { addr, source })?
+            }
+        };
+        let local_addr = listener.local_addr()?;
+        let node_id = self
+            .node_id
+            .unwrap_or_else(|| default_node_id(&self.service));
+        let settings = Settings {
+            service: self.service,
+            node_id,
+            routes,
+            workers: self.workers,
+            worker_queue: self.worker_queue,
+            max_frame_bytes: self.max_frame_bytes,
+            idle_timeout: self.idle_timeout,
+            max_write_backlog: self.max_write_backlog,
+        };
+        let shared = Arc::new(Shared {
+            settings,
+            gates: GateClient::new(),
+            stop: AtomicBool::new(false),
+            next_link: AtomicU64::new(1),
+            live: Mutex::default(),
+            pool: Mutex::new(None),
+        });
+        Ok(Node {
+            shared,
+            listener,
+            local_addr,
+        })
+    }
+}
+
+fn default_node_id(service: &str) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{service}-{}-{t:x}", std::process::id())
+}

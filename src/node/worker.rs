@@ -1,0 +1,113 @@
+//! The handler pool of `workers(n > 0)`: one bounded crossbeam channel per
+//! worker; a request goes to worker `hash(session) % n`, so one session's
+//! requests run in order while different sessions run in parallel.
+//!
+//! A full channel makes the link reader wait (backpressure reaches the gate
+//! through TCP). A worker blocks for one job, drains up to [`DRAIN`] more, and
+//! writes the replies of the drain with one write per link.
+
+use std::io;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+
+use super::context::{run_handler, Context};
+use super::link::Link;
+use super::Shared;
+use crate::link::proto::Deliver;
+use crate::link::BatchBuf;
+
+/// Jobs a worker takes per wake-up before writing their replies.
+const DRAIN: usize = 256;
+
+/// One request for a worker.
+pub(crate) struct Job {
+    /// The link it came on; replies go back there.
+    pub(crate) link: Arc<Link>,
+    pub(crate) deliver: Deliver,
+}
+
+/// Sending halves of the worker channels. Dropping the last `Arc<Pool>`
+/// closes them and lets the workers exit.
+pub(crate) struct Pool {
+    txs: Vec<Sender<Job>>,
+}
+
+impl Pool {
+    fn pick(&self, job: &Job) -> &Sender<Job> {
+        // Fibonacci hashing: session counters are sequential.
+        let h = job.deliver.session_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        &self.txs[(h % self.txs.len() as u64) as usize]
+    }
+
+    /// Queues `job` if its worker has room; gives it back otherwise.
+    pub(crate) fn try_send(&self, job: Job) -> Result<(), Job> {
+        match self.pick(&job).try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) => Err(job),
+            // Workers are gone only at shutdown: drop the request.
+            Err(TrySendError::Disconnected(_)) => Ok(()),
+        }
+    }
+
+    /// Queues `job`, waiting for room.
+    pub(crate) fn send(&self, job: Job) {
+        let _ = self.pick(&job).send(job);
+    }
+}
+
+/// Spawns the workers (if any) and installs their pool in `shared`.
+pub(crate) fn start(shared: &Arc<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
+    let n = shared.settings.workers;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut txs = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(n);
+    for i in 0..n {
+        let (tx, rx) = bounded(shared.settings.worker_queue);
+        let sh = shared.clone();
+        let t = thread::Builder::new()
+            .name(format!("ringgate-node-worker-{i}"))
+            .spawn(move || work(&sh, &rx))?;
+        txs.push(tx);
+        threads.push(t);
+    }
+    *shared.pool.lock().unwrap() = Some(Arc::new(Pool { txs }));
+    Ok(threads)
+}
+
+/// A worker's loop: until its channel closes.
+fn work(shared: &Shared, rx: &Receiver<Job>) {
+    // Reply batches of this drain, one per link (usually one or two).
+    let mut outs: Vec<(Arc<Link>, BatchBuf)> = Vec::new();
+    while let Ok(job) = rx.recv() {
+        run(shared, job, &mut outs);
+        for job in rx.try_iter().take(DRAIN) {
+            run(shared, job, &mut outs);
+        }
+        for (link, mut out) in outs.drain(..) {
+            if !out.is_empty() {
+                link.send_frames(out.take());
+            }
+        }
+    }
+}
+
+fn run(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
+    let Some(handler) = shared.settings.handler(job.deliver.route) else {
+        return; // The reader checked the route before dispatching.
+    };
+    let i = match outs.iter().position(|(l, _)| Arc::ptr_eq(l, &job.link)) {
+        Some(i) => i,
+        None => {
+            let out = BatchBuf::new(shared.settings.max_frame_bytes);
+            outs.push((job.link, out));
+            outs.len() - 1
+        }
+    };
+    let (link, out) = &mut outs[i];
+    let mut ctx = Context::new(job.deliver, link, out, &shared.gates);
+    run_handler(handler, &mut ctx);
+}

@@ -1,0 +1,185 @@
+//! A link's write side, shared by every thread that sends to one gate shard.
+//!
+//! No writer thread: the first producer to find the writer idle becomes the
+//! *flusher* and writes on its own thread; producers arriving while a write
+//! is in flight append to the pending batch and return at once; the flusher
+//! loops until nothing is pending, sending everything that piled up in one
+//! `writev`. One syscall per batch under load, no thread hop without load.
+
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use bytes::BytesMut;
+
+use crate::link::proto::ToGate;
+use crate::link::BatchBuf;
+
+/// Chunks of at most this many buffers go into one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// The write half of a link.
+pub(crate) struct Writer {
+    stream: TcpStream,
+    state: Mutex<State>,
+    /// Signalled after each write completes, for producers over the backlog.
+    room: Condvar,
+    max_backlog: usize,
+}
+
+struct State {
+    /// Pre-framed chunks in send order (a reader's or worker's whole batch).
+    queue: Vec<BytesMut>,
+    /// Single messages pushed since the last take, after `queue`.
+    batch: BatchBuf,
+    /// Bytes in `queue` and `batch` (approximate for `batch`).
+    backlog: usize,
+    /// A thread is writing; it will pick up whatever is pending.
+    flushing: bool,
+    /// The socket failed or the link ended: drop everything.
+    closed: bool,
+}
+
+/// The link is closed; nothing was (or will be) sent.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+impl Writer {
+    /// A writer holding `first` and nothing is written until
+    /// [`Writer::uncork`]: everything sent meanwhile queues behind `first`.
+    pub(crate) fn corked(
+        stream: TcpStream,
+        first: &ToGate,
+        max_frame_bytes: usize,
+        max_backlog: usize,
+    ) -> Self {
+        let mut batch = BatchBuf::new(max_frame_bytes);
+        batch.push(first);
+        Writer {
+            stream,
+            state: Mutex::new(State {
+                queue: Vec::new(),
+                batch,
+                backlog: 0,
+                // Nobody writes until uncork() takes over as the flusher.
+                flushing: true,
+                closed: false,
+            }),
+            room: Condvar::new(),
+            max_backlog,
+        }
+    }
+
+    /// Writes what queued up since [`Writer::corked`] and lets sends through.
+    pub(crate) fn uncork(&self) -> Result<(), Closed> {
+        let mut st = self.state.lock().unwrap();
+        st.flushing = false;
+        self.flush(st)
+    }
+
+    /// Sends one message (batched with whatever else is pending).
+    pub(crate) fn send(&self, msg: &ToGate) -> Result<(), Closed> {
+        let len = prost::Message::encoded_len(msg) + 6;
+        let mut st = self.wait_for_room()?;
+        st.batch.push(msg);
+        st.backlog += len;
+        self.flush(st)
+    }
+
+    /// Sends already framed bytes (a [`BatchBuf::take`]) as they are.
+    pub(crate) fn send_frames(&self, frames: BytesMut) -> Result<(), Closed> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.wait_for_room()?;
+        if !st.batch.is_empty() {
+            // Keep send order: single messages pushed earlier go first.
+            let earlier = st.batch.take();
+            st.queue.push(earlier);
+        }
+        st.backlog += frames.len();
+        st.queue.push(frames);
+        self.flush(st)
+    }
+
+    /// Marks the link closed and shuts the socket, waking its reader and any
+    /// thread blocked writing.
+    pub(crate) fn close(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.closed = true;
+        st.queue.clear();
+        st.batch.take();
+        st.backlog = 0;
+        drop(st);
+        self.room.notify_all();
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    fn wait_for_room(&self) -> Result<MutexGuard<'_, State>, Closed> {
+        let mut st = self.state.lock().unwrap();
+        while st.backlog >= self.max_backlog && st.flushing && !st.closed {
+            st = self.room.wait(st).unwrap();
+        }
+        if st.closed {
+            return Err(Closed);
+        }
+        Ok(st)
+    }
+
+    /// Becomes the flusher unless another thread is; then writes until
+    /// nothing is pending.
+    fn flush<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<(), Closed> {
+        if st.flushing {
+            return Ok(());
+        }
+        st.flushing = true;
+        let mut chunks = Vec::new();
+        loop {
+            chunks.append(&mut st.queue);
+            if !st.batch.is_empty() {
+                chunks.push(st.batch.take());
+            }
+            if chunks.is_empty() {
+                st.flushing = false;
+                return Ok(());
+            }
+            st.backlog = 0;
+            drop(st);
+            let r = write_all(&self.stream, &chunks);
+            chunks.clear();
+            st = self.state.lock().unwrap();
+            self.room.notify_all();
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "node: link write failed, closing");
+                st.flushing = false;
+                drop(st);
+                self.close();
+                return Err(Closed);
+            }
+            if st.closed {
+                st.flushing = false;
+                return Err(Closed);
+            }
+        }
+    }
+}
+
+/// Writes every chunk, using `writev` for several.
+fn write_all(mut stream: &TcpStream, chunks: &[BytesMut]) -> io::Result<()> {
+    if let [one] = chunks {
+        return stream.write_all(one);
+    }
+    for group in chunks.chunks(MAX_IOVECS) {
+        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|c| IoSlice::new(c)).collect();
+        let mut bufs = &mut slices[..];
+        while !bufs.is_empty() {
+            match stream.write_vectored(bufs) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,612 @@
+//! Client connections of a shard: the slab that holds them and the loop's
+//! handlers for their completions (accept, recv, send, timers, close).
+//!
+//! A connection's memory while idle is its [`Conn`] (no read or write buffer:
+//! reads land in the shard's provided-buffer ring, writes borrow from the
+//! shard's pool and give the buffer back once sent).
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use bytes::BytesMut;
+use io_uring::{cqueue, opcode, types};
+
+use super::ops::{pack, Op};
+use super::{Shard, ShardStats, TICK_MS};
+use crate::codec::{self, ext, Frame, Packet};
+use crate::ids::SessionId;
+use crate::link::proto::{to_node, Deliver, ToNode};
+use crate::session::{CloseReason, HeartbeatAction, Session};
+
+/// One client connection.
+pub struct Conn {
+    /// The socket.
+    pub fd: RawFd,
+    /// The session (ids, user, deadlines).
+    pub session: Session,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Bytes of an incomplete packet left from earlier reads (usually empty, unallocated).
+    pub rbuf: BytesMut,
+    /// Bytes queued for the client since the last send was submitted.
+    pub wbuf: BytesMut,
+    /// Bytes of the send in flight; `sent` of them are already written.
+    pub sending: BytesMut,
+    /// Progress of the send in flight.
+    pub sent: usize,
+    /// The multishot receive is armed.
+    pub recv_armed: bool,
+    /// A send is in flight.
+    pub send_inflight: bool,
+    /// Already queued on the shard's dirty list.
+    pub dirty: bool,
+    /// Closing, and why: no new operations; freed when the last one completes.
+    pub closing: Option<CloseReason>,
+}
+
+struct Slot {
+    gen: u32,
+    conn: Option<Conn>,
+}
+
+/// Connections indexed by slot, reusing freed slots (with a new generation).
+#[derive(Default)]
+pub struct Slab {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Slab {
+    /// No live connections.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reserves a slot; returns its index and generation.
+    pub fn vacant(&mut self) -> Option<(u32, u32)> {
+        if let Some(i) = self.free.pop() {
+            return Some((i, self.slots[i as usize].gen));
+        }
+        if self.slots.len() as u32 >= SessionId::MAX_SLOTS {
+            return None;
+        }
+        self.slots.push(Slot { gen: 0, conn: None });
+        Some((self.slots.len() as u32 - 1, 0))
+    }
+
+    /// Puts a connection into a slot obtained from [`Slab::vacant`].
+    pub fn fill(&mut self, idx: u32, conn: Conn) {
+        self.slots[idx as usize].conn = Some(conn);
+        self.len += 1;
+    }
+
+    /// The connection in `idx`, if any.
+    pub fn get_mut(&mut self, idx: u32) -> Option<&mut Conn> {
+        self.slots
+            .get_mut(idx as usize)
+            .and_then(|s| s.conn.as_mut())
+    }
+
+    /// The connection for a session id, if it is still the same session.
+    pub fn by_session(&mut self, sid: SessionId) -> Option<(u32, &mut Conn)> {
+        let idx = sid.slot();
+        let s = self.slots.get_mut(idx as usize)?;
+        if s.gen != sid.generation() {
+            return None;
+        }
+        s.conn
+            .as_mut()
+            .filter(|c| c.closing.is_none())
+            .map(|c| (idx, c))
+    }
+
+    /// The generation of slot `idx`.
+    pub fn gen(&self, idx: u32) -> u32 {
+        self.slots[idx as usize].gen
+    }
+
+    /// Removes the connection in `idx` and retires the slot's generation.
+    pub fn remove(&mut self, idx: u32) -> Option<Conn> {
+        let s = &mut self.slots[idx as usize];
+        let c = s.conn.take()?;
+        s.gen = (s.gen + 1) & SessionId::GEN_MASK;
+        self.free.push(idx);
+        self.len -= 1;
+        Some(c)
+    }
+
+    /// Indices of every live connection.
+    pub fn live(&self) -> Vec<u32> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.conn.is_some())
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+}
+
+fn peer_of(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: getpeername fills the storage and length socket2 hands us, for
+    // a socket fd we own.
+    let (_, sa) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            if libc::getpeername(fd, storage.cast(), len) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    }
+    .ok()?;
+    sa.as_socket()
+}
+
+fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: fd is a TCP socket we own; the option value is a live c_int.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+fn close_fd(fd: RawFd) {
+    // SAFETY: the fd is ours and no operation on it is in flight any more.
+    unsafe { libc::close(fd) };
+}
+
+impl Shard {
+    pub(super) fn on_accept(&mut self, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+        }
+        if res < 0 {
+            let err = std::io::Error::from_raw_os_error(-res);
+            if res == -libc::ECANCELED {
+                return;
+            }
+            ShardStats::add(&self.stats().accept_errors, 1);
+            tracing::warn!(shard = self.p.id.0, %err, "accept failed; pausing accepts for 100ms");
+            self.accept_paused_until = self.now + 100;
+            return;
+        }
+        let fd = res;
+        if self.stopping {
+            close_fd(fd);
+            return;
+        }
+        let prev = self
+            .shared
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = if prev >= self.p.max_connections {
+            None
+        } else {
+            self.conns.vacant()
+        };
+        let Some((idx, gen)) = slot else {
+            self.shared
+                .connections
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            close_fd(fd);
+            let st = self.stats();
+            ShardStats::add(&st.refused, 1);
+            st.closed(CloseReason::Refused);
+            tracing::warn!(
+                shard = self.p.id.0,
+                max = self.p.max_connections,
+                "connection refused: max_connections reached"
+            );
+            return;
+        };
+        set_nodelay(fd);
+        let peer = peer_of(fd).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let sid = SessionId::from_slot(self.p.id, gen, idx);
+        let session = Session::new(sid, self.now);
+        if let Some(at) = session.next_deadline(&self.p.rules) {
+            self.wheel.insert(at.div_ceil(TICK_MS), (idx, gen));
+        }
+        self.conns.fill(
+            idx,
+            Conn {
+                fd,
+                session,
+                peer,
+                rbuf: BytesMut::new(),
+                wbuf: BytesMut::new(),
+                sending: BytesMut::new(),
+                sent: 0,
+                recv_armed: false,
+                send_inflight: false,
+                dirty: false,
+                closing: None,
+            },
+        );
+        let st = self.stats();
+        ShardStats::add(&st.accepted, 1);
+        ShardStats::add(&st.connections, 1);
+        tracing::debug!(shard = self.p.id.0, session = %sid, %peer, "connected");
+        self.arm_recv(idx);
+    }
+
+    pub(super) fn arm_recv(&mut self, idx: u32) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if c.recv_armed || c.closing.is_some() {
+            return;
+        }
+        c.recv_armed = true;
+        let e = opcode::RecvMulti::new(types::Fd(c.fd), super::bufring::CLIENT_BGID)
+            .build()
+            .user_data(pack(Op::Recv, idx));
+        // SAFETY: the receive writes only into buffers of the registered
+        // buffer ring, which outlives every operation (see `Shard` field order).
+        unsafe { self.push(&e) };
+    }
+
+    pub(super) fn rearm_receives(&mut self) {
+        let mut v = std::mem::take(&mut self.rearm);
+        for idx in v.drain(..) {
+            self.arm_recv(idx);
+        }
+        self.rearm = v;
+    }
+
+    pub(super) fn on_recv(&mut self, idx: u32, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let Some(c) = self.conns.get_mut(idx) else {
+            tracing::error!(idx, "recv completion for an empty slot");
+            return;
+        };
+        if !more {
+            c.recv_armed = false;
+        }
+        if res > 0 {
+            let bid = cqueue::buffer_select(flags).expect("multishot recv completes with a buffer");
+            if c.closing.is_none() {
+                self.on_data(idx, bid, res as usize);
+            }
+            self.bufs.push(bid);
+            if !more {
+                self.rearm.push(idx);
+            }
+        } else if res == -libc::ENOBUFS {
+            ShardStats::add(&self.stats().recv_no_buffers, 1);
+            self.rearm.push(idx);
+        } else if res == 0 || c.closing.is_none() {
+            // End of stream, reset, or another error: the client is gone.
+            if res < 0 && res != -libc::ECONNRESET {
+                tracing::debug!(session = %c.session.id, err = %std::io::Error::from_raw_os_error(-res), "recv failed");
+            }
+            self.close_conn(idx, CloseReason::ClientClosed);
+        }
+        self.try_free(idx);
+    }
+
+    /// Decodes everything a read delivered and acts on each frame.
+    fn on_data(&mut self, idx: u32, bid: u16, len: usize) {
+        let now = self.now;
+        let c = self.conns.get_mut(idx).expect("caller checked");
+        c.session.handle_inbound(now);
+        // Decode from the connection's leftover if it has one, else from the
+        // shared scratch buffer (so an idle connection holds no read buffer).
+        let from_scratch = c.rbuf.is_empty();
+        let mut src = if from_scratch {
+            std::mem::take(&mut self.scratch)
+        } else {
+            std::mem::take(&mut c.rbuf)
+        };
+        src.extend_from_slice(self.bufs.slice(bid, len));
+        let opts = self.p.packet;
+        let mut packets = 0u64;
+        loop {
+            match codec::decode(&mut src, &opts) {
+                Ok(Some(Frame::Data(p))) => {
+                    packets += 1;
+                    self.dispatch(idx, p);
+                }
+                Ok(Some(Frame::Heartbeat { .. })) => {
+                    ShardStats::add(&self.stats().heartbeats_in, 1);
+                    self.on_client_heartbeat(idx);
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    let c = self.conns.get_mut(idx).expect("live");
+                    tracing::info!(session = %c.session.id, peer = %c.peer, %err, "closing connection: bad packet");
+                    src.clear();
+                    self.close_conn(idx, CloseReason::ProtocolError);
+                    break;
+                }
+            }
+        }
+        if packets > 0 {
+            ShardStats::add(&self.stats().packets_in, packets);
+        }
+        let c = self.conns.get_mut(idx).expect("live");
+        if from_scratch {
+            if !src.is_empty() {
+                c.rbuf.extend_from_slice(&src);
+            }
+            src.clear();
+            self.scratch = src;
+        } else if !src.is_empty() {
+            c.rbuf = src;
+        }
+        // else: the leftover buffer is dropped, the connection holds none again.
+    }
+
+    fn on_client_heartbeat(&mut self, idx: u32) {
+        let rules = self.p.rules;
+        let c = self.conns.get_mut(idx).expect("live");
+        if c.session.handle_heartbeat(&rules) == HeartbeatAction::Answer {
+            self.queue_heartbeat(idx);
+        }
+    }
+
+    fn queue_heartbeat(&mut self, idx: u32) {
+        let time = self.p.packet.heartbeat_time.then(unix_nanos);
+        let opts = self.p.packet;
+        self.queue_with(idx, |buf| {
+            codec::encode_heartbeat(time, &opts, buf);
+            Ok(())
+        });
+    }
+
+    /// Routes one client packet to a node, or answers it with an error.
+    fn dispatch(&mut self, idx: u32, p: Packet) {
+        match self.routes.pick(p.route, &self.links) {
+            Ok(link) => {
+                let c = self.conns.get_mut(idx).expect("live");
+                let msg = ToNode {
+                    msg: Some(to_node::Msg::Deliver(Deliver {
+                        session_id: c.session.id.0,
+                        uid: c.session.uid.0,
+                        route: p.route,
+                        seq: p.seq,
+                        payload: p.payload,
+                    })),
+                };
+                self.links[link].batch.push(&msg);
+                ShardStats::add(&self.stats().to_node, 1);
+            }
+            Err(code) => {
+                let st = self.stats();
+                ShardStats::add(
+                    if code == ext::NO_ROUTE {
+                        &st.no_route
+                    } else {
+                        &st.node_down
+                    },
+                    1,
+                );
+                let c = self.conns.get_mut(idx).expect("live");
+                tracing::debug!(session = %c.session.id, route = p.route, code, "request not routable");
+                self.queue_packet(idx, code, p.route, p.seq, &[]);
+            }
+        }
+    }
+
+    /// Queues a data packet for connection `idx` (closing it on overflow).
+    pub(super) fn queue_packet(&mut self, idx: u32, ext: u8, route: i32, seq: i32, payload: &[u8]) {
+        let opts = self.p.packet;
+        if self.queue_with(idx, |buf| {
+            codec::encode_data(ext, route, seq, payload, &opts, buf)
+        }) {
+            ShardStats::add(&self.stats().packets_out, 1);
+        }
+    }
+
+    /// Appends bytes to a connection's outbound queue via `encode`. Returns
+    /// false if nothing was queued (connection closing, encode error, overflow).
+    fn queue_with(
+        &mut self,
+        idx: u32,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), codec::CodecError>,
+    ) -> bool {
+        let max = self.p.max_outbound;
+        let spare = if self
+            .conns
+            .get_mut(idx)
+            .is_some_and(|c| c.wbuf.capacity() == 0)
+        {
+            Some(self.take_buf())
+        } else {
+            None
+        };
+        let Some(c) = self.conns.get_mut(idx) else {
+            return false;
+        };
+        if c.closing.is_some() {
+            if let Some(b) = spare {
+                self.give_buf(b);
+            }
+            return false;
+        }
+        if let Some(b) = spare {
+            c.wbuf = b;
+        }
+        if let Err(err) = encode(&mut c.wbuf) {
+            tracing::warn!(session = %c.session.id, %err, "dropping a packet that cannot be encoded");
+            return false;
+        }
+        let queued = c.wbuf.len() + c.sending.len() - c.sent;
+        if queued > max {
+            tracing::info!(session = %c.session.id, peer = %c.peer, queued, max, "closing connection: outbound queue overflow");
+            self.close_conn(idx, CloseReason::Overflow);
+            return false;
+        }
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(idx);
+        }
+        true
+    }
+
+    /// Delivers a node's packet to a session of this shard.
+    pub(super) fn deliver_push(
+        &mut self,
+        sid: SessionId,
+        ext: u32,
+        route: i32,
+        seq: i32,
+        payload: &[u8],
+    ) {
+        match self.conns.by_session(sid) {
+            Some((idx, _)) => self.queue_packet(idx, (ext & 0x7f) as u8, route, seq, payload),
+            None => {
+                ShardStats::add(&self.stats().push_misses, 1);
+                tracing::debug!(session = %sid, "push for a session that is gone");
+            }
+        }
+    }
+
+    pub(super) fn flush_conn(&mut self, idx: u32) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        c.dirty = false;
+        if c.send_inflight || c.wbuf.is_empty() || c.closing.is_some() {
+            return;
+        }
+        std::mem::swap(&mut c.wbuf, &mut c.sending);
+        c.sent = 0;
+        self.submit_send(idx);
+    }
+
+    fn submit_send(&mut self, idx: u32) {
+        let c = self.conns.get_mut(idx).expect("live");
+        c.send_inflight = true;
+        let buf = &c.sending[c.sent..];
+        let e = opcode::Send::new(types::Fd(c.fd), buf.as_ptr(), buf.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(pack(Op::Send, idx));
+        // SAFETY: `sending` belongs to the connection, which is not freed while
+        // `send_inflight` is set, and is neither written nor reallocated until
+        // this send completes (new bytes go to `wbuf`).
+        unsafe { self.push(&e) };
+    }
+
+    pub(super) fn on_send(&mut self, idx: u32, res: i32) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            tracing::error!(idx, "send completion for an empty slot");
+            return;
+        };
+        c.send_inflight = false;
+        if c.closing.is_some() {
+            self.try_free(idx);
+            return;
+        }
+        if res < 0 {
+            tracing::debug!(session = %c.session.id, err = %std::io::Error::from_raw_os_error(-res), "send failed");
+            self.close_conn(idx, CloseReason::ClientClosed);
+            self.try_free(idx);
+            return;
+        }
+        c.sent += res as usize;
+        if c.sent < c.sending.len() {
+            self.submit_send(idx);
+            return;
+        }
+        c.sending.clear();
+        c.sent = 0;
+        if !c.wbuf.is_empty() {
+            std::mem::swap(&mut c.wbuf, &mut c.sending);
+            self.submit_send(idx);
+        } else {
+            // Nothing queued: hand both buffers back so the idle connection holds none.
+            let a = std::mem::take(&mut c.sending);
+            let b = std::mem::take(&mut c.wbuf);
+            self.give_buf(a);
+            self.give_buf(b);
+        }
+    }
+
+    pub(super) fn on_conn_timer(&mut self, idx: u32, gen: u32) {
+        if self.conns.gen(idx) != gen {
+            return;
+        }
+        let now = self.now;
+        let rules = self.p.rules;
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        if let Some(reason) = c.session.poll_expired(now, &rules) {
+            tracing::debug!(session = %c.session.id, reason = reason.as_str(), "session expired");
+            self.close_conn(idx, reason);
+            self.try_free(idx);
+        } else if let Some(at) = c.session.next_deadline(&rules) {
+            self.wheel.insert(at.div_ceil(TICK_MS), (idx, gen));
+        }
+    }
+
+    /// `mechanism = "tick"`: one server heartbeat to every connection.
+    pub(super) fn tick_heartbeats(&mut self) {
+        for idx in self.conns.live() {
+            self.queue_heartbeat(idx);
+        }
+    }
+
+    /// Starts closing a connection: counts the reason once and shuts the
+    /// socket down so its in-flight operations complete; the slot is freed by
+    /// [`Shard::try_free`] when the last one has.
+    pub(super) fn close_conn(&mut self, idx: u32, reason: CloseReason) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        c.closing = Some(reason);
+        let (fd, armed) = (c.fd, c.recv_armed);
+        // SAFETY: shutting down a socket we own; it stays open until try_free.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        if armed {
+            let e = opcode::AsyncCancel::new(pack(Op::Recv, idx))
+                .build()
+                .user_data(pack(Op::Cancel, idx));
+            // SAFETY: a cancel references no memory of ours.
+            unsafe { self.push(&e) };
+        }
+        self.stats().closed(reason);
+    }
+
+    /// Frees a closing connection once no operation on it is in flight.
+    pub(super) fn try_free(&mut self, idx: u32) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if c.closing.is_none() || c.recv_armed || c.send_inflight {
+            return;
+        }
+        let c = self.conns.remove(idx).expect("live");
+        close_fd(c.fd);
+        self.shared
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats()
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(session = %c.session.id, reason = c.closing.map(CloseReason::as_str), "disconnected");
+        self.give_buf(c.wbuf);
+        self.give_buf(c.sending);
+    }
+}
+
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,183 @@
+//! Shared helpers for integration tests: a real gate on 127.0.0.1:0, real
+//! nodes built with the SDK, and a small blocking due-format client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ringgate::codec::{self, Frame, PacketOptions};
+use ringgate::config::Config;
+use ringgate::gate::Gate;
+use ringgate::node::{Context, Node, NodeHandle};
+
+/// A config for tests: loopback port 0, both cores, the given nodes.
+pub fn test_config(nodes: &[SocketAddr]) -> Config {
+    let mut cfg = Config::default();
+    cfg.network.tcp.addr = "127.0.0.1:0".parse().unwrap();
+    cfg.nodes = nodes
+        .iter()
+        .map(|a| ringgate::config::NodeConfig { addr: *a })
+        .collect();
+    cfg.link.reconnect_min = Duration::from_millis(20);
+    cfg.link.reconnect_max = Duration::from_millis(200);
+    cfg.shards.buffer_count = 256;
+    cfg.validate().expect("test config is valid");
+    cfg
+}
+
+/// Starts an echo node (route 1) on `addr` (use port 0 for any).
+pub fn echo_node(addr: SocketAddr) -> NodeHandle {
+    Node::builder("echo")
+        .listen(addr)
+        .route(1, |ctx: &mut Context| {
+            let p = ctx.payload().clone();
+            ctx.reply(p);
+        })
+        .bind()
+        .expect("bind echo node")
+        .spawn()
+}
+
+/// Waits until `f` holds or panics after `within`.
+pub fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A gate and an echo node behind it, links up.
+pub struct Stack {
+    pub gate: Gate,
+    pub node: Option<NodeHandle>,
+    pub node_addr: SocketAddr,
+    pub cfg: Config,
+}
+
+/// Logs to stderr when `RINGGATE_TEST_LOG` is set (e.g. `=debug`).
+pub fn init_logs() {
+    if let Ok(level) = std::env::var("RINGGATE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(level)
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub fn stack(tweak: impl FnOnce(&mut Config)) -> Stack {
+    init_logs();
+    let node = echo_node("127.0.0.1:0".parse().unwrap());
+    let node_addr = node.local_addr();
+    let mut cfg = test_config(&[node_addr]);
+    tweak(&mut cfg);
+    cfg.validate().unwrap();
+    let gate = Gate::start(&cfg).expect("gate starts");
+    let shards = cfg.shards.cores.len() as u64;
+    wait_until(Duration::from_secs(5), "every shard's link up", || {
+        gate.stats().links_up == shards
+    });
+    Stack {
+        gate,
+        node: Some(node),
+        node_addr,
+        cfg,
+    }
+}
+
+/// A blocking due-format client.
+pub struct Client {
+    pub s: TcpStream,
+    buf: BytesMut,
+    pub opts: PacketOptions,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr, opts: PacketOptions) -> Client {
+        let s = TcpStream::connect(addr).expect("connect to gate");
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Client {
+            s,
+            buf: BytesMut::new(),
+            opts,
+        }
+    }
+
+    pub fn send(&mut self, route: i32, seq: i32, payload: &[u8]) {
+        let mut b = BytesMut::new();
+        codec::encode_data(0, route, seq, payload, &self.opts, &mut b).unwrap();
+        self.s.write_all(&b).unwrap();
+    }
+
+    pub fn send_heartbeat(&mut self) {
+        let mut b = BytesMut::new();
+        codec::encode_heartbeat(None, &self.opts, &mut b);
+        self.s.write_all(&b).unwrap();
+    }
+
+    /// Next frame; `None` on EOF/reset; panics on timeout.
+    pub fn recv(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(f) =
+                codec::decode(&mut self.buf, &self.opts).expect("gate sends valid packets")
+            {
+                return Some(f);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.s.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("no reply from gate within the read timeout")
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Next data packet, skipping heartbeats.
+    pub fn recv_data(&mut self) -> Option<codec::Packet> {
+        loop {
+            match self.recv()? {
+                Frame::Data(p) => return Some(p),
+                Frame::Heartbeat { .. } => continue,
+            }
+        }
+    }
+
+    /// True if the gate closes the connection within `within`.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        self.s.set_read_timeout(Some(within)).unwrap();
+        let end = Instant::now() + within;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.s.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false
+                }
+                Err(e) => {
+                    eprintln!("closed_within: read error {e:?}");
+                    return true;
+                }
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! End to end: real clients → a real gate (io_uring shards) → a real echo node → back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ringgate::codec::{ext, Frame, PacketOptions};
+use ringgate::config::HeartbeatMechanism;
+use ringgate::session::CloseReason;
+
+#[test]
+fn fifty_connections_two_hundred_requests_each_come_back_exactly() {
+    let st = stack(|_| {});
+    let addr = st.gate.tcp_addr();
+    let threads: Vec<_> = (0..50)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut cl = Client::connect(addr, PacketOptions::default());
+                // Pipeline in windows of 20 to exercise batching on every hop.
+                for window in 0..10 {
+                    for k in 0..20 {
+                        let seq = window * 20 + k + 1;
+                        let payload =
+                            format!("conn {c} seq {seq} {}", "x".repeat((seq % 37) as usize));
+                        cl.send(1, seq, payload.as_bytes());
+                    }
+                    for k in 0..20 {
+                        let seq = window * 20 + k + 1;
+                        let p = cl.recv_data().expect("reply");
+                        let want =
+                            format!("conn {c} seq {seq} {}", "x".repeat((seq % 37) as usize));
+                        assert_eq!((p.ext, p.route, p.seq), (0, 1, seq));
+                        assert_eq!(&p.payload[..], want.as_bytes());
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let s = st.gate.stats();
+    assert_eq!(s.packets_in, 10_000);
+    assert_eq!(s.packets_out, 10_000);
+    assert_eq!(s.accepted, 50);
+}
+
+#[test]
+fn heartbeats_are_answered() {
+    let st = stack(|_| {});
+    let mut cl = Client::connect(st.gate.tcp_addr(), PacketOptions::default());
+    for _ in 0..3 {
+        cl.send_heartbeat();
+        assert_eq!(cl.recv(), Some(Frame::Heartbeat { time: None }));
+    }
+}
+
+#[test]
+fn heartbeat_time_is_carried_when_configured() {
+    let st = stack(|c| c.packet.heartbeat_time = true);
+    let opts = st.cfg.packet;
+    let mut cl = Client::connect(st.gate.tcp_addr(), opts);
+    cl.send_heartbeat();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    match cl.recv() {
+        Some(Frame::Heartbeat { time: Some(t) }) => {
+            assert!((t - now).abs() < 5_000_000_000, "server time {t} vs {now}")
+        }
+        other => panic!("expected a timed heartbeat, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_route_gets_an_error_reply() {
+    let st = stack(|_| {});
+    let mut cl = Client::connect(st.gate.tcp_addr(), PacketOptions::default());
+    cl.send(999, 7, b"anyone?");
+    let p = cl.recv_data().unwrap();
+    assert_eq!(
+        (p.ext, p.route, p.seq, p.payload.len()),
+        (ext::NO_ROUTE, 999, 7, 0)
+    );
+    // The connection still works.
+    cl.send(1, 8, b"still here");
+    let p = cl.recv_data().unwrap();
+    assert_eq!((p.ext, p.seq, &p.payload[..]), (0, 8, &b"still here"[..]));
+    assert_eq!(st.gate.stats().no_route, 1);
+}
+
+#[test]
+fn oversized_packet_closes_only_that_connection() {
+    let st = stack(|_| {});
+    let addr = st.gate.tcp_addr();
+    let mut good: Vec<_> = (0..5)
+        .map(|_| Client::connect(addr, PacketOptions::default()))
+        .collect();
+    let mut bad = Client::connect(addr, PacketOptions::default());
+    // Declares 5000 + 100 bytes of payload: over buffer_bytes, rejected from the prefix alone.
+    use std::io::Write;
+    bad.s
+        .write_all(&(1u32 + 2 + 2 + 5100).to_be_bytes())
+        .unwrap();
+    bad.s.write_all(&[0, 0, 1, 0, 1]).unwrap();
+    assert!(
+        bad.closed_within(Duration::from_secs(3)),
+        "bad connection closed"
+    );
+    for (i, g) in good.iter_mut().enumerate() {
+        g.send(1, i as i32, b"ok");
+        assert_eq!(&g.recv_data().unwrap().payload[..], b"ok");
+    }
+    wait_until(Duration::from_secs(2), "protocol error counted", || {
+        st.gate.stats().closed_for(CloseReason::ProtocolError) == 1
+    });
+}
+
+#[test]
+fn exactly_at_the_limit_is_accepted() {
+    let st = stack(|_| {});
+    let mut cl = Client::connect(st.gate.tcp_addr(), PacketOptions::default());
+    let payload = vec![0xab; 5000];
+    cl.send(1, 1, &payload);
+    assert_eq!(cl.recv_data().unwrap().payload.len(), 5000);
+}
+
+#[test]
+fn silent_client_is_closed_after_two_intervals() {
+    let st = stack(|c| c.network.tcp.heartbeat.interval = Duration::from_millis(300));
+    let mut cl = Client::connect(st.gate.tcp_addr(), PacketOptions::default());
+    cl.send(1, 1, b"hi");
+    assert!(cl.recv_data().is_some());
+    let t0 = Instant::now();
+    assert!(cl.closed_within(Duration::from_secs(3)));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took <= Duration::from_millis(1500),
+        "closed after {took:?}"
+    );
+    wait_until(Duration::from_secs(1), "heartbeat timeout counted", || {
+        st.gate.stats().closed_for(CloseReason::HeartbeatTimeout) == 1
+    });
+}
+
+#[test]
+fn a_client_that_heartbeats_stays_connected() {
+    let st = stack(|c| c.network.tcp.heartbeat.interval = Duration::from_millis(200));
+    let mut cl = Client::connect(st.gate.tcp_addr(), PacketOptions::default());
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(150));
+        cl.send_heartbeat();
+        assert_eq!(cl.recv(), Some(Frame::Heartbeat { time: None }));
+    }
+}
+
+#[test]
+fn tick_mechanism_sends_heartbeats_unasked() {
+    let st = stack(|c| {
+        c.network.tcp.heartbeat.interval = Duration::from_millis(200);
+        c.network.tcp.heartbeat.mechanism = HeartbeatMechanism::Tick;
+    });
+    let mut cl = Client::connect(st.gate.tcp_addr(), PacketOptions::default());
+    // The client heartbeats every 50 ms (staying alive); in tick mode the gate
+    // does not answer those but sends its own every 200 ms.
+    let mut w = cl.s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        for _ in 0..20 {
+            if w.write_all(&[0, 0, 0, 1, 0x80]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let t0 = Instant::now();
+    let mut got = 0;
+    while t0.elapsed() < Duration::from_millis(900) {
+        assert_eq!(cl.recv(), Some(Frame::Heartbeat { time: None }));
+        got += 1;
+    }
+    writer.join().unwrap();
+    assert!(
+        (3..=6).contains(&got),
+        "{got} server heartbeats in ~1s at a 200 ms tick"
+    );
+    let hb = st.gate.stats().heartbeats_in;
+    assert!(hb >= 15, "gate counted {hb} client heartbeats");
+}
+
+#[test]
+fn authorize_timeout_closes_unbound_connections() {
+    let st = stack(|c| c.network.tcp.authorize_timeout = Duration::from_millis(200));
+    let mut cl = Client::connect(st.gate.tcp_addr(), PacketOptions::default());
+    cl.send(1, 1, b"not logged in");
+    assert!(cl.recv_data().is_some());
+    assert!(cl.closed_within(Duration::from_secs(2)));
+    wait_until(Duration::from_secs(1), "authorize timeout counted", || {
+        st.gate.stats().closed_for(CloseReason::AuthorizeTimeout) == 1
+    });
+}
+
+#[test]
+fn connections_beyond_max_are_refused_and_others_keep_working() {
+    let st = stack(|c| c.network.tcp.max_connections = 3);
+    let addr = st.gate.tcp_addr();
+    let mut ok: Vec<_> = (0..3)
+        .map(|_| Client::connect(addr, PacketOptions::default()))
+        .collect();
+    for c in ok.iter_mut() {
+        c.send(1, 1, b"x");
+        assert!(c.recv_data().is_some());
+    }
+    let mut extra = Client::connect(addr, PacketOptions::default());
+    assert!(
+        extra.closed_within(Duration::from_secs(2)),
+        "fourth connection refused"
+    );
+    assert_eq!(st.gate.stats().refused, 1);
+    ok[0].send(1, 2, b"y");
+    assert!(ok[0].recv_data().is_some());
+    // Closing one frees a place.
+    drop(ok.pop());
+    wait_until(Duration::from_secs(2), "slot freed", || {
+        st.gate.stats().connections == 2
+    });
+    let mut again = Client::connect(addr, PacketOptions::default());
+    again.send(1, 3, b"z");
+    assert!(again.recv_data().is_some());
+}
+
+#[test]
+fn dead_node_fails_fast_and_service_returns_when_it_restarts() {
+    let mut st = stack(|_| {});
+    let addr = st.gate.tcp_addr();
+    let mut cl = Client::connect(addr, PacketOptions::default());
+    cl.send(1, 1, b"before");
+    assert_eq!(&cl.recv_data().unwrap().payload[..], b"before");
+
+    st.node.take().unwrap().shutdown();
+    wait_until(Duration::from_secs(3), "links down", || {
+        st.gate.stats().links_up == 0
+    });
+    let t0 = Instant::now();
+    cl.send(1, 2, b"during");
+    let p = cl.recv_data().unwrap();
+    assert_eq!((p.ext, p.seq), (ext::NODE_DOWN, 2));
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "error reply took {:?}",
+        t0.elapsed()
+    );
+
+    let node = echo_node(st.node_addr);
+    let shards = st.cfg.shards.cores.len() as u64;
+    wait_until(Duration::from_secs(5), "links back up", || {
+        st.gate.stats().links_up == shards
+    });
+    cl.send(1, 3, b"after");
+    let p = cl.recv_data().unwrap();
+    assert_eq!((p.ext, p.seq, &p.payload[..]), (0, 3, &b"after"[..]));
+    assert!(st.gate.stats().node_down >= 1);
+    node.shutdown();
+}
+
+#[test]
+fn every_packet_option_combination_works_end_to_end() {
+    use ringgate::codec::ByteOrder;
+    for (bo, rb, sb) in [
+        (ByteOrder::Little, 1, 0),
+        (ByteOrder::Big, 4, 4),
+        (ByteOrder::Little, 2, 1),
+    ] {
+        let st = stack(|c| {
+            c.packet.byte_order = bo;
+            c.packet.route_bytes = rb;
+            c.packet.seq_bytes = sb;
+        });
+        let mut cl = Client::connect(st.gate.tcp_addr(), st.cfg.packet);
+        cl.send(1, if sb == 0 { 0 } else { 5 }, b"opts");
+        let p = cl.recv_data().unwrap();
+        assert_eq!(
+            (p.route, &p.payload[..]),
+            (1, &b"opts"[..]),
+            "{bo:?}/{rb}/{sb}"
+        );
+    }
+}
+
+#[test]
+fn stopping_the_gate_closes_every_connection() {
+    let st = stack(|_| {});
+    let mut cl = Client::connect(st.gate.tcp_addr(), PacketOptions::default());
+    cl.send(1, 1, b"x");
+    assert!(cl.recv_data().is_some());
+    let stats = st.gate.stopper();
+    let Stack { gate, node, .. } = st;
+    stats.stop();
+    gate.wait().unwrap();
+    assert!(cl.closed_within(Duration::from_secs(2)));
+    drop(node);
+}
