@@ -1,0 +1,459 @@
+//! The node SDK against a fake gate: real sockets on 127.0.0.1, the gate side
+//! played by a blocking `TcpStream` speaking the link framing by hand.
+//!
+//! Every test runs twice: handlers inline (`workers(0)`) and on a pool
+//! (`workers(2)`).
+
+use std::collections::HashSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use prost::Message;
+use ringgate::link::proto::{
+    to_gate, to_node, Deliver, GateHello, NodeHello, Ping, Push, ToGate, ToGateBatch, ToNode,
+};
+use ringgate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
+use ringgate::node::{Context, Node, NodeError, NodeHandle};
+use ringgate::{SessionId, ShardId};
+
+const ECHO: i32 = 1;
+/// Pushes its payload (8 bytes: a session id, big-endian) to that session.
+const FORWARD: i32 = 2;
+const PANIC: i32 = 3;
+const MAX_FRAME: usize = 64 * 1024;
+const WAIT: Duration = Duration::from_secs(5);
+
+fn start(workers: usize) -> NodeHandle {
+    Node::builder("echo")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(workers)
+        .max_frame_bytes(MAX_FRAME)
+        .node_id("echo-test")
+        .route(ECHO, |ctx: &mut Context| {
+            let p = ctx.payload().clone();
+            ctx.reply(p);
+        })
+        .route(FORWARD, |ctx: &mut Context| {
+            let to = SessionId(u64::from_be_bytes(ctx.payload()[..8].try_into().unwrap()));
+            let seq = ctx.seq();
+            ctx.push(to, FORWARD, seq, Bytes::from_static(b"forwarded"))
+                .unwrap();
+            ctx.reply(Bytes::from_static(b"sent"));
+        })
+        .route(PANIC, |_ctx: &mut Context| panic!("handler bug"))
+        .bind()
+        .unwrap()
+        .spawn()
+}
+
+/// Runs `test` once per handler mode.
+fn both_modes(test: impl Fn(usize)) {
+    for workers in [0, 2] {
+        test(workers);
+    }
+}
+
+/// The gate side of one link.
+struct FakeGate {
+    stream: TcpStream,
+    buf: BytesMut,
+    hello: NodeHello,
+}
+
+impl FakeGate {
+    fn connect(addr: SocketAddr, gate_id: &str, shard: u32) -> FakeGate {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut gate = FakeGate {
+            stream,
+            buf: BytesMut::new(),
+            hello: NodeHello::default(),
+        };
+        gate.send(&[ToNode {
+            msg: Some(to_node::Msg::Hello(GateHello {
+                gate_id: gate_id.into(),
+                shard,
+                shards: 4,
+                version: PROTOCOL_VERSION,
+            })),
+        }]);
+        match gate.recv().pop().and_then(|m| m.msg) {
+            Some(to_gate::Msg::Hello(h)) => gate.hello = h,
+            other => panic!("expected NodeHello, got {other:?}"),
+        }
+        gate
+    }
+
+    /// Sends `msgs` as one frame.
+    fn send(&mut self, msgs: &[ToNode]) {
+        let mut b = BatchBuf::new(usize::MAX);
+        for m in msgs {
+            b.push(m);
+        }
+        self.stream.write_all(&b.take()).unwrap();
+    }
+
+    /// The messages of the next frame.
+    fn recv(&mut self) -> Vec<ToGate> {
+        loop {
+            if let Some(f) = decode_frame(&mut self.buf, usize::MAX).unwrap() {
+                return ToGateBatch::decode(f).unwrap().msgs;
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("node answers in time");
+            assert!(n > 0, "node closed the link");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next `n` pushes, over as many frames as it takes.
+    fn pushes(&mut self, n: usize) -> Vec<Push> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            for m in self.recv() {
+                match m.msg {
+                    Some(to_gate::Msg::Push(p)) => out.push(p),
+                    other => panic!("expected Push, got {other:?}"),
+                }
+            }
+        }
+        assert_eq!(out.len(), n, "more pushes than expected");
+        out
+    }
+
+    /// True once the node has closed the link (EOF or reset).
+    fn closed_by_node(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+                Err(e) => panic!("link still open: {e}"),
+            }
+        }
+    }
+}
+
+fn deliver(session: SessionId, route: i32, seq: i32, payload: &[u8]) -> ToNode {
+    ToNode {
+        msg: Some(to_node::Msg::Deliver(Deliver {
+            session_id: session.0,
+            uid: 7,
+            route,
+            seq,
+            payload: Bytes::copy_from_slice(payload),
+        })),
+    }
+}
+
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Asserts one echo round trip on `gate` for a session of `shard`.
+fn echo_once(gate: &mut FakeGate, shard: u16, seq: i32) {
+    let s = SessionId::new(ShardId(shard), 1);
+    gate.send(&[deliver(s, ECHO, seq, b"ping")]);
+    let p = gate.pushes(1).remove(0);
+    assert_eq!((p.session_id, p.route, p.seq), (s.0, ECHO, seq));
+    assert_eq!(&p.payload[..], b"ping");
+}
+
+#[test]
+fn handshake_announces_service_and_routes() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        assert_eq!(gate.hello.service, "echo");
+        assert_eq!(gate.hello.node_id, "echo-test");
+        assert_eq!(gate.hello.routes, vec![ECHO, FORWARD, PANIC]);
+        assert_eq!(gate.hello.version, PROTOCOL_VERSION);
+        wait_until("link registered", || node.gates().links() == 1);
+        assert_eq!(node.gates().gate_ids(), vec!["g1".to_string()]);
+    });
+}
+
+#[test]
+fn hundred_delivers_in_one_frame_all_answered() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        let msgs: Vec<ToNode> = (0..100)
+            .map(|i| {
+                let s = SessionId::new(ShardId(0), i % 10);
+                deliver(s, ECHO, i as i32, format!("payload {i}").as_bytes())
+            })
+            .collect();
+        gate.send(&msgs);
+        let mut seen = HashSet::new();
+        for p in gate.pushes(100) {
+            let i = p.seq as u64;
+            assert_eq!(p.session_id, SessionId::new(ShardId(0), i % 10).0);
+            assert_eq!(p.route, ECHO);
+            assert_eq!(p.ext, 0);
+            assert_eq!(p.payload, format!("payload {i}").as_bytes());
+            assert!(seen.insert(i), "seq {i} answered twice");
+        }
+        assert_eq!(seen.len(), 100);
+    });
+}
+
+#[test]
+fn one_sessions_requests_answered_in_order() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        let s = SessionId::new(ShardId(0), 42);
+        let msgs: Vec<ToNode> = (0..200).map(|i| deliver(s, ECHO, i, b"x")).collect();
+        gate.send(&msgs);
+        let seqs: Vec<i32> = gate.pushes(200).iter().map(|p| p.seq).collect();
+        assert_eq!(seqs, (0..200).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn frame_split_across_writes() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        let mut b = BatchBuf::new(usize::MAX);
+        b.push(&deliver(SessionId::new(ShardId(0), 1), ECHO, 5, b"split"));
+        let wire = b.take();
+        for byte in wire.iter() {
+            gate.stream.write_all(&[*byte]).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let p = gate.pushes(1).remove(0);
+        assert_eq!((p.seq, &p.payload[..]), (5, &b"split"[..]));
+    });
+}
+
+#[test]
+fn ping_answered_with_pong() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        gate.send(&[ToNode {
+            msg: Some(to_node::Msg::Ping(Ping { nonce: 0xfeed })),
+        }]);
+        match gate.recv().pop().and_then(|m| m.msg) {
+            Some(to_gate::Msg::Pong(p)) => assert_eq!(p.nonce, 0xfeed),
+            other => panic!("expected Pong, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn unknown_route_answered_with_ext_no_route() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        let s = SessionId::new(ShardId(0), 3);
+        gate.send(&[deliver(s, 99, 8, b"who serves this?")]);
+        let p = gate.pushes(1).remove(0);
+        assert_eq!((p.session_id, p.route, p.seq, p.ext), (s.0, 99, 8, 1));
+        assert!(p.payload.is_empty());
+    });
+}
+
+#[test]
+fn panicking_handler_keeps_link_up() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        gate.send(&[deliver(SessionId::new(ShardId(0), 1), PANIC, 1, b"")]);
+        echo_once(&mut gate, 0, 2);
+    });
+}
+
+#[test]
+fn gate_client_push_arrives() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let client = node.gates();
+        let s = SessionId::new(ShardId(1), 9);
+        assert!(matches!(
+            client.push(s, 5, 0, &b"early"[..]),
+            Err(NodeError::NotConnected { shard: 1 })
+        ));
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 1);
+        wait_until("link registered", || client.links() == 1);
+        // From another thread, many pushes: all arrive, in order.
+        let c = client.clone();
+        std::thread::spawn(move || {
+            for i in 0..50 {
+                c.push(s, 5, i, Bytes::from(format!("push {i}"))).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        for (i, p) in gate.pushes(50).into_iter().enumerate() {
+            assert_eq!((p.session_id, p.route, p.seq), (s.0, 5, i as i32));
+            assert_eq!(p.payload, format!("push {i}").as_bytes());
+        }
+        // Shard 0 has no link.
+        let other = SessionId::new(ShardId(0), 9);
+        assert!(matches!(
+            client.push(other, 5, 0, &b"x"[..]),
+            Err(NodeError::NotConnected { shard: 0 })
+        ));
+        // A second gate makes a push by session alone ambiguous.
+        let mut gate2 = FakeGate::connect(node.local_addr(), "g2", 1);
+        wait_until("second gate registered", || client.links() == 2);
+        assert!(matches!(
+            client.push(s, 5, 0, &b"x"[..]),
+            Err(NodeError::AmbiguousGate { gates: 2 })
+        ));
+        client.push_to("g2", s, 6, 1, &b"to g2"[..]).unwrap();
+        let p = gate2.pushes(1).remove(0);
+        assert_eq!((p.route, &p.payload[..]), (6, &b"to g2"[..]));
+        assert!(matches!(
+            client.push_to("nope", s, 6, 1, &b"x"[..]),
+            Err(NodeError::NotConnected { .. })
+        ));
+        echo_once(&mut gate, 1, 1);
+    });
+}
+
+#[test]
+fn two_shards_work_independently_and_push_across() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut g0 = FakeGate::connect(node.local_addr(), "g1", 0);
+        let mut g1 = FakeGate::connect(node.local_addr(), "g1", 1);
+        wait_until("both links", || node.gates().links() == 2);
+        echo_once(&mut g0, 0, 1);
+        echo_once(&mut g1, 1, 2);
+        // A handler on shard 0 pushes to a session of shard 1: it goes on g1.
+        let from = SessionId::new(ShardId(0), 1);
+        let to = SessionId::new(ShardId(1), 77);
+        g0.send(&[deliver(from, FORWARD, 3, &to.0.to_be_bytes())]);
+        let reply = g0.pushes(1).remove(0);
+        assert_eq!(
+            (reply.session_id, &reply.payload[..]),
+            (from.0, &b"sent"[..])
+        );
+        let pushed = g1.pushes(1).remove(0);
+        assert_eq!(
+            (
+                pushed.session_id,
+                pushed.route,
+                pushed.seq,
+                &pushed.payload[..]
+            ),
+            (to.0, FORWARD, 3, &b"forwarded"[..])
+        );
+        // Closing shard 0's link leaves shard 1's serving.
+        drop(g0);
+        wait_until("shard 0 link removed", || node.gates().links() == 1);
+        echo_once(&mut g1, 1, 4);
+    });
+}
+
+#[test]
+fn gate_reconnects_after_closing_the_link() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        echo_once(&mut gate, 0, 1);
+        gate.stream.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(gate);
+        wait_until("link removed", || node.gates().links() == 0);
+        assert!(node.gates().gate_ids().is_empty());
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        wait_until("link back", || node.gates().links() == 1);
+        echo_once(&mut gate, 0, 2);
+        node.gates()
+            .push(SessionId::new(ShardId(0), 1), 1, 0, &b"after"[..])
+            .unwrap();
+        assert_eq!(&gate.pushes(1)[0].payload[..], b"after");
+    });
+}
+
+#[test]
+fn reopened_link_replaces_the_old_one() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut old = FakeGate::connect(node.local_addr(), "g1", 0);
+        let mut new = FakeGate::connect(node.local_addr(), "g1", 0);
+        assert!(old.closed_by_node(), "the replaced link is closed");
+        assert_eq!(node.gates().links(), 1);
+        echo_once(&mut new, 0, 1);
+    });
+}
+
+#[test]
+fn oversized_frame_closes_only_that_link() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut bad = FakeGate::connect(node.local_addr(), "g1", 0);
+        let mut good = FakeGate::connect(node.local_addr(), "g1", 1);
+        // Only the length prefix: the node must refuse before the body.
+        bad.stream
+            .write_all(&(MAX_FRAME as u32 + 1).to_be_bytes())
+            .unwrap();
+        assert!(bad.closed_by_node());
+        wait_until("bad link removed", || node.gates().links() == 1);
+        echo_once(&mut good, 1, 1);
+    });
+}
+
+#[test]
+fn garbage_before_hello_is_refused() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut s = TcpStream::connect(node.local_addr()).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        // A well-formed frame whose first message is a Ping, not a hello.
+        let mut b = BatchBuf::new(usize::MAX);
+        b.push(&ToNode {
+            msg: Some(to_node::Msg::Ping(Ping { nonce: 1 })),
+        });
+        s.write_all(&b.take()).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "no hello for a bad handshake");
+        // The node still serves others.
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        echo_once(&mut gate, 0, 1);
+    });
+}
+
+#[test]
+fn shutdown_closes_links_and_joins() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let addr = node.local_addr();
+        let mut gate = FakeGate::connect(addr, "g1", 0);
+        echo_once(&mut gate, 0, 1);
+        let t = Instant::now();
+        node.shutdown();
+        assert!(t.elapsed() < WAIT);
+        assert!(gate.closed_by_node());
+        assert!(TcpStream::connect(addr).is_err(), "listener closed");
+    });
+}
+
+#[test]
+fn bind_errors() {
+    let no_addr = Node::builder("x").bind();
+    assert!(matches!(no_addr, Err(NodeError::NoListenAddress)));
+    let dup = Node::builder("x")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .route(1, |_: &mut Context| {})
+        .route(1, |_: &mut Context| {})
+        .bind();
+    assert!(matches!(dup, Err(NodeError::DuplicateRoute(1))));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = Node::builder("x")
+        .listen(taken.local_addr().unwrap())
+        .bind();
+    assert!(matches!(busy, Err(NodeError::Bind { .. })));
+}
