@@ -191,6 +191,12 @@ impl Gate {
         let tcp = &cfg.network.tcp;
         // Bind every listener up front: errors surface here, and with port 0
         // all shards share the port the first one got.
+        if tcp.addr.port() != 0 {
+            shard::ensure_port_free(tcp.addr).map_err(|source| StartError::Listen {
+                addr: tcp.addr,
+                source,
+            })?;
+        }
         let mut listeners = Vec::new();
         let mut addr = tcp.addr;
         for _ in &cfg.shards.cores {

@@ -65,8 +65,15 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     sig
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        // One clear line (with its causes), no backtrace: this is what an operator reads.
+        eprintln!("ringgate: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::PrintConfig => {
             print!("{DEFAULT_TOML}");

@@ -164,3 +164,37 @@ fn gate_binary_with_the_echo_node_example_serves_clients() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_second_gate_on_the_same_port_is_refused() {
+    let port = free_port();
+    let cfg = tmp(
+        "port.toml",
+        &format!("[network.tcp]\naddr = \"127.0.0.1:{port}\"\n"),
+    );
+    let _first = Kill(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "first gate never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "second gate must not share the port");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("in use"),
+        "{err}"
+    );
+}

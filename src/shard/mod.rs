@@ -437,3 +437,26 @@ pub fn listen(addr: std::net::SocketAddr, backlog: u32) -> io::Result<TcpListene
     s.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(s.into())
 }
+
+/// Fails with `AddrInUse` if any socket already listens on `addr`, including
+/// another process's `SO_REUSEPORT` listeners, which would otherwise silently
+/// share the port (and its clients) with this gate.
+pub fn ensure_port_free(addr: std::net::SocketAddr) -> io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "address already in use (is another gate running?)",
+            )
+        } else {
+            e
+        }
+    })
+}
