@@ -1,1 +1,132 @@
-fn main() {}
+//! `ringgate-loadtest`: the load generator and the one-hop baseline.
+//!
+//! * [`echo`] — closed loop: `depth` requests in flight per connection.
+//! * [`rate`] — open loop: a fixed request rate, latency from the intended
+//!   send time.
+//! * [`idle`] — idle connections with heartbeats; the server's memory per
+//!   connection.
+//! * [`serve`] — `serve-echo`, a due-format echo server with no gate: the
+//!   ceiling the gate is compared against.
+//!
+//! Shared parts: [`client`] (connection state machine and client event
+//! loop), [`tally`] (response checks and counters), [`runner`] (threads, start and progress), [`report`] (histograms,
+//! tables, JSON), [`seq`] (request matching), [`sched`] (timetables),
+//! [`wire`] (batched socket I/O), [`args`] (flags).
+
+mod args;
+mod client;
+mod echo;
+mod idle;
+mod rate;
+mod report;
+mod runner;
+mod sched;
+mod seq;
+mod serve;
+mod tally;
+mod wire;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Load generator for ringgate (and any due-format server).
+#[derive(Parser, Debug)]
+#[command(name = "ringgate-loadtest", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Closed loop: each connection keeps `--depth` requests in flight.
+    Echo(echo::EchoArgs),
+    /// Open loop: `--rate` requests/s in all, latency from the intended send time.
+    Rate(rate::RateArgs),
+    /// Idle connections with heartbeats; server memory per connection.
+    Idle(idle::IdleArgs),
+    /// A due-format echo server without a gate: the one-hop baseline.
+    ServeEcho(serve::ServeArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    raise_fd_limit();
+    match cli.command {
+        Command::Echo(args) => echo::run(args),
+        Command::Rate(args) => rate::run(args),
+        Command::Idle(args) => idle::run(args),
+        Command::ServeEcho(args) => serve::run(args),
+    }
+}
+
+/// Raises the soft open-files limit to the hard one: thousands of
+/// connections need thousands of descriptors.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn echo_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "ringgate-loadtest",
+            "echo",
+            "--addr",
+            "127.0.0.1:9",
+            "--conns",
+            "20",
+            "--depth",
+            "2",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--json",
+            "--threads",
+            "2",
+            "--cores",
+            "0,1",
+            "--seq-bytes",
+            "0",
+            "--byte-order",
+            "little",
+        ])
+        .unwrap();
+        let Command::Echo(a) = cli.command else {
+            panic!("not echo")
+        };
+        assert_eq!((a.load.conns, a.depth, a.client.json), (20, 2, true));
+        assert_eq!(a.client.threads.cores, [0, 1]);
+        assert_eq!(a.timing.warmup, std::time::Duration::ZERO);
+        assert_eq!(a.client.packet.seq_bytes, 0);
+    }
+
+    #[test]
+    fn serve_for_parses() {
+        let cli = Cli::try_parse_from(["ringgate-loadtest", "serve-echo", "--for", "60s"]).unwrap();
+        let Command::ServeEcho(a) = cli.command else {
+            panic!("not serve-echo")
+        };
+        assert_eq!(a.run_for, Some(std::time::Duration::from_secs(60)));
+    }
+}

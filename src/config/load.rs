@@ -14,13 +14,12 @@ pub const EMBEDDED_ORIGIN: &str = "embedded default";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{origin}: cannot read the configuration: {source}")]
+    #[error("{origin}: cannot read the configuration: {error}")]
     Read {
         /// The path as given.
         origin: String,
-        /// What the OS said.
-        #[source]
-        source: io::Error,
+        /// What the OS said (already in the message, so not chained as a source).
+        error: io::Error,
     },
     /// The text is not valid TOML.
     #[error("{}invalid TOML: {message}", location(.origin, .line))]
@@ -116,9 +115,9 @@ impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             origin: origin.clone(),
-            source,
+            error,
         })?;
         Config::from_toml(&text, &origin)
     }
