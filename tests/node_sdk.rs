@@ -457,3 +457,39 @@ fn bind_errors() {
         .bind();
     assert!(matches!(busy, Err(NodeError::Bind { .. })));
 }
+
+#[test]
+fn silent_link_closed_after_idle_timeout() {
+    let node = Node::builder("echo")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .idle_timeout(Some(Duration::from_millis(200)))
+        .bind()
+        .unwrap()
+        .spawn();
+    let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+    let t = Instant::now();
+    assert!(gate.closed_by_node());
+    assert!(t.elapsed() >= Duration::from_millis(150));
+    wait_until("link removed", || node.gates().links() == 0);
+}
+
+#[test]
+fn other_protocol_version_refused() {
+    let node = start(0);
+    let mut s = TcpStream::connect(node.local_addr()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut b = BatchBuf::new(usize::MAX);
+    b.push(&ToNode {
+        msg: Some(to_node::Msg::Hello(GateHello {
+            gate_id: "g1".into(),
+            shard: 0,
+            shards: 1,
+            version: PROTOCOL_VERSION + 1,
+        })),
+    });
+    s.write_all(&b.take()).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no NodeHello for another version");
+    assert_eq!(node.gates().links(), 0);
+}

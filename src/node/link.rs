@@ -99,14 +99,12 @@ pub(crate) fn serve(
     let r = reader.run(&link);
     shared.gates.remove(&link);
     link.writer.close();
+    let stopping = shared.stop.load(std::sync::atomic::Ordering::SeqCst);
     match r {
+        _ if stopping => info!(%peer, %gate, shard, "node: link down (node shutting down)"),
         Ok(()) => info!(%peer, %gate, shard, "node: link down (gate closed it)"),
-        Err(NodeError::Io(e)) if shared.stop.load(std::sync::atomic::Ordering::SeqCst) => {
-            debug!(%peer, %gate, shard, error = %e, "node: link closed by shutdown");
-            info!(%peer, %gate, shard, "node: link down (shutdown)");
-        }
-        Err(e @ (NodeError::Link(_) | NodeError::Version(_))) => {
-            warn!(%peer, %gate, shard, error = %e, "node: link protocol error, link closed");
+        Err(e @ (NodeError::Link(_) | NodeError::IdleTimeout(_))) => {
+            warn!(%peer, %gate, shard, error = %e, "node: link closed");
         }
         Err(e) => info!(%peer, %gate, shard, error = %e, "node: link down"),
     }

@@ -88,7 +88,10 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
-pub use builder::NodeBuilder;
+pub use builder::{
+    NodeBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_WRITE_BACKLOG,
+    DEFAULT_WORKER_QUEUE, HANDSHAKE_TIMEOUT,
+};
 pub use context::Context;
 pub use gate::GateClient;
 
