@@ -26,6 +26,8 @@ mod serve;
 mod tally;
 mod wire;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -49,10 +51,20 @@ enum Command {
     ServeEcho(serve::ServeArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     raise_fd_limit();
-    match cli.command {
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Echo(args) => echo::run(args),
         Command::Rate(args) => rate::run(args),
         Command::Idle(args) => idle::run(args),

@@ -1,0 +1,275 @@
+//! Runs a client scenario on its threads: spawn and pin them, let each open
+//! its share of the connections, start them together, print one progress
+//! line per second on stderr, and sum their results.
+//!
+//! ```text
+//!  main      spawn ─ connected ─ on_connected ─ go ─ progress… ─ finished ─ on_finished ─ release ─ join
+//!  thread i  connect ┘                          └ run ─────────── Done ┘                   └ close
+//! ```
+//!
+//! The hooks run while every connection is open and nothing is sent: `idle`
+//! samples the server's memory there.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use hdrhistogram::Histogram;
+
+use crate::client::{Mode, Plan, Worker};
+use crate::report::{histogram, show, Latency, LoadReport, Progress};
+use crate::tally::{Counters, Report};
+
+/// Connections opened (over all threads) between two pauses.
+const CONNECT_BATCH: usize = 500;
+/// The pause after each batch.
+const CONNECT_PAUSE: Duration = Duration::from_millis(10);
+
+/// Summed results of all client threads.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Connections established.
+    pub conns: usize,
+    /// Connections that failed to open.
+    pub connect_failures: usize,
+    /// Counters of all threads.
+    pub counters: Counters,
+    /// Latencies recorded in the window, all threads.
+    pub hist: Histogram<u64>,
+    /// Requests unanswered at the end.
+    pub outstanding: u64,
+    /// Connections still open at the end.
+    pub open: u64,
+}
+
+/// The rendezvous points of the main thread and the client threads.
+struct Sync {
+    connected: Barrier,
+    go: Barrier,
+    finished: Barrier,
+    release: Barrier,
+    t0: OnceLock<Instant>,
+    abort: AtomicBool,
+    failures: AtomicUsize,
+    first_error: Mutex<Option<String>>,
+}
+
+/// Runs `plan` on `plan.threads` threads pinned round robin to `cores`.
+/// `on_connected` runs once every connection is open, before the start;
+/// `on_finished` after the end, before the connections close.
+pub fn run(
+    plan: Plan,
+    cores: &[usize],
+    on_connected: impl FnOnce(),
+    on_finished: impl FnOnce(),
+) -> Result<Outcome> {
+    let plan = Arc::new(plan);
+    let threads = plan.threads;
+    let workers = (0..threads)
+        .map(|i| Worker::new(plan.clone(), i))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let sync = Arc::new(Sync {
+        connected: Barrier::new(threads + 1),
+        go: Barrier::new(threads + 1),
+        finished: Barrier::new(threads + 1),
+        release: Barrier::new(threads + 1),
+        t0: OnceLock::new(),
+        abort: AtomicBool::new(false),
+        failures: AtomicUsize::new(0),
+        first_error: Mutex::new(None),
+    });
+    let (tx, rx) = mpsc::channel();
+    let batch = (CONNECT_BATCH / threads).max(1);
+    let mut handles = Vec::with_capacity(threads);
+    for (i, mut worker) in workers.into_iter().enumerate() {
+        let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+        let (sync, tx) = (sync.clone(), tx.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("client-{i}"))
+            .spawn(move || {
+                if let Some(id) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                        eprintln!("client-{i}: could not pin to core {id}");
+                    }
+                }
+                let (failures, first) = worker.connect(batch, CONNECT_PAUSE);
+                sync.failures.fetch_add(failures, Ordering::Relaxed);
+                if let Some(e) = first {
+                    sync.first_error.lock().unwrap().get_or_insert(e);
+                }
+                sync.connected.wait();
+                sync.go.wait();
+                let result = if sync.abort.load(Ordering::Relaxed) {
+                    let _ = tx.send(Report::Done);
+                    None
+                } else {
+                    Some(worker.run(*sync.t0.get().expect("t0 set before go"), &tx))
+                };
+                sync.finished.wait();
+                sync.release.wait();
+                drop(worker);
+                result
+            })?;
+        handles.push(handle);
+    }
+    drop(tx);
+
+    let connect_start = Instant::now();
+    sync.connected.wait();
+    let failures = sync.failures.load(Ordering::Relaxed);
+    let conns = plan.conns - failures;
+    eprintln!(
+        "connected {conns}/{} to {} in {:.2}s",
+        plan.conns,
+        plan.addr,
+        connect_start.elapsed().as_secs_f64()
+    );
+    let first_error = sync.first_error.lock().unwrap().clone();
+    if let Some(e) = &first_error {
+        eprintln!("{failures} connections failed; first error: {e}");
+    }
+    if conns == 0 {
+        sync.abort.store(true, Ordering::Relaxed);
+    } else {
+        on_connected();
+    }
+    sync.t0.set(Instant::now()).expect("t0 set once");
+    sync.go.wait();
+
+    print_progress(&plan, &rx);
+    sync.finished.wait();
+    if conns > 0 {
+        on_finished();
+    }
+    sync.release.wait();
+
+    let mut outcome = Outcome {
+        conns,
+        connect_failures: failures,
+        counters: Counters::default(),
+        hist: histogram(),
+        outstanding: 0,
+        open: 0,
+    };
+    for handle in handles {
+        let result = handle
+            .join()
+            .map_err(|_| anyhow!("a client thread panicked"))?;
+        if let Some(r) = result {
+            outcome.counters.add(&r.counters);
+            outcome.hist.add(&r.hist)?;
+            outcome.outstanding += r.outstanding;
+            outcome.open += r.open;
+        }
+    }
+    if conns == 0 {
+        bail!(
+            "no connection to {} could be opened: {}",
+            plan.addr,
+            first_error.unwrap_or_default()
+        );
+    }
+    Ok(outcome)
+}
+
+/// Per-second totals, filled as the threads report.
+struct Second {
+    reports: usize,
+    responses: u64,
+    heartbeats: u64,
+    hist: Histogram<u64>,
+    open: u64,
+    troubles: u64,
+}
+
+/// Prints a progress line each time every thread has reported a second,
+/// until every thread is done.
+fn print_progress(plan: &Plan, rx: &mpsc::Receiver<Report>) {
+    let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
+    let mut done = 0;
+    let warmup_secs = plan.warmup.as_secs_f64();
+    while done < plan.threads {
+        let Ok(report) = rx.recv() else { break };
+        let Report::Tick {
+            t,
+            responses,
+            heartbeats,
+            hist,
+            open,
+            troubles,
+        } = report
+        else {
+            done += 1;
+            continue;
+        };
+        let s = seconds.entry(t).or_insert_with(|| Second {
+            reports: 0,
+            responses: 0,
+            heartbeats: 0,
+            hist: histogram(),
+            open: 0,
+            troubles: 0,
+        });
+        s.reports += 1;
+        s.responses += responses;
+        s.heartbeats += heartbeats;
+        let _ = s.hist.add(&hist);
+        s.open += open;
+        s.troubles += troubles;
+        if s.reports == plan.threads {
+            let s = seconds.remove(&t).expect("just updated");
+            let idle = plan.mode == Mode::Idle;
+            let progress = Progress {
+                t,
+                warmup: (t as f64) <= warmup_secs,
+                rate: if idle { s.heartbeats } else { s.responses },
+                rate_name: if idle { "hb/s" } else { "rps" },
+                p99_us: (!idle).then(|| Latency::of(&s.hist).p99),
+                conns: s.open,
+                errors: s.troubles,
+            };
+            eprintln!("{}", progress.line());
+        }
+    }
+}
+
+/// The report of a request scenario.
+pub fn load_report(scenario: &'static str, plan: &Plan, o: &Outcome) -> LoadReport {
+    let secs = plan.duration.as_secs_f64();
+    let c = &o.counters;
+    LoadReport {
+        scenario,
+        addr: plan.addr.to_string(),
+        threads: plan.threads,
+        conns: o.conns,
+        connect_failures: o.connect_failures,
+        depth: match plan.mode {
+            Mode::Echo { depth } => Some(depth),
+            _ => None,
+        },
+        target_rps: match plan.mode {
+            Mode::Rate { rps } => Some(rps),
+            _ => None,
+        },
+        payload: plan.payload,
+        warmup: show(plan.warmup),
+        duration: show(plan.duration),
+        requests: c.requests,
+        rps: if secs > 0.0 {
+            (c.requests as f64 / secs).round()
+        } else {
+            0.0
+        },
+        errors: c.errors,
+        mismatches: c.mismatches,
+        closed: c.closed,
+        failed: c.failed,
+        outstanding: o.outstanding,
+        unsent: c.unsent,
+        heartbeats_sent: c.hb_sent,
+        heartbeats_received: c.hb_received,
+        latency_us: Latency::of(&o.hist),
+    }
+}
