@@ -195,10 +195,10 @@ impl Shard {
             self.shared
                 .connections
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            close_fd(fd);
             let st = self.stats();
             ShardStats::add(&st.refused, 1);
             st.closed(CloseReason::Refused);
+            close_fd(fd);
             tracing::warn!(
                 shard = self.p.id.0,
                 max = self.p.max_connections,
