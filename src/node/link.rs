@@ -152,6 +152,7 @@ impl Reader<'_> {
                 node_id: self.settings.node_id.clone(),
                 routes: self.settings.routes.iter().map(|(r, _)| *r).collect(),
                 version: PROTOCOL_VERSION,
+                events: Vec::new(),
             })),
         };
         let timeout = self.settings.idle_timeout;
@@ -234,6 +235,8 @@ impl Reader<'_> {
                 Ok(())
             }
             Some(to_node::Msg::Pong(_)) => Ok(()),
+            // Events and call results: handled by the session API (in progress).
+            Some(to_node::Msg::Event(_)) | Some(to_node::Msg::Result(_)) => Ok(()),
             Some(to_node::Msg::Hello(_)) => {
                 Err(LinkError::Protocol("GateHello after the handshake").into())
             }

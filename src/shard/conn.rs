@@ -372,6 +372,7 @@ impl Shard {
                         route: p.route,
                         seq: p.seq,
                         payload: p.payload,
+                        settings: Default::default(),
                     })),
                 };
                 self.links[link].batch.push(&msg);

@@ -404,6 +404,7 @@ impl Shard {
                 });
             }
             Some(to_gate::Msg::Pong(_)) => {}
+            Some(to_gate::Msg::Call(_)) => {}
             Some(to_gate::Msg::Hello(h)) => {
                 let l = &mut self.links[i];
                 if !matches!(l.state, LinkState::Handshake { .. }) {
