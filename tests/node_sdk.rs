@@ -145,6 +145,7 @@ fn deliver(session: SessionId, route: i32, seq: i32, payload: &[u8]) -> ToNode {
             route,
             seq,
             payload: Bytes::copy_from_slice(payload),
+            settings: Default::default(),
         })),
     }
 }
