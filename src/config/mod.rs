@@ -87,6 +87,18 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
 pub const DEFAULT_NODE_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3600);
 /// `[log] level`: start-up, connection errors and warnings, not per packet.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Binding a user bound elsewhere closes the old connection, as players expect
+/// when they log in again from a new device (due keeps both: its #90).
+pub const DEFAULT_REBIND: Rebind = Rebind::Kick;
+/// Settings ride on every delivered message only if a node asks: most routes do not need them.
+pub const DEFAULT_DELIVER_SETTINGS: bool = false;
+/// Keys per session: enough for room, role, region and the like; bounds memory.
+pub const DEFAULT_MAX_SETTINGS: usize = 32;
+/// Bytes per setting key + value: settings are tags, not storage.
+pub const DEFAULT_MAX_SETTING_BYTES: usize = 1024;
+/// Messages a shard's inbox holds from the other shards: ~1.5 s of pushes at
+/// 40k/s per shard before a sender must hold its own backlog.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 65536;
 /// `[log] format`: readable on a terminal; switch to json for collectors.
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
@@ -105,6 +117,8 @@ pub struct Config {
     pub packet: PacketOptions,
     /// `[link]`: gate↔node links.
     pub link: LinkConfig,
+    /// `[session]`: user binding and settings.
+    pub session: SessionConfig,
     /// `[[nodes]]`: backend nodes the gate dials. Writing any `[[nodes]]` in
     /// the file replaces the default list as a whole.
     pub nodes: Vec<NodeConfig>,
@@ -141,6 +155,8 @@ pub struct ShardsConfig {
     /// Bytes per provided read buffer.
     #[serde(deserialize_with = "units::size")]
     pub buffer_size: u32,
+    /// Messages each shard's inbox holds from the other shards.
+    pub channel_capacity: usize,
 }
 
 /// `[network]`.
@@ -202,6 +218,54 @@ impl HeartbeatMechanism {
 }
 
 impl<'de> Deserialize<'de> for HeartbeatMechanism {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        units::choice(de, Self::CHOICES)
+    }
+}
+
+/// `[session]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// What binding a user who is bound to another session does.
+    pub rebind: Rebind,
+    /// Deliver each session's settings with every message to nodes.
+    pub deliver_settings: bool,
+    /// Settings keys per session at most.
+    pub max_settings: usize,
+    /// Bytes of one setting (key + value) at most.
+    #[serde(deserialize_with = "units::size")]
+    pub max_setting_bytes: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            rebind: DEFAULT_REBIND,
+            deliver_settings: DEFAULT_DELIVER_SETTINGS,
+            max_settings: DEFAULT_MAX_SETTINGS,
+            max_setting_bytes: DEFAULT_MAX_SETTING_BYTES,
+        }
+    }
+}
+
+/// `session.rebind`: binding a user already bound to another session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Rebind {
+    /// Close the old session (reason `rebind`) and bind the new one.
+    #[default]
+    Kick,
+    /// Refuse the new bind (`ALREADY_BOUND`); the old session stays.
+    Reject,
+}
+
+impl Rebind {
+    /// Names as written in the file.
+    pub const CHOICES: &'static [(&'static str, Rebind)] =
+        &[("kick", Rebind::Kick), ("reject", Rebind::Reject)];
+}
+
+impl<'de> Deserialize<'de> for Rebind {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         units::choice(de, Self::CHOICES)
     }
@@ -326,6 +390,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             packet: PacketOptions::default(),
             link: LinkConfig::default(),
+            session: SessionConfig::default(),
             nodes: vec![NodeConfig {
                 addr: DEFAULT_NODE_ADDR,
             }],
@@ -352,6 +417,7 @@ impl Default for ShardsConfig {
             ring_entries: DEFAULT_RING_ENTRIES,
             buffer_count: DEFAULT_BUFFER_COUNT,
             buffer_size: DEFAULT_BUFFER_SIZE,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
         }
     }
 }

@@ -47,7 +47,24 @@ impl Config {
         self.validate_tcp()?;
         self.validate_link()?;
         self.validate_nodes()?;
+        self.validate_session()?;
         self.validate_log()
+    }
+
+    fn validate_session(&mut self) -> Result<(), ConfigError> {
+        if self.session.max_setting_bytes == 0 {
+            return Err(ConfigError::rule(
+                "session.max_setting_bytes",
+                "must be at least 1 byte",
+            ));
+        }
+        if self.shards.channel_capacity < 16 {
+            return Err(ConfigError::rule(
+                "shards.channel_capacity",
+                format!("must be at least 16, got {}", self.shards.channel_capacity),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_gate(&mut self) -> Result<(), ConfigError> {
