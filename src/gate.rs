@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use io_uring::{opcode, Probe};
 
 use crate::config::Config;
+use crate::shard::mailbox::Mailbox;
 use crate::shard::{self, Shard, ShardParams, ShardStats, Shared, StatsSnapshot};
 
 /// File descriptors a gate needs beyond one per client connection: per shard
@@ -207,31 +208,44 @@ impl Gate {
                 .map_err(|source| StartError::Listen { addr, source })?;
             listeners.push(l);
         }
-        let shared = Arc::new(Shared {
-            connections: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-            stats: cfg
-                .shards
-                .cores
-                .iter()
-                .map(|_| ShardStats::default())
-                .collect(),
-        });
-        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
-        let mut threads = Vec::new();
+        let shards = cfg.shards.cores.len();
         let mut eventfds = Vec::new();
-        for (i, (core, listener)) in cfg.shards.cores.iter().zip(listeners).enumerate() {
-            let p = ShardParams::from_config(cfg, i as u16, *core);
+        for (i, core) in cfg.shards.cores.iter().enumerate() {
             // SAFETY: eventfd(2) with valid flags; the result is checked.
             let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
             if efd < 0 {
+                let source = std::io::Error::last_os_error();
+                for fd in eventfds {
+                    // SAFETY: closing eventfds created just above, unused so far.
+                    unsafe { libc::close(fd) };
+                }
                 return Err(StartError::Shard {
                     shard: i as u16,
                     core: *core,
-                    source: std::io::Error::last_os_error(),
+                    source,
                 });
             }
             eventfds.push(efd);
+        }
+        let shared = Arc::new(Shared {
+            connections: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            stats: (0..shards).map(|_| ShardStats::default()).collect(),
+            parked: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            eventfds: eventfds.clone(),
+        });
+        let mailboxes = Mailbox::create(shards, cfg.shards.channel_capacity);
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        let mut threads = Vec::new();
+        for (i, ((core, listener), mailbox)) in cfg
+            .shards
+            .cores
+            .iter()
+            .zip(listeners)
+            .zip(mailboxes)
+            .enumerate()
+        {
+            let p = ShardParams::from_config(cfg, i as u16, *core);
             let shared = shared.clone();
             let ready = ready_tx.clone();
             let core = *core;
@@ -241,7 +255,7 @@ impl Gate {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         tracing::warn!(shard = i, core, "could not pin shard to its core");
                     }
-                    match Shard::new(p, listener, shared, efd) {
+                    match Shard::new(p, listener, shared, mailbox) {
                         Ok(s) => {
                             let _ = ready.send((i, core, Ok(())));
                             s.run()

@@ -4,6 +4,10 @@
 //! connection and asks it, whenever a timer fires, whether the connection has
 //! expired and when to look again.
 
+mod settings;
+
+pub use settings::{Settings, SettingsError};
+
 use crate::config::{HeartbeatMechanism, TcpConfig};
 use crate::ids::{SessionId, UserId};
 
@@ -107,6 +111,8 @@ pub struct Session {
     pub id: SessionId,
     /// Bound user, `UserId(0)` while unbound.
     pub uid: UserId,
+    /// Key → value settings set by nodes.
+    pub settings: Settings,
     /// When the last inbound bytes arrived.
     last_rx: Millis,
     /// When the authorize window (re)started.
@@ -119,6 +125,7 @@ impl Session {
         Session {
             id,
             uid: UserId(0),
+            settings: Settings::default(),
             last_rx: now,
             auth_from: now,
         }

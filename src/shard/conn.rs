@@ -12,10 +12,10 @@ use bytes::BytesMut;
 use io_uring::{cqueue, opcode, types};
 
 use super::ops::{pack, Op};
-use super::{Shard, ShardStats, TICK_MS};
+use super::{Shard, ShardStats};
 use crate::codec::{self, ext, Frame, Packet};
 use crate::ids::SessionId;
-use crate::link::proto::{to_node, Deliver, ToNode};
+use crate::link::proto::{to_node, Deliver, Event, EventKind, ToNode};
 use crate::session::{CloseReason, HeartbeatAction, Session};
 
 /// One client connection.
@@ -42,6 +42,12 @@ pub struct Conn {
     pub dirty: bool,
     /// Closing, and why: no new operations; freed when the last one completes.
     pub closing: Option<CloseReason>,
+    /// Close with this reason once everything queued has been sent (kick with flush).
+    pub kick: Option<CloseReason>,
+    /// Timer-wheel tick of this connection's pending entry (0: none).
+    pub timer_at: u64,
+    /// Channels this connection is subscribed to.
+    pub rooms: Vec<std::sync::Arc<str>>,
 }
 
 struct Slot {
@@ -210,9 +216,6 @@ impl Shard {
         let peer = peer_of(fd).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let sid = SessionId::from_slot(self.p.id, gen, idx);
         let session = Session::new(sid, self.now);
-        if let Some(at) = session.next_deadline(&self.p.rules) {
-            self.wheel.insert(at.div_ceil(TICK_MS), (idx, gen));
-        }
         self.conns.fill(
             idx,
             Conn {
@@ -227,13 +230,25 @@ impl Shard {
                 send_inflight: false,
                 dirty: false,
                 closing: None,
+                kick: None,
+                timer_at: 0,
+                rooms: Vec::new(),
             },
         );
+        self.rearm_timer(idx);
         let st = self.stats();
         ShardStats::add(&st.accepted, 1);
         ShardStats::add(&st.connections, 1);
         tracing::debug!(shard = self.p.id.0, session = %sid, %peer, "connected");
         self.arm_recv(idx);
+        self.emit(Event {
+            kind: EventKind::EventConnect as i32,
+            session_id: sid.0,
+            ip: peer.ip().to_string(),
+            port: u32::from(peer.port()),
+            network: "tcp".into(),
+            ..Default::default()
+        });
     }
 
     pub(super) fn arm_recv(&mut self, idx: u32) {
@@ -364,6 +379,7 @@ impl Shard {
     fn dispatch(&mut self, idx: u32, p: Packet) {
         match self.routes.pick(p.route, &self.links) {
             Ok(link) => {
+                let deliver_settings = self.p.session.deliver_settings;
                 let c = self.conns.get_mut(idx).expect("live");
                 let msg = ToNode {
                     msg: Some(to_node::Msg::Deliver(Deliver {
@@ -372,7 +388,11 @@ impl Shard {
                         route: p.route,
                         seq: p.seq,
                         payload: p.payload,
-                        settings: Default::default(),
+                        settings: if deliver_settings {
+                            c.session.settings.to_map()
+                        } else {
+                            Default::default()
+                        },
                     })),
                 };
                 self.links[link].batch.push(&msg);
@@ -396,6 +416,19 @@ impl Shard {
     }
 
     /// Queues a data packet for connection `idx` (closing it on overflow).
+    /// Queues an already-encoded packet (a push, broadcast or publish) for
+    /// connection `idx`. Returns false if it was not queued.
+    pub(super) fn queue_encoded(&mut self, idx: u32, pkt: &[u8]) -> bool {
+        let queued = self.queue_with(idx, |buf| {
+            buf.extend_from_slice(pkt);
+            Ok(())
+        });
+        if queued {
+            ShardStats::add(&self.stats().packets_out, 1);
+        }
+        queued
+    }
+
     pub(super) fn queue_packet(&mut self, idx: u32, ext: u8, route: i32, seq: i32, payload: &[u8]) {
         let opts = self.p.packet;
         if self.queue_with(idx, |buf| {
@@ -522,6 +555,10 @@ impl Shard {
         if !c.wbuf.is_empty() {
             std::mem::swap(&mut c.wbuf, &mut c.sending);
             self.submit_send(idx);
+        } else if let Some(reason) = c.kick {
+            // A kick with flush: everything queued has been sent.
+            self.close_conn(idx, reason);
+            self.try_free(idx);
         } else {
             // Nothing queued: hand both buffers back so the idle connection holds none.
             let a = std::mem::take(&mut c.sending);
@@ -543,12 +580,13 @@ impl Shard {
         if c.closing.is_some() {
             return;
         }
+        c.timer_at = 0;
         if let Some(reason) = c.session.poll_expired(now, &rules) {
             tracing::debug!(session = %c.session.id, reason = reason.as_str(), "session expired");
             self.close_conn(idx, reason);
             self.try_free(idx);
-        } else if let Some(at) = c.session.next_deadline(&rules) {
-            self.wheel.insert(at.div_ceil(TICK_MS), (idx, gen));
+        } else {
+            self.rearm_timer(idx);
         }
     }
 
@@ -569,6 +607,8 @@ impl Shard {
         if c.closing.is_some() {
             return;
         }
+        self.on_session_closed(idx, reason);
+        let c = self.conns.get_mut(idx).expect("live");
         c.closing = Some(reason);
         let (fd, armed) = (c.fd, c.recv_armed);
         // SAFETY: shutting down a socket we own; it stays open until try_free.

@@ -82,6 +82,8 @@ pub struct Link {
     pub service: String,
     /// Routes the node announced (kept while it is down, so requests get "node down").
     pub routes: Vec<i32>,
+    /// Event kinds the node subscribed to, as bits `1 << EventKind`.
+    pub events: u32,
 }
 
 impl Link {
@@ -106,6 +108,7 @@ impl Link {
             max_frame,
             service: String::new(),
             routes: Vec::new(),
+            events: 0,
         }
     }
 
@@ -404,7 +407,12 @@ impl Shard {
                 });
             }
             Some(to_gate::Msg::Pong(_)) => {}
-            Some(to_gate::Msg::Call(_)) => {}
+            Some(to_gate::Msg::Call(c)) => {
+                if !self.links[i].is_active() {
+                    return Err("call before hello");
+                }
+                self.on_call(i, c);
+            }
             Some(to_gate::Msg::Hello(h)) => {
                 let l = &mut self.links[i];
                 if !matches!(l.state, LinkState::Handshake { .. }) {
@@ -419,6 +427,11 @@ impl Shard {
                 l.failures = 0;
                 l.service = h.service;
                 l.routes = h.routes;
+                l.events = h
+                    .events
+                    .iter()
+                    .filter(|k| (0..32).contains(*k))
+                    .fold(0, |m, k| m | 1 << k);
                 ShardStats::add(&self.shared.stats[self.p.id.0 as usize].links_up, 1);
                 tracing::info!(shard = self.p.id.0, node = %l.addr, service = %l.service, node_id = %h.node_id, routes = ?l.routes, "node link up");
                 self.routes.rebuild(&self.links);

@@ -22,9 +22,13 @@
 //! framing) is pure and tested without a ring.
 
 mod bufring;
+mod calls;
 mod conn;
+mod directory;
 mod link;
+pub mod mailbox;
 mod ops;
+mod rooms;
 pub mod stats;
 mod timer;
 
@@ -39,7 +43,7 @@ use bytes::BytesMut;
 use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::codec::PacketOptions;
-use crate::config::{Config, HeartbeatMechanism, LinkConfig};
+use crate::config::{Config, HeartbeatMechanism, LinkConfig, SessionConfig};
 use crate::ids::ShardId;
 use crate::session::{CloseReason, Millis, Rules};
 
@@ -48,8 +52,11 @@ pub use stats::{ShardStats, StatsSnapshot};
 pub use timer::TimerWheel;
 
 use conn::Slab;
+use directory::Directory;
 use link::{Link, RouteTable};
+use mailbox::Mailbox;
 use ops::{pack, unpack, Op};
+use rooms::Rooms;
 
 /// Milliseconds per timer-wheel tick.
 const TICK_MS: u64 = 10;
@@ -71,6 +78,22 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Per-shard counters, indexed by shard.
     pub stats: Vec<ShardStats>,
+    /// Per shard: waiting in the ring for completions (wake it with its eventfd).
+    pub parked: Vec<AtomicBool>,
+    /// Per shard: the eventfd whose read is armed in its ring.
+    pub eventfds: Vec<RawFd>,
+}
+
+impl Shared {
+    /// Wakes shard `s` if it is parked (one eventfd write, only when needed).
+    pub fn wake(&self, s: usize) {
+        if self.parked[s].swap(false, Ordering::SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes from a live u64 to an eventfd the gate
+            // owns and closes only after every shard has exited.
+            unsafe { libc::write(self.eventfds[s], (&one as *const u64).cast(), 8) };
+        }
+    }
 }
 
 /// Everything one shard needs to run, derived from the [`Config`].
@@ -102,6 +125,8 @@ pub struct ShardParams {
     pub link: LinkConfig,
     /// Node addresses to dial.
     pub nodes: Vec<std::net::SocketAddr>,
+    /// Binding and settings rules.
+    pub session: SessionConfig,
 }
 
 impl ShardParams {
@@ -121,6 +146,7 @@ impl ShardParams {
             buffer_size: cfg.shards.buffer_size,
             link: cfg.link.clone(),
             nodes: cfg.nodes.iter().map(|n| n.addr).collect(),
+            session: cfg.session.clone(),
         }
     }
 }
@@ -150,6 +176,9 @@ pub struct Shard {
     conns: Slab,
     links: Vec<Link>,
     routes: RouteTable,
+    mailbox: Mailbox,
+    dir: Directory,
+    rooms: Rooms,
     wheel: TimerWheel<(u32, u32)>,
     /// Connections with bytes queued since the last flush.
     dirty: Vec<u32>,
@@ -177,8 +206,9 @@ impl Shard {
         p: ShardParams,
         listener: TcpListener,
         shared: Arc<Shared>,
-        eventfd: RawFd,
+        mailbox: Mailbox,
     ) -> io::Result<Shard> {
+        let eventfd = shared.eventfds[p.id.0 as usize];
         let ring = build_ring(p.ring_entries)?;
         let bufs = BufRing::register(&ring, p.buffer_count, p.buffer_size)?;
         let links = p
@@ -196,6 +226,9 @@ impl Shard {
             conns: Slab::default(),
             links,
             routes: RouteTable::default(),
+            mailbox,
+            dir: Directory::default(),
+            rooms: Rooms::default(),
             wheel: TimerWheel::new(4096, 0),
             dirty: Vec::new(),
             rearm: Vec::new(),
@@ -278,10 +311,21 @@ impl Shard {
         self.arm_wake();
         self.link_housekeeping();
         let mut stop_deadline = None;
+        let me = self.p.id.0 as usize;
         loop {
-            let ts = types::Timespec::from(MAX_WAIT);
+            // Park: announce it, then look at the inbox once more, so a sender
+            // either sees `parked` and writes our eventfd or its message is seen here.
+            self.shared.parked[me].store(true, Ordering::SeqCst);
+            let wait = if self.mailbox.has_mail() {
+                Duration::ZERO
+            } else {
+                MAX_WAIT
+            };
+            let ts = types::Timespec::from(wait);
             let args = types::SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
+            let waited = self.ring.submitter().submit_with_args(1, &args);
+            self.shared.parked[me].store(false, Ordering::SeqCst);
+            match waited {
                 Ok(_) => {}
                 Err(e)
                     if matches!(
@@ -292,10 +336,14 @@ impl Shard {
             }
             self.update_now();
             self.drain_completions();
+            self.drain_mail();
             self.bufs.publish();
             self.rearm_receives();
             self.run_timers();
+            self.mailbox.retry_backlog();
             self.flush();
+            let shared = &self.shared;
+            self.mailbox.take_touched(|s| shared.wake(s));
 
             if self.shared.stop.load(Ordering::Relaxed) && !self.stopping {
                 self.begin_stop();

@@ -45,6 +45,18 @@ pub struct ShardStats {
     pub to_node: AtomicU64,
     /// Messages received from nodes.
     pub from_node: AtomicU64,
+    /// Sessions with a bound user now.
+    pub bound: AtomicU64,
+    /// Calls received from nodes.
+    pub calls: AtomicU64,
+    /// Call results that could not be sent (the node's link was down).
+    pub results_dropped: AtomicU64,
+    /// Events sent to nodes.
+    pub events_sent: AtomicU64,
+    /// Messages sent to other shards.
+    pub cross_shard_sent: AtomicU64,
+    /// Messages to other shards dropped because inbox and backlog were full.
+    pub cross_shard_dropped: AtomicU64,
 }
 
 impl ShardStats {
@@ -84,6 +96,12 @@ impl ShardStats {
             link_drops: self.link_drops.load(Relaxed),
             to_node: self.to_node.load(Relaxed),
             from_node: self.from_node.load(Relaxed),
+            bound: self.bound.load(Relaxed),
+            calls: self.calls.load(Relaxed),
+            results_dropped: self.results_dropped.load(Relaxed),
+            events_sent: self.events_sent.load(Relaxed),
+            cross_shard_sent: self.cross_shard_sent.load(Relaxed),
+            cross_shard_dropped: self.cross_shard_dropped.load(Relaxed),
         }
     }
 }
@@ -109,6 +127,12 @@ pub struct StatsSnapshot {
     pub link_drops: u64,
     pub to_node: u64,
     pub from_node: u64,
+    pub bound: u64,
+    pub calls: u64,
+    pub results_dropped: u64,
+    pub events_sent: u64,
+    pub cross_shard_sent: u64,
+    pub cross_shard_dropped: u64,
 }
 
 impl StatsSnapshot {
@@ -138,5 +162,11 @@ impl StatsSnapshot {
         self.link_drops += o.link_drops;
         self.to_node += o.to_node;
         self.from_node += o.from_node;
+        self.bound += o.bound;
+        self.calls += o.calls;
+        self.results_dropped += o.results_dropped;
+        self.events_sent += o.events_sent;
+        self.cross_shard_sent += o.cross_shard_sent;
+        self.cross_shard_dropped += o.cross_shard_dropped;
     }
 }
