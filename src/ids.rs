@@ -103,7 +103,10 @@ mod tests {
         for uid in 1..=4000 {
             counts[UserId(uid).home_shard(4).0 as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
         assert_eq!(UserId(42).home_shard(1), ShardId(0));
     }
 

@@ -26,6 +26,10 @@ pub enum SettingsError {
 }
 
 /// Settings of one session.
+///
+/// Boxed on purpose: an empty `HashMap` is 48 bytes, `Option<Box<_>>` is 8,
+/// and most sessions never get a setting.
+#[allow(clippy::box_collection)]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settings(Option<Box<HashMap<String, String>>>);
 

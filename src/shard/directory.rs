@@ -69,12 +69,6 @@ impl Directory {
         self.map.get(&uid.0).copied()
     }
 
-    /// Users bound in this partition.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
     /// No user bound in this partition.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {

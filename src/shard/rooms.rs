@@ -53,12 +53,6 @@ impl Rooms {
     pub fn len(&self) -> usize {
         self.map.len()
     }
-
-    /// No channel has a local member.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }
 
 #[cfg(test)]
