@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 use ringgate::link::proto::{
-    to_gate, to_node, Deliver, GateHello, NodeHello, Ping, Push, ToGate, ToGateBatch, ToNode,
+    call, target, to_gate, to_node, Deliver, GateHello, NodeHello, Ping, Push, ToGate, ToGateBatch,
+    ToNode,
 };
 use ringgate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
 use ringgate::node::{Context, Node, NodeError, NodeHandle};
@@ -38,7 +39,7 @@ fn start(workers: usize) -> NodeHandle {
         .route(FORWARD, |ctx: &mut Context| {
             let to = SessionId(u64::from_be_bytes(ctx.payload()[..8].try_into().unwrap()));
             let seq = ctx.seq();
-            ctx.push(to, FORWARD, seq, Bytes::from_static(b"forwarded"))
+            ctx.push_nowait(to, FORWARD, seq, Bytes::from_static(b"forwarded"))
                 .unwrap();
             ctx.reply(Bytes::from_static(b"sent"));
         })
@@ -281,7 +282,7 @@ fn gate_client_push_arrives() {
         let client = node.gates();
         let s = SessionId::new(ShardId(1), 9);
         assert!(matches!(
-            client.push(s, 5, 0, &b"early"[..]),
+            client.push_nowait(s, 5, 0, &b"early"[..]),
             Err(NodeError::NotConnected { shard: 1 })
         ));
         let mut gate = FakeGate::connect(node.local_addr(), "g1", 1);
@@ -290,7 +291,8 @@ fn gate_client_push_arrives() {
         let c = client.clone();
         std::thread::spawn(move || {
             for i in 0..50 {
-                c.push(s, 5, i, Bytes::from(format!("push {i}"))).unwrap();
+                c.push_nowait(s, 5, i, Bytes::from(format!("push {i}")))
+                    .unwrap();
             }
         })
         .join()
@@ -299,24 +301,38 @@ fn gate_client_push_arrives() {
             assert_eq!((p.session_id, p.route, p.seq), (s.0, 5, i as i32));
             assert_eq!(p.payload, format!("push {i}").as_bytes());
         }
-        // Shard 0 has no link.
+        // Shard 0 has no link: the push goes as a call (id 0) on shard 1's
+        // link, and the gate routes it.
         let other = SessionId::new(ShardId(0), 9);
-        assert!(matches!(
-            client.push(other, 5, 0, &b"x"[..]),
-            Err(NodeError::NotConnected { shard: 0 })
-        ));
+        client.push_nowait(other, 5, 0, &b"x"[..]).unwrap();
+        match gate.recv().pop().and_then(|m| m.msg) {
+            Some(to_gate::Msg::Call(c)) => {
+                assert_eq!(c.call_id, 0);
+                match c.op {
+                    Some(call::Op::Push(p)) => {
+                        assert_eq!(p.target.unwrap().to, Some(target::To::SessionId(other.0)));
+                        assert_eq!((p.route, &p.payload[..]), (5, &b"x"[..]));
+                    }
+                    op => panic!("expected PushTo, got {op:?}"),
+                }
+            }
+            other => panic!("expected Call, got {other:?}"),
+        }
         // A second gate makes a push by session alone ambiguous.
         let mut gate2 = FakeGate::connect(node.local_addr(), "g2", 1);
         wait_until("second gate registered", || client.links() == 2);
         assert!(matches!(
-            client.push(s, 5, 0, &b"x"[..]),
+            client.push_nowait(s, 5, 0, &b"x"[..]),
             Err(NodeError::AmbiguousGate { gates: 2 })
         ));
-        client.push_to("g2", s, 6, 1, &b"to g2"[..]).unwrap();
+        client
+            .gate("g2")
+            .push_nowait(s, 6, 1, &b"to g2"[..])
+            .unwrap();
         let p = gate2.pushes(1).remove(0);
         assert_eq!((p.route, &p.payload[..]), (6, &b"to g2"[..]));
         assert!(matches!(
-            client.push_to("nope", s, 6, 1, &b"x"[..]),
+            client.gate("nope").push_nowait(s, 6, 1, &b"x"[..]),
             Err(NodeError::NotConnected { .. })
         ));
         echo_once(&mut gate, 1, 1);
@@ -372,7 +388,7 @@ fn gate_reconnects_after_closing_the_link() {
         wait_until("link back", || node.gates().links() == 1);
         echo_once(&mut gate, 0, 2);
         node.gates()
-            .push(SessionId::new(ShardId(0), 1), 1, 0, &b"after"[..])
+            .push_nowait(SessionId::new(ShardId(0), 1), 1, 0, &b"after"[..])
             .unwrap();
         assert_eq!(&gate.pushes(1)[0].payload[..], b"after");
     });

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Context, GateClient, Node, NodeError, Shared};
+use super::{Context, EventContext, EventKind, GateClient, Node, NodeError, Shared};
 
 /// Largest link frame accepted by default (`link.max_frame_bytes` of the
 /// gate's config has the same default): 16 MiB.
@@ -22,9 +22,16 @@ pub const DEFAULT_MAX_WRITE_BACKLOG: usize = 32 << 20;
 pub const DEFAULT_WORKER_QUEUE: usize = 4096;
 /// Time a new link has to send its `GateHello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a blocking call waits for the gate's result by default: far
+/// above a gate's cross-shard round trip (microseconds), short enough that a
+/// handler stuck on a vanished gate gives up before the gate would close the
+/// link for silence (3 heartbeat intervals of 1 s).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A route handler.
 pub(crate) type Handler = Box<dyn Fn(&mut Context<'_>) + Send + Sync + 'static>;
+/// An event handler (shared by the kinds it was registered for).
+pub(crate) type EventHandler = Arc<dyn Fn(&mut EventContext<'_>) + Send + Sync + 'static>;
 
 /// Configures and binds a [`Node`]; made by [`Node::builder`].
 pub struct NodeBuilder {
@@ -32,11 +39,13 @@ pub struct NodeBuilder {
     node_id: Option<String>,
     listen: Option<Listen>,
     routes: Vec<(i32, Handler)>,
+    events: Vec<(EventKind, EventHandler)>,
     workers: usize,
     worker_queue: usize,
     max_frame_bytes: usize,
     idle_timeout: Option<Duration>,
     max_write_backlog: usize,
+    call_timeout: Duration,
 }
 
 enum Listen {
@@ -50,6 +59,8 @@ pub(crate) struct Settings {
     pub(crate) node_id: String,
     /// Sorted by route, unique.
     pub(crate) routes: Vec<(i32, Handler)>,
+    /// Sorted by kind, unique.
+    pub(crate) events: Vec<(EventKind, EventHandler)>,
     pub(crate) workers: usize,
     pub(crate) worker_queue: usize,
     pub(crate) max_frame_bytes: usize,
@@ -65,6 +76,16 @@ impl Settings {
             .ok()
             .map(|i| &self.routes[i].1)
     }
+
+    /// The handler of event `kind`, if this node subscribed to it.
+    pub(crate) fn event_handler(&self, kind: EventKind) -> Option<&EventHandler> {
+        self.events.iter().find(|(k, _)| *k == kind).map(|(_, h)| h)
+    }
+
+    /// The kinds announced in `NodeHello.events`.
+    pub(crate) fn event_kinds(&self) -> impl Iterator<Item = EventKind> + '_ {
+        self.events.iter().map(|(k, _)| *k)
+    }
 }
 
 impl NodeBuilder {
@@ -74,11 +95,13 @@ impl NodeBuilder {
             node_id: None,
             listen: None,
             routes: Vec::new(),
+            events: Vec::new(),
             workers: 0,
             worker_queue: DEFAULT_WORKER_QUEUE,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_write_backlog: DEFAULT_MAX_WRITE_BACKLOG,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 
@@ -103,6 +126,41 @@ impl NodeBuilder {
         F: Fn(&mut Context<'_>) + Send + Sync + 'static,
     {
         self.routes.push((route, Box::new(handler)));
+        self
+    }
+
+    /// Subscribes to session events of `kinds` (sent in `NodeHello.events`)
+    /// and handles them with `handler`. Call it once per handler; a kind
+    /// given twice makes [`NodeBuilder::bind`] fail with
+    /// [`NodeError::DuplicateEvent`].
+    ///
+    /// Events of a session run on the thread that runs its requests (the
+    /// link reader with `workers(0)`, worker `hash(session)` otherwise), in
+    /// the order the gate sent them relative to its requests.
+    ///
+    /// ```no_run
+    /// use ringgate::node::{EventContext, EventKind, Node};
+    /// let builder = Node::builder("chat").on_event(
+    ///     &[EventKind::Connect, EventKind::Disconnect],
+    ///     |ev: &mut EventContext| tracing::info!(kind = %ev.kind(), session = %ev.session(), "event"),
+    /// );
+    /// ```
+    pub fn on_event<F>(mut self, kinds: &[EventKind], handler: F) -> Self
+    where
+        F: Fn(&mut EventContext<'_>) + Send + Sync + 'static,
+    {
+        let handler: EventHandler = Arc::new(handler);
+        for kind in kinds {
+            self.events.push((*kind, handler.clone()));
+        }
+        self
+    }
+
+    /// How long a blocking call ([`GateClient::bind`], [`Context::bind`], ...)
+    /// waits for the gate's result before failing with
+    /// [`NodeError::Timeout`]. Default [`DEFAULT_CALL_TIMEOUT`].
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
         self
     }
 
@@ -158,6 +216,11 @@ impl NodeBuilder {
         if let Some(w) = routes.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(NodeError::DuplicateRoute(w[0].0));
         }
+        let mut events = self.events;
+        events.sort_by_key(|(k, _)| *k);
+        if let Some(w) = events.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(NodeError::DuplicateEvent(w[0].0));
+        }
         let listener = match self.listen {
             None => return Err(NodeError::NoListenAddress),
             Some(Listen::Listener(l)) => l,
@@ -173,6 +236,7 @@ impl NodeBuilder {
             service: self.service,
             node_id,
             routes,
+            events,
             workers: self.workers,
             worker_queue: self.worker_queue,
             max_frame_bytes: self.max_frame_bytes,
@@ -181,7 +245,7 @@ impl NodeBuilder {
         };
         let shared = Arc::new(Shared {
             settings,
-            gates: GateClient::new(),
+            gates: GateClient::new(self.call_timeout),
             stop: AtomicBool::new(false),
             next_link: AtomicU64::new(1),
             live: Mutex::default(),

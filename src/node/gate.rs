@@ -1,96 +1,264 @@
 //! [`GateClient`]: the node's table of live links, keyed by (gate id, shard),
-//! and pushes to client sessions through them.
+//! which link a call goes on, and the calls waiting for their results.
+//!
+//! The operations themselves (push, bind, kick, ...) are in `ops.rs`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use bytes::Bytes;
-
+use super::builder::DEFAULT_CALL_TIMEOUT;
+use super::calls::Calls;
 use super::link::Link;
-use super::NodeError;
+use super::{NodeError, Target};
 use crate::ids::SessionId;
+use crate::link::proto::{call, to_gate, Call, CallResult, ToGate};
 
-/// Sends packets to client sessions through the gates connected to this node.
+/// Talks to the gates connected to this node: packets to sessions and users,
+/// binds, kicks, settings, channels, queries (see the operations below).
 ///
 /// Cheap to clone, usable from any thread. Inside a handler prefer
-/// [`Context::push`](super::Context::push), which knows the request's gate and
-/// batches with the handler's replies.
-#[derive(Clone, Default)]
+/// [`Context::gate`](super::Context::gate) (already bound to the request's
+/// gate) and the session shortcuts of [`Context`](super::Context).
+///
+/// # Which gate
+///
+/// A client from [`Node::gates`](super::Node::gates) uses the only gate
+/// connected, and fails with [`NodeError::AmbiguousGate`] when several are;
+/// [`GateClient::gate`] gives a client bound to one gate by id.
+///
+/// # Blocking and `_nowait`
+///
+/// Every operation has a blocking form, named after the operation, that sends
+/// the call with a call id and waits for the gate's `CallResult` (at most
+/// [`NodeBuilder::call_timeout`](super::NodeBuilder::call_timeout), then
+/// [`NodeError::Timeout`]); result codes become [`NodeError::NotFound`],
+/// [`NodeError::AlreadyBound`], [`NodeError::Invalid`], [`NodeError::Busy`].
+/// Operations that change something also have a fire-and-forget form,
+/// `<operation>_nowait`, that sends call id 0: the gate answers nothing, and
+/// only "no link" errors are reported. Queries (`get_ip`, `is_online`,
+/// `stat`) only exist blocking.
+///
+/// Blocking calls work from any thread. On a link reader thread (handlers
+/// inline, `workers(0)`) the wait keeps reading that link so the answer is
+/// seen, but every other session of that link waits with it: handlers that
+/// make blocking calls belong on `workers(n)`.
+///
+/// # Which link
+///
+/// All links of a gate reach the same gate; the SDK picks the one that saves
+/// the gate a cross-shard hop: a call about a session goes on the link of the
+/// session's shard, one about a user (and `bind`) on the link of the user's
+/// home shard ([`UserId::home_shard`](crate::UserId::home_shard)), others on
+/// any link. If the preferred link is down, any live link of that gate is
+/// used. A handler's client ([`Context::gate`](super::Context::gate)) sends
+/// the calls that may go anywhere on the request's own link, so they reach
+/// the gate in order with the handler's replies. Results are accepted on any
+/// link.
+#[derive(Clone)]
 pub struct GateClient {
-    reg: Arc<RwLock<Vec<GateLinks>>>,
+    inner: Arc<Inner>,
+    /// The gate this client is bound to; `None`: the only one connected.
+    gate: Option<Arc<str>>,
+    /// The shard whose link takes calls that may go on any link (a
+    /// handler's client: the request's link, so such calls stay in order
+    /// with its replies). `None`: spread over the live links.
+    home: Option<u16>,
+    /// How long blocking calls wait for their result.
+    timeout: Duration,
+}
+
+struct Inner {
+    reg: RwLock<Vec<GateLinks>>,
+    calls: Calls,
+    /// Spreads calls that may go on any link over the live links.
+    rotor: AtomicUsize,
 }
 
 /// The links of one gate, indexed by shard.
 struct GateLinks {
     id: Arc<str>,
-    shards: Vec<Option<Arc<Link>>>,
+    /// `GateHello.shards` of its latest link.
+    shard_count: u16,
+    links: Vec<Option<Arc<Link>>>,
+}
+
+/// Where a call should go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Via {
+    /// The link of the target's shard (a session's own, a user's home).
+    To(Target),
+    /// Any link of the gate.
+    Any,
+}
+
+impl Via {
+    /// The shard named in a "no link" error.
+    fn shard_hint(self) -> u16 {
+        match self {
+            Via::To(Target::Session(s)) => s.shard().0,
+            _ => 0,
+        }
+    }
+}
+
+impl Default for GateClient {
+    fn default() -> Self {
+        GateClient::new(DEFAULT_CALL_TIMEOUT)
+    }
 }
 
 impl GateClient {
-    pub(crate) fn new() -> Self {
-        GateClient::default()
+    pub(crate) fn new(timeout: Duration) -> Self {
+        GateClient {
+            inner: Arc::new(Inner {
+                reg: RwLock::default(),
+                calls: Calls::default(),
+                rotor: AtomicUsize::new(0),
+            }),
+            gate: None,
+            home: None,
+            timeout,
+        }
     }
 
-    /// Sends `payload` to `session` as a packet with `route` and `seq`.
-    ///
-    /// Goes on the link of the session's shard of the only connected gate.
-    /// Errors: [`NodeError::NotConnected`] when that link is not up,
-    /// [`NodeError::AmbiguousGate`] when several gates are connected (use
-    /// [`GateClient::push_to`]). Waits only if the link's write backlog is
-    /// full.
-    pub fn push(
-        &self,
-        session: SessionId,
-        route: i32,
-        seq: i32,
-        payload: impl Into<Bytes>,
-    ) -> Result<(), NodeError> {
-        let shard = session.shard().0;
-        let link = {
-            let reg = self.reg.read().unwrap();
-            match reg.as_slice() {
-                [] => return Err(NodeError::NotConnected { shard }),
-                [gate] => gate.link(shard),
-                many => return Err(NodeError::AmbiguousGate { gates: many.len() }),
-            }
-        };
-        let link = link.ok_or(NodeError::NotConnected { shard })?;
-        link.push(session, route, seq, payload.into(), 0)
+    /// The same client bound to the gate whose `GateHello` carried
+    /// `gate_id`. Whether that gate is connected is checked at each call
+    /// ([`NodeError::NotConnected`] if not).
+    pub fn gate(&self, gate_id: &str) -> GateClient {
+        GateClient {
+            inner: self.inner.clone(),
+            gate: Some(gate_id.into()),
+            home: None,
+            timeout: self.timeout,
+        }
     }
 
-    /// Like [`GateClient::push`], through the gate whose `GateHello` carried
-    /// `gate_id`.
-    pub fn push_to(
-        &self,
-        gate_id: &str,
-        session: SessionId,
-        route: i32,
-        seq: i32,
-        payload: impl Into<Bytes>,
-    ) -> Result<(), NodeError> {
-        let shard = session.shard().0;
-        let link = self
-            .link(gate_id, shard)
-            .ok_or(NodeError::NotConnected { shard })?;
-        link.push(session, route, seq, payload.into(), 0)
+    /// The client of a handler: bound to `gate_id`, and sending calls that
+    /// may go on any link on the link of `home` (the request's).
+    pub(crate) fn pinned(&self, gate_id: Arc<str>, home: u16) -> GateClient {
+        GateClient {
+            inner: self.inner.clone(),
+            gate: Some(gate_id),
+            home: Some(home),
+            timeout: self.timeout,
+        }
+    }
+
+    /// The same client with another wait limit for blocking calls.
+    pub fn with_timeout(&self, timeout: Duration) -> GateClient {
+        GateClient {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// The gate this client is bound to, if any ([`GateClient::gate`]).
+    pub fn gate_id(&self) -> Option<&str> {
+        self.gate.as_deref()
+    }
+
+    /// The wait limit of blocking calls.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Ids of the gates with at least one link up.
     pub fn gate_ids(&self) -> Vec<String> {
-        let reg = self.reg.read().unwrap();
+        let reg = self.inner.reg.read().unwrap();
         reg.iter().map(|g| g.id.to_string()).collect()
     }
 
     /// Number of links up, over all gates and shards.
     pub fn links(&self) -> usize {
-        let reg = self.reg.read().unwrap();
+        let reg = self.inner.reg.read().unwrap();
         reg.iter()
-            .map(|g| g.shards.iter().filter(|l| l.is_some()).count())
+            .map(|g| g.links.iter().filter(|l| l.is_some()).count())
             .sum()
+    }
+
+    /// The gate a call goes to: the bound one, else the only one.
+    fn select<'r>(&self, reg: &'r [GateLinks], via: Via) -> Result<&'r GateLinks, NodeError> {
+        let not_connected = || NodeError::NotConnected {
+            shard: via.shard_hint(),
+        };
+        match &self.gate {
+            Some(id) => reg.iter().find(|g| g.id == *id).ok_or_else(not_connected),
+            None => match reg {
+                [] => Err(not_connected()),
+                [gate] => Ok(gate),
+                many => Err(NodeError::AmbiguousGate { gates: many.len() }),
+            },
+        }
+    }
+
+    /// The link a call goes on (see "Which link" above).
+    pub(crate) fn pick(&self, via: Via) -> Result<Arc<Link>, NodeError> {
+        let reg = self.inner.reg.read().unwrap();
+        let g = self.select(&reg, via)?;
+        let preferred = match via {
+            Via::To(t) => Some(t.preferred_shard(g.shard_count).0),
+            Via::Any => self.home,
+        };
+        if let Some(l) = preferred.and_then(|shard| g.link(shard)) {
+            return Ok(l);
+        }
+        let live = g.links.iter().flatten().count();
+        let n = self.inner.rotor.fetch_add(1, Ordering::Relaxed) % live.max(1);
+        g.links
+            .iter()
+            .flatten()
+            .nth(n)
+            .cloned()
+            .ok_or(NodeError::NotConnected {
+                shard: via.shard_hint(),
+            })
+    }
+
+    /// The link of `session`'s own shard, which alone takes plain `Push`
+    /// messages for it; `Ok(None)` if the gate is up but that link is not.
+    pub(crate) fn session_link(&self, session: SessionId) -> Result<Option<Arc<Link>>, NodeError> {
+        let reg = self.inner.reg.read().unwrap();
+        let g = self.select(&reg, Via::To(Target::Session(session)))?;
+        Ok(g.link(session.shard().0))
+    }
+
+    /// Sends `op` with a call id on `link` and waits for its result.
+    pub(crate) fn call_on(&self, link: &Link, op: call::Op) -> Result<CallResult, NodeError> {
+        let calls = &self.inner.calls;
+        let waiting = calls.register(link.gate_id.clone(), link.shard.0);
+        if link.send(&call_msg(waiting.id, op)).is_err() {
+            calls.forget(waiting.id);
+            return Err(NodeError::NotConnected {
+                shard: link.shard.0,
+            });
+        }
+        calls.wait(waiting, self.timeout)
+    }
+
+    /// Sends `op` with a call id where `via` says and waits for its result.
+    pub(crate) fn call(&self, via: Via, op: call::Op) -> Result<CallResult, NodeError> {
+        let link = self.pick(via)?;
+        self.call_on(&link, op)
+    }
+
+    /// Sends `op` with call id 0 (no result) where `via` says.
+    pub(crate) fn cast(&self, via: Via, op: call::Op) -> Result<(), NodeError> {
+        let link = self.pick(via)?;
+        link.send(&call_msg(0, op))
+            .map_err(|_| NodeError::NotConnected {
+                shard: link.shard.0,
+            })
+    }
+
+    /// Hands a `CallResult` read on any link to the caller waiting for it.
+    pub(crate) fn resolve(&self, r: CallResult) {
+        self.inner.calls.resolve(r);
     }
 
     /// The link to `shard` of gate `gate_id`, if up.
     pub(crate) fn link(&self, gate_id: &str, shard: u16) -> Option<Arc<Link>> {
-        let reg = self.reg.read().unwrap();
+        let reg = self.inner.reg.read().unwrap();
         reg.iter().find(|g| &*g.id == gate_id)?.link(shard)
     }
 
@@ -98,53 +266,70 @@ impl GateClient {
     /// replaces, which the caller should close.
     pub(crate) fn insert(&self, link: Arc<Link>) -> Option<Arc<Link>> {
         let shard = usize::from(link.shard.0);
-        let mut reg = self.reg.write().unwrap();
+        let mut reg = self.inner.reg.write().unwrap();
         let i = match reg.iter().position(|g| g.id == link.gate_id) {
             Some(i) => i,
             None => {
                 reg.push(GateLinks {
                     id: link.gate_id.clone(),
-                    shards: Vec::new(),
+                    shard_count: link.shard_count,
+                    links: Vec::new(),
                 });
                 reg.len() - 1
             }
         };
-        let shards = &mut reg[i].shards;
-        if shards.len() <= shard {
-            shards.resize(shard + 1, None);
+        let g = &mut reg[i];
+        g.shard_count = link.shard_count;
+        if g.links.len() <= shard {
+            g.links.resize(shard + 1, None);
         }
-        shards[shard].replace(link)
+        g.links[shard].replace(link)
     }
 
-    /// Forgets `link` if it is still the link for its (gate, shard).
+    /// Forgets `link` if it is still the link for its (gate, shard). When it
+    /// was the gate's last, calls waiting on that gate fail at once.
     pub(crate) fn remove(&self, link: &Arc<Link>) {
-        let mut reg = self.reg.write().unwrap();
+        let mut reg = self.inner.reg.write().unwrap();
         let Some(i) = reg.iter().position(|g| g.id == link.gate_id) else {
             return;
         };
         let g = &mut reg[i];
-        if let Some(slot) = g.shards.get_mut(usize::from(link.shard.0)) {
+        if let Some(slot) = g.links.get_mut(usize::from(link.shard.0)) {
             if slot.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
                 *slot = None;
             }
         }
-        if g.shards.iter().all(Option::is_none) {
-            reg.swap_remove(i);
+        if g.links.iter().all(Option::is_none) {
+            let gone = reg.swap_remove(i);
+            drop(reg);
+            self.inner.calls.fail_gate(&gone.id);
         }
     }
 }
 
 impl GateLinks {
     fn link(&self, shard: u16) -> Option<Arc<Link>> {
-        self.shards.get(usize::from(shard))?.clone()
+        self.links.get(usize::from(shard))?.clone()
+    }
+}
+
+/// Builds a `ToGate::Call`.
+pub(crate) fn call_msg(call_id: u64, op: call::Op) -> ToGate {
+    ToGate {
+        msg: Some(to_gate::Msg::Call(Call {
+            call_id,
+            op: Some(op),
+        })),
     }
 }
 
 impl std::fmt::Debug for GateClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GateClient")
+            .field("gate", &self.gate)
             .field("gates", &self.gate_ids())
             .field("links", &self.links())
+            .field("timeout", &self.timeout)
             .finish()
     }
 }

@@ -1,27 +1,31 @@
-//! One gate link: the handshake and the reader thread that decodes frames and
-//! runs (or dispatches) handlers.
+//! One gate link: the handshake and the reader thread that takes messages
+//! from the link's [`Inbox`] and runs (or dispatches) handlers.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use prost::Message;
 use tracing::{debug, info, warn};
 
 use super::builder::{Settings, HANDSHAKE_TIMEOUT};
 use super::context::{run_handler, Context};
-use super::worker::{Job, Pool};
+use super::event::{run_event_handler, EventContext};
+use super::inbox::{self, Inbox, Next};
+use super::worker::{Job, Pool, Work};
 use super::writer::{Closed, Writer};
-use super::{NodeError, Shared};
+use super::{EventKind, NodeError, Shared};
 use crate::ids::{SessionId, ShardId};
-use crate::link::proto::{to_gate, to_node, Deliver, NodeHello, Pong, Push, ToGate, ToNodeBatch};
-use crate::link::{decode_frame, BatchBuf, LinkError, PROTOCOL_VERSION};
+use crate::link::proto::{to_gate, to_node, Deliver, Event, NodeHello, Pong, Push, ToGate};
+use crate::link::{BatchBuf, LinkError, PROTOCOL_VERSION};
 
-/// Bytes asked of each `recv`.
-const READ_CHUNK: usize = 64 * 1024;
+/// While a worker's queue is full, the reader keeps reading its link (to
+/// resolve call results workers wait for) until this many messages are
+/// queued in its inbox; then it simply waits.
+const MAX_QUEUED_WHILE_FULL: usize = 4096;
 
 /// A link that completed its handshake: who is on the other side, and the
 /// shared write half.
@@ -30,6 +34,8 @@ pub(crate) struct Link {
     pub(crate) gate_id: Arc<str>,
     /// `GateHello.shard`: sessions of this shard are reachable here.
     pub(crate) shard: ShardId,
+    /// `GateHello.shards`: how many shards the gate runs.
+    pub(crate) shard_count: u16,
     writer: Writer,
 }
 
@@ -48,6 +54,11 @@ impl Link {
             .map_err(|Closed| NodeError::NotConnected {
                 shard: self.shard.0,
             })
+    }
+
+    /// Sends one message (batched with whatever else is pending).
+    pub(crate) fn send(&self, msg: &ToGate) -> Result<(), Closed> {
+        self.writer.send(msg)
     }
 
     /// Sends a whole batch of framed messages; drops it if the link closed.
@@ -80,14 +91,20 @@ pub(crate) fn serve(
     id: u64,
     pool: Option<Arc<Pool>>,
 ) {
+    let inbox = Inbox::new(
+        stream,
+        shared.settings.max_frame_bytes,
+        shared.gates.clone(),
+    );
     let mut reader = Reader {
         shared,
         settings: &shared.settings,
-        stream,
         peer,
-        buf: BytesMut::with_capacity(READ_CHUNK),
+        inbox: Rc::new(RefCell::new(inbox)),
         pool,
     };
+    // From here on, calls made on this thread keep reading this link.
+    let _installed = inbox::install(reader.inbox.clone());
     let link = match reader.handshake() {
         Ok(link) => link,
         Err(e) => {
@@ -113,30 +130,22 @@ pub(crate) fn serve(
 struct Reader<'a> {
     shared: &'a Arc<Shared>,
     settings: &'a Settings,
-    stream: TcpStream,
     peer: SocketAddr,
-    /// Received bytes not yet decoded (a partial frame at most, between turns).
-    buf: BytesMut,
+    /// Shared with the thread-local of this thread (see [`inbox::current`]);
+    /// never borrowed while a handler runs.
+    inbox: Rc<RefCell<Inbox>>,
     pool: Option<Arc<Pool>>,
 }
 
 impl Reader<'_> {
-    /// Reads `GateHello`, answers `NodeHello`, registers the link, and
-    /// handles whatever else the first batch carried.
+    /// Reads `GateHello`, answers `NodeHello` and registers the link. The
+    /// rest of the first batch stays queued for [`Reader::run`].
     fn handshake(&mut self) -> Result<Arc<Link>, NodeError> {
-        self.stream.set_nodelay(true)?;
-        self.stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        let frame = loop {
-            if let Some(f) = decode_frame(&mut self.buf, self.settings.max_frame_bytes)? {
-                break f;
-            }
-            if self.recv(HANDSHAKE_TIMEOUT)? == 0 {
-                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
-            }
-        };
-        let batch = ToNodeBatch::decode(frame).map_err(LinkError::from)?;
-        let mut msgs = batch.msgs.into_iter();
-        let hello = match msgs.next().and_then(|m| m.msg) {
+        let mut inbox = self.inbox.borrow_mut();
+        let stream = inbox.stream().try_clone()?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let hello = match inbox.first_frame(HANDSHAKE_TIMEOUT)? {
             Some(to_node::Msg::Hello(h)) => h,
             _ => return Err(LinkError::Protocol("first message is not GateHello").into()),
         };
@@ -145,6 +154,9 @@ impl Reader<'_> {
         }
         let shard = u16::try_from(hello.shard)
             .map_err(|_| LinkError::Protocol("GateHello.shard does not fit 16 bits"))?;
+        let shard_count = u16::try_from(hello.shards)
+            .map_err(|_| LinkError::Protocol("GateHello.shards does not fit 16 bits"))?
+            .max(shard + 1);
 
         let hello_reply = ToGate {
             msg: Some(to_gate::Msg::Hello(NodeHello {
@@ -152,12 +164,16 @@ impl Reader<'_> {
                 node_id: self.settings.node_id.clone(),
                 routes: self.settings.routes.iter().map(|(r, _)| *r).collect(),
                 version: PROTOCOL_VERSION,
-                events: Vec::new(),
+                events: self
+                    .settings
+                    .event_kinds()
+                    .map(EventKind::to_proto)
+                    .collect(),
             })),
         };
         let timeout = self.settings.idle_timeout;
-        self.stream.set_read_timeout(timeout)?;
-        self.stream.set_write_timeout(timeout)?;
+        stream.set_read_timeout(timeout)?;
+        stream.set_write_timeout(timeout)?;
         // The NodeHello goes first on the wire even though the link is
         // visible to pushers before it is written: the writer starts corked.
         // Registering before the hello is written means a gate that has the
@@ -165,8 +181,9 @@ impl Reader<'_> {
         let link = Arc::new(Link {
             gate_id: hello.gate_id.into(),
             shard: ShardId(shard),
+            shard_count,
             writer: Writer::corked(
-                self.stream.try_clone()?,
+                stream,
                 &hello_reply,
                 self.settings.max_frame_bytes,
                 self.settings.max_write_backlog,
@@ -180,6 +197,7 @@ impl Reader<'_> {
             self.shared.gates.remove(&link);
             return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
         }
+        inbox.set_link(link.clone());
         info!(
             peer = %self.peer,
             gate = %link.gate_id,
@@ -187,15 +205,6 @@ impl Reader<'_> {
             shards = hello.shards,
             "node: link up"
         );
-        let mut out = BatchBuf::new(self.settings.max_frame_bytes);
-        for m in msgs {
-            if let Err(e) = self.handle(&link, m.msg, &mut out) {
-                self.shared.gates.remove(&link);
-                link.writer.close();
-                return Err(e);
-            }
-        }
-        link.send_frames(out.take());
         Ok(link)
     }
 
@@ -204,17 +213,21 @@ impl Reader<'_> {
         let mut out = BatchBuf::new(self.settings.max_frame_bytes);
         let idle = self.settings.idle_timeout.unwrap_or(Duration::MAX);
         loop {
-            if self.recv(idle)? == 0 {
-                return Ok(());
-            }
-            while let Some(frame) = decode_frame(&mut self.buf, self.settings.max_frame_bytes)? {
-                let batch = ToNodeBatch::decode(frame).map_err(LinkError::from)?;
-                for m in batch.msgs {
-                    self.handle(link, m.msg, &mut out)?;
+            // The borrow ends before the message is handled: handlers may
+            // pump this inbox while they wait for a call.
+            let next = self.inbox.borrow_mut().next();
+            match next? {
+                Next::Msg(m) => self.handle(link, m, &mut out)?,
+                Next::Eof => return Ok(()),
+                Next::Empty => {
+                    // Everything read so far is handled: one write for it all.
+                    if !out.is_empty() {
+                        link.send_frames(out.take());
+                    }
+                    if self.inbox.borrow_mut().fill(idle)? == 0 {
+                        return Ok(());
+                    }
                 }
-            }
-            if !out.is_empty() {
-                link.send_frames(out.take());
             }
         }
     }
@@ -223,25 +236,30 @@ impl Reader<'_> {
     fn handle(
         &self,
         link: &Arc<Link>,
-        msg: Option<to_node::Msg>,
+        msg: to_node::Msg,
         out: &mut BatchBuf,
     ) -> Result<(), NodeError> {
         match msg {
-            Some(to_node::Msg::Deliver(d)) => self.deliver(link, d, out),
-            Some(to_node::Msg::Ping(p)) => {
+            to_node::Msg::Deliver(d) => self.deliver(link, d, out),
+            to_node::Msg::Event(e) => {
+                self.event(link, e, out);
+                Ok(())
+            }
+            to_node::Msg::Ping(p) => {
                 out.push(&ToGate {
                     msg: Some(to_gate::Msg::Pong(Pong { nonce: p.nonce })),
                 });
                 Ok(())
             }
-            Some(to_node::Msg::Pong(_)) => Ok(()),
-            // Events and call results: handled by the session API (in progress).
-            Some(to_node::Msg::Event(_)) | Some(to_node::Msg::Result(_)) => Ok(()),
-            Some(to_node::Msg::Hello(_)) => {
+            to_node::Msg::Pong(_) => Ok(()),
+            // Normally resolved as soon as it is decoded (see Inbox).
+            to_node::Msg::Result(r) => {
+                self.shared.gates.resolve(r);
+                Ok(())
+            }
+            to_node::Msg::Hello(_) => {
                 Err(LinkError::Protocol("GateHello after the handshake").into())
             }
-            // A message kind added by a newer gate: skip it.
-            None => Ok(()),
         }
     }
 
@@ -257,58 +275,59 @@ impl Reader<'_> {
             ));
             return Ok(());
         };
-        let Some(pool) = &self.pool else {
-            let mut ctx = Context::new(d, link, out, &self.shared.gates);
-            run_handler(handler, &mut ctx);
-            return Ok(());
-        };
-        let job = Job {
-            link: link.clone(),
-            deliver: d,
-        };
-        match pool.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(job) => {
-                // The worker's queue is full: send what we have (pongs) so
-                // the gate keeps hearing from us, then wait for room.
-                if !out.is_empty() {
-                    link.send_frames(out.take());
-                }
-                pool.send(job);
-                Ok(())
+        match &self.pool {
+            None => {
+                let mut ctx = Context::new(d, link, out, &self.shared.gates);
+                run_handler(handler, &mut ctx);
             }
+            Some(pool) => self.dispatch(pool, link.clone(), Work::Deliver(d), out),
+        }
+        Ok(())
+    }
+
+    fn event(&self, link: &Arc<Link>, e: Event, out: &mut BatchBuf) {
+        let Some(kind) = EventKind::from_proto(e.kind) else {
+            debug!(kind = e.kind, "node: event of an unknown kind ignored");
+            return;
+        };
+        let Some(handler) = self.settings.event_handler(kind) else {
+            debug!(%kind, "node: event nobody subscribed to ignored");
+            return;
+        };
+        match &self.pool {
+            None => {
+                let mut ctx = EventContext::new(kind, e, link, out, &self.shared.gates);
+                run_event_handler(handler, &mut ctx);
+            }
+            Some(pool) => self.dispatch(pool, link.clone(), Work::Event(kind, e), out),
         }
     }
 
-    /// One `recv` of up to [`READ_CHUNK`] bytes appended to `buf`; 0 = EOF.
-    fn recv(&mut self, timeout: Duration) -> Result<usize, NodeError> {
-        self.buf.reserve(READ_CHUNK);
+    /// Hands work to the worker of its session. When that worker's queue is
+    /// full, keeps reading the link meanwhile (bounded), so that results of
+    /// calls the workers are blocked on still arrive.
+    fn dispatch(&self, pool: &Pool, link: Arc<Link>, work: Work, out: &mut BatchBuf) {
+        let mut job = match pool.try_send(Job { link, work }) {
+            Ok(()) => return,
+            Err(job) => job,
+        };
+        // Send what we have (pongs, replies of inline work) so the gate
+        // keeps hearing from us, then wait for room.
+        if !out.is_empty() {
+            job.link.send_frames(out.take());
+        }
         loop {
-            let spare = self.buf.spare_capacity_mut();
-            // SAFETY: recv writes at most `spare.len()` bytes into memory
-            // owned by `buf` and returns how many it wrote; only those are
-            // marked initialised below.
-            let n = unsafe {
-                libc::recv(
-                    self.stream.as_raw_fd(),
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                    0,
-                )
+            job = match pool.send_timeout(job, Duration::from_millis(1)) {
+                Ok(()) => return,
+                Err(job) => job,
             };
-            if n >= 0 {
-                let n = n as usize;
-                // SAFETY: the kernel initialised these `n` bytes.
-                unsafe { self.buf.set_len(self.buf.len() + n) };
-                return Ok(n);
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                    return Err(NodeError::IdleTimeout(timeout))
-                }
-                _ => return Err(e.into()),
+            let mut inbox = self.inbox.borrow_mut();
+            if inbox.queued() >= MAX_QUEUED_WHILE_FULL
+                || !inbox.pump(Duration::ZERO, MAX_QUEUED_WHILE_FULL)
+            {
+                drop(inbox);
+                pool.send(job);
+                return;
             }
         }
     }

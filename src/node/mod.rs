@@ -1,5 +1,6 @@
 //! The node SDK: what a backend author links to serve client routes behind a
-//! ringgate gate and to push packets back to clients.
+//! ringgate gate, to push packets back to clients and to call the gate
+//! (bind users, kick, settings, channels, ...).
 //!
 //! ```no_run
 //! use ringgate::node::{Context, Node};
@@ -30,10 +31,10 @@
 //! ```text
 //!  accept thread ──accept──▶ one reader thread per link ("ringgate-node-link")
 //!                              │ recv 64 KiB chunks, decode every frame
-//!                              │ answer Ping with Pong
+//!                              │ answer Ping with Pong, resolve CallResults
 //!                              ├─ workers(0): run the handler right here, replies
 //!                              │   go into one BatchBuf, one write per chunk
-//!                              └─ workers(n): send each Deliver to worker
+//!                              └─ workers(n): send each Deliver / Event to worker
 //!                                  hash(session) % n over a bounded channel
 //!                                        ▼
 //!                              worker threads ("ringgate-node-worker-i")
@@ -54,28 +55,71 @@
 //!
 //! * `workers(0)` (the default) runs handlers inline on the link's reader
 //!   thread: no channel hop, the lowest latency and the best throughput for
-//!   handlers that only compute (echo, routing, in-memory state). A slow or
-//!   blocking handler stalls every session on that link (one gate shard).
-//!   Requests of one link run in arrival order.
+//!   handlers that only compute (echo, routing, in-memory state) and use the
+//!   `_nowait` operations. A slow or blocking handler stalls every session on
+//!   that link (one gate shard). Requests of one link run in arrival order.
 //! * `workers(n)` hands requests to a pool of `n` threads. Use it when
-//!   handlers block (database, disk, another service) or are CPU-heavy and
-//!   the node has more cores than the gate has shards. Requests of one
-//!   session always go to the same worker, so they still run in order; those
-//!   of different sessions run in parallel.
+//!   handlers block (database, disk, another service, **blocking gate calls**
+//!   such as `bind`) or are CPU-heavy and the node has more cores than the
+//!   gate has shards. Requests of one session always go to the same worker,
+//!   so they still run in order; those of different sessions run in parallel.
+//!
+//! # Events
+//!
+//! [`NodeBuilder::on_event`] subscribes to session events (connect, bind,
+//! unbind, disconnect). The gate sends them on the link of the shard that
+//! owns the session, and the SDK runs them exactly where that session's
+//! requests run (inline, or worker `hash(session)`), so a handler sees a
+//! session's requests and events in the order the gate sent them.
+//!
+//! # Calls to the gate
+//!
+//! [`GateClient`] (from [`Node::gates`], [`Context::gate`] or
+//! [`EventContext::gate`]) has every operation of the protocol's `Call`:
+//! push (to a session or a user), multicast, broadcast, kick, bind, unbind,
+//! settings, get_ip, is_online, stat, subscribe, unsubscribe, publish. The
+//! naming rule: **`op(..)` waits for the gate's result; `op_nowait(..)`
+//! sends call id 0 and returns at once.** Only [`Context::reply`] and
+//! [`Context::reply_with`] are neither: they answer the request and are
+//! always batched. [`Context`] and [`EventContext`] also have shortcuts for
+//! their own session (`bind`, `unbind`, `set_settings`, `kick`, `subscribe`,
+//! `unsubscribe`, each with its `_nowait`).
+//!
+//! A blocking call registers a call id (process-wide counter) in a pending
+//! table and waits at most [`NodeBuilder::call_timeout`] (default 3 s) for the
+//! `CallResult`, which any link of that gate may carry: every link reader
+//! resolves results as soon as it decodes them. When a gate's last link goes
+//! down, calls waiting on it fail at once with [`NodeError::NotConnected`].
+//!
+//! **Blocking on a link reader thread.** A handler running inline
+//! (`workers(0)`) that makes a blocking call would wait for a result that its
+//! own thread must read. The SDK does not deadlock there: while the call
+//! waits, the reader keeps reading its link — results are resolved, pings
+//! answered, and requests and events are queued and run, in order, after
+//! the handler returns (and another reader's resolving the result wakes it
+//! through an eventfd). It still stalls every other session of that link for
+//! the call's round trip, which is why handlers that make blocking calls
+//! belong on `workers(n)`. The same reading continues while a reader waits
+//! for room in a full worker queue (up to 4096 queued messages), so workers
+//! blocked on calls still get their results.
 //!
 //! # Several gates
 //!
-//! Links are keyed by (gate id, shard). A handler's [`Context::reply`] and
-//! [`Context::push`] always go back to the gate the request came from. A
-//! [`GateClient::push`] from outside a handler knows only a session id: with
-//! one gate connected it goes to that gate; with several it fails with
-//! [`NodeError::AmbiguousGate`] and [`GateClient::push_to`] must name the gate.
-//! (A later protocol change will carry the gate in session ids.)
+//! Links are keyed by (gate id, shard). A handler's replies, pushes and calls
+//! always go to the gate the request came from. [`Node::gates`] from outside
+//! a handler knows only session ids and uids: with one gate connected it uses
+//! that gate; with several it fails with [`NodeError::AmbiguousGate`] and
+//! [`GateClient::gate`] must name the gate.
 
 mod builder;
+mod calls;
 mod context;
+mod event;
 mod gate;
+mod inbox;
 mod link;
+mod ops;
+mod types;
 mod worker;
 mod writer;
 
@@ -89,11 +133,13 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 pub use builder::{
-    NodeBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_WRITE_BACKLOG,
-    DEFAULT_WORKER_QUEUE, HANDSHAKE_TIMEOUT,
+    NodeBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE, HANDSHAKE_TIMEOUT,
 };
 pub use context::Context;
+pub use event::EventContext;
 pub use gate::GateClient;
+pub use types::{CloseReason, EventKind, ShardStat, Stat, Target};
 
 use crate::link::LinkError;
 use builder::Settings;
@@ -109,6 +155,9 @@ pub enum NodeError {
     /// Two handlers were registered for the same route.
     #[error("route {0} registered twice")]
     DuplicateRoute(i32),
+    /// Two event handlers were registered for the same event kind.
+    #[error("event {0} registered twice")]
+    DuplicateEvent(EventKind),
     /// Binding the listen address failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -117,21 +166,50 @@ pub enum NodeError {
         /// Why the OS refused.
         source: io::Error,
     },
-    /// No link is up to the gate shard that owns the session (never
-    /// connected, closed, or the gate named in `push_to` is unknown).
-    #[error("no link to gate shard {shard}")]
+    /// No link is up to the gate (never connected, all its links closed,
+    /// or the gate named in [`GateClient::gate`] is unknown), or the link a
+    /// call went out on closed and no other link of its gate is left.
+    #[error("no link to the gate (shard {shard})")]
     NotConnected {
-        /// The shard the session belongs to.
+        /// The shard the operation preferred (a session's own), else 0.
         shard: u16,
     },
-    /// A push by session id alone while links from several gates are up: the
-    /// session id does not say which gate holds it. Use
-    /// [`GateClient::push_to`], or push from a handler's [`Context`].
-    #[error("{gates} gates connected: push_to(gate_id, ..) must name one")]
+    /// An operation through [`Node::gates`] while links from several gates
+    /// are up: a session id or uid does not say which gate holds it. Use
+    /// [`GateClient::gate`], or the handler's [`Context::gate`].
+    #[error("{gates} gates connected: use gates().gate(gate_id) to name one")]
     AmbiguousGate {
         /// How many gates have links up.
         gates: usize,
     },
+    /// The gate answered `NOT_FOUND`: no such session, or the user is not
+    /// bound on this gate.
+    #[error("no such session or user on the gate")]
+    NotFound,
+    /// The gate answered `ALREADY_BOUND`: the user is bound to another
+    /// session and the gate's `session.rebind` is `"reject"`.
+    #[error("the user is already bound to another session")]
+    AlreadyBound,
+    /// The gate answered `INVALID` (or the SDK refused before asking, e.g.
+    /// `UserId(0)`); the text says why.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The gate answered `BUSY`: it could not take the call now (a
+    /// cross-shard queue was full). Retrying later may work.
+    #[error("the gate is busy; retry later")]
+    Busy,
+    /// A result code this SDK does not know (a newer gate).
+    #[error("gate answered code {code}: {message}")]
+    Gate {
+        /// `CallResult.code`.
+        code: i32,
+        /// `CallResult.message`.
+        message: String,
+    },
+    /// No result within [`NodeBuilder::call_timeout`]. The call may still
+    /// take effect on the gate.
+    #[error("no result from the gate within {0:?}")]
+    Timeout(Duration),
     /// A link broke the protocol (oversized frame, bad batch, bad handshake);
     /// the link was closed.
     #[error(transparent)]
@@ -187,8 +265,8 @@ impl Node {
         self.local_addr
     }
 
-    /// A client for pushing to sessions from outside handlers; works before
-    /// and after [`Node::spawn`] / [`Node::run`].
+    /// A client for the gates' operations from outside handlers; works
+    /// before and after [`Node::spawn`] / [`Node::run`].
     pub fn gates(&self) -> GateClient {
         self.shared.gates.clone()
     }
@@ -255,7 +333,7 @@ impl NodeHandle {
         self.local_addr
     }
 
-    /// A client for pushing to sessions from any thread.
+    /// A client for the gates' operations, from any thread.
     pub fn gates(&self) -> GateClient {
         self.shared.gates.clone()
     }

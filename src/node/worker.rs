@@ -1,6 +1,7 @@
 //! The handler pool of `workers(n > 0)`: one bounded crossbeam channel per
-//! worker; a request goes to worker `hash(session) % n`, so one session's
-//! requests run in order while different sessions run in parallel.
+//! worker; a request or event goes to worker `hash(session) % n`, so one
+//! session's requests and events run in order while different sessions run
+//! in parallel.
 //!
 //! A full channel makes the link reader wait (backpressure reaches the gate
 //! through TCP). A worker blocks for one job, drains up to [`DRAIN`] more, and
@@ -9,23 +10,43 @@
 use std::io;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 
+use super::calls;
 use super::context::{run_handler, Context};
+use super::event::{run_event_handler, EventContext};
 use super::link::Link;
-use super::Shared;
-use crate::link::proto::Deliver;
+use super::{EventKind, Shared};
+use crate::link::proto::{Deliver, Event};
 use crate::link::BatchBuf;
 
 /// Jobs a worker takes per wake-up before writing their replies.
 const DRAIN: usize = 256;
 
-/// One request for a worker.
+/// One request or event for a worker.
 pub(crate) struct Job {
     /// The link it came on; replies go back there.
     pub(crate) link: Arc<Link>,
-    pub(crate) deliver: Deliver,
+    pub(crate) work: Work,
+}
+
+/// What a worker runs.
+pub(crate) enum Work {
+    /// A client request for a route handler.
+    Deliver(Deliver),
+    /// A session event for an event handler.
+    Event(EventKind, Event),
+}
+
+impl Work {
+    fn session_id(&self) -> u64 {
+        match self {
+            Work::Deliver(d) => d.session_id,
+            Work::Event(_, e) => e.session_id,
+        }
+    }
 }
 
 /// Sending halves of the worker channels. Dropping the last `Arc<Pool>`
@@ -37,7 +58,7 @@ pub(crate) struct Pool {
 impl Pool {
     fn pick(&self, job: &Job) -> &Sender<Job> {
         // Fibonacci hashing: session counters are sequential.
-        let h = job.deliver.session_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        let h = job.work.session_id().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
         &self.txs[(h % self.txs.len() as u64) as usize]
     }
 
@@ -54,6 +75,16 @@ impl Pool {
     /// Queues `job`, waiting for room.
     pub(crate) fn send(&self, job: Job) {
         let _ = self.pick(&job).send(job);
+    }
+
+    /// Queues `job`, waiting at most `timeout` for room; gives it back if
+    /// there was none.
+    pub(crate) fn send_timeout(&self, job: Job, timeout: Duration) -> Result<(), Job> {
+        match self.pick(&job).send_timeout(job, timeout) {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Timeout(job)) => Err(job),
+            Err(SendTimeoutError::Disconnected(_)) => Ok(()),
+        }
     }
 }
 
@@ -87,18 +118,30 @@ fn work(shared: &Shared, rx: &Receiver<Job>) {
         for job in rx.try_iter().take(DRAIN) {
             run(shared, job, &mut outs);
         }
-        for (link, mut out) in outs.drain(..) {
-            if !out.is_empty() {
-                link.send_frames(out.take());
-            }
+        flush(&mut outs);
+    }
+}
+
+fn flush(outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
+    for (link, mut out) in outs.drain(..) {
+        if !out.is_empty() {
+            link.send_frames(out.take());
         }
     }
 }
 
+/// Runs one job. If its handler waited for the gate, the replies held so
+/// far are written now: a drain of handlers that each wait must not hold
+/// earlier replies back until the last one is done.
 fn run(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
-    let Some(handler) = shared.settings.handler(job.deliver.route) else {
-        return; // The reader checked the route before dispatching.
-    };
+    let waits = calls::waits();
+    run_one(shared, job, outs);
+    if calls::waits() != waits {
+        flush(outs);
+    }
+}
+
+fn run_one(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
     let i = match outs.iter().position(|(l, _)| Arc::ptr_eq(l, &job.link)) {
         Some(i) => i,
         None => {
@@ -108,6 +151,19 @@ fn run(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
         }
     };
     let (link, out) = &mut outs[i];
-    let mut ctx = Context::new(job.deliver, link, out, &shared.gates);
-    run_handler(handler, &mut ctx);
+    // The reader checked that a handler exists before dispatching.
+    match job.work {
+        Work::Deliver(d) => {
+            if let Some(handler) = shared.settings.handler(d.route) {
+                let mut ctx = Context::new(d, link, out, &shared.gates);
+                run_handler(handler, &mut ctx);
+            }
+        }
+        Work::Event(kind, e) => {
+            if let Some(handler) = shared.settings.event_handler(kind) {
+                let mut ctx = EventContext::new(kind, e, link, out, &shared.gates);
+                run_event_handler(handler, &mut ctx);
+            }
+        }
+    }
 }

@@ -1,0 +1,232 @@
+//! Calls waiting for their `CallResult`: ids, the pending table, and how a
+//! caller waits without ever blocking the thread that must read its answer.
+//!
+//! ```text
+//!  caller ── register(id) ──▶ pending[id] = (gate, tx, waker?)
+//!         ── Call{id} on a link ──▶ gate ── CallResult{id} on ANY link of that gate
+//!                                          │
+//!  any link reader ── resolve(id) ─────────┘  take pending[id], tx.send, wake
+//!  caller ◀── rx (worker / user thread: blocks on rx;
+//!                 link reader thread: keeps reading its own link meanwhile)
+//! ```
+//! Every remover of a pending entry (resolve, the gate going away, the
+//! caller's timeout) sends on its channel right after removing it, so a
+//! caller that finds its entry gone can wait for the answer without a
+//! deadline.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use tracing::debug;
+
+use super::inbox;
+use super::NodeError;
+use crate::link::proto::{CallResult, Code};
+
+/// Call ids are unique in the process (0 means "no answer wanted").
+static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Blocking waits done by this thread so far (see [`waits`]).
+    static WAITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many blocking waits this thread has done: a worker compares it
+/// around a handler and, if it changed, writes the replies it holds at once
+/// rather than after its whole drain.
+pub(crate) fn waits() -> u64 {
+    WAITS.with(|w| w.get())
+}
+
+/// Independent locks of the pending table (calls from many workers at once).
+const SLOTS: usize = 16;
+
+/// What a caller receives: the gate's answer, or why there will be none.
+pub(crate) type Answer = Result<CallResult, NodeError>;
+
+/// Calls sent with a call id and not answered yet.
+pub(crate) struct Calls {
+    slots: [Mutex<HashMap<u64, Pending>>; SLOTS],
+}
+
+struct Pending {
+    /// The gate asked: its going away fails the call at once.
+    gate: Arc<str>,
+    /// The shard of the link the call went out on (for the error).
+    shard: u16,
+    tx: Sender<Answer>,
+    /// Set when the caller is a link reader polling its socket meanwhile.
+    wake: Option<Arc<Waker>>,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls {
+            slots: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
+}
+
+/// A registered call: wait for it with [`Calls::wait`].
+pub(crate) struct Waiting {
+    pub(crate) id: u64,
+    rx: Receiver<Answer>,
+}
+
+impl Calls {
+    fn slot(&self, id: u64) -> &Mutex<HashMap<u64, Pending>> {
+        &self.slots[(id % SLOTS as u64) as usize]
+    }
+
+    /// Takes a fresh call id and files the call as pending. Must happen
+    /// before the call is written: the answer may beat the writer back.
+    pub(crate) fn register(&self, gate: Arc<str>, shard: u16) -> Waiting {
+        let id = NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = bounded(1);
+        let pending = Pending {
+            gate,
+            shard,
+            tx,
+            wake: inbox::current_waker(),
+        };
+        self.slot(id).lock().unwrap().insert(id, pending);
+        Waiting { id, rx }
+    }
+
+    /// Forgets a call (it could not be sent, or its caller gave up).
+    /// False when it was already resolved: its answer is in the channel.
+    pub(crate) fn forget(&self, id: u64) -> bool {
+        self.slot(id).lock().unwrap().remove(&id).is_some()
+    }
+
+    /// Hands a `CallResult` read on any link to its caller.
+    pub(crate) fn resolve(&self, r: CallResult) {
+        let Some(p) = self.slot(r.call_id).lock().unwrap().remove(&r.call_id) else {
+            debug!(
+                call_id = r.call_id,
+                "node: result for an unknown or timed-out call dropped"
+            );
+            return;
+        };
+        let _ = p.tx.send(Ok(r));
+        if let Some(w) = p.wake {
+            w.wake();
+        }
+    }
+
+    /// Fails every call pending on `gate` (its last link went down: no
+    /// answer can come any more).
+    pub(crate) fn fail_gate(&self, gate: &str) {
+        for slot in &self.slots {
+            let gone: Vec<Pending> = {
+                let mut map = slot.lock().unwrap();
+                let ids: Vec<u64> = map
+                    .iter()
+                    .filter(|(_, p)| &*p.gate == gate)
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.iter().filter_map(|id| map.remove(id)).collect()
+            };
+            for p in gone {
+                let _ = p.tx.send(Err(NodeError::NotConnected { shard: p.shard }));
+                if let Some(w) = p.wake {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the answer of `w` and maps its code.
+    ///
+    /// On a link reader thread (handlers inline, `workers(0)`), the wait
+    /// keeps reading that link: results are resolved (this one may well be
+    /// among them), pings answered, and requests and events queued to run,
+    /// in order, after the current handler returns.
+    pub(crate) fn wait(&self, w: Waiting, timeout: Duration) -> Result<CallResult, NodeError> {
+        WAITS.with(|n| n.set(n.get() + 1));
+        let deadline = Instant::now() + timeout;
+        let got = match inbox::current() {
+            None => w.rx.recv_deadline(deadline).ok(),
+            Some(inbox) => loop {
+                match w.rx.try_recv() {
+                    Ok(a) => break Some(a),
+                    Err(TryRecvError::Disconnected) => break None,
+                    Err(TryRecvError::Empty) => {}
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    break None;
+                }
+                if !inbox.borrow_mut().pump(deadline - now, usize::MAX) {
+                    // This link is down; the answer may still come on another.
+                    break w.rx.recv_deadline(deadline).ok();
+                }
+            },
+        };
+        let answer = match got {
+            Some(a) => a,
+            None if self.forget(w.id) => return Err(NodeError::Timeout(timeout)),
+            // Resolved just as we gave up: the answer is being sent.
+            None => w.rx.recv().unwrap_or(Err(NodeError::Timeout(timeout))),
+        };
+        answer.and_then(check)
+    }
+}
+
+/// Maps a result's code to `Ok(result)` or the matching [`NodeError`].
+pub(crate) fn check(r: CallResult) -> Result<CallResult, NodeError> {
+    match Code::try_from(r.code) {
+        Ok(Code::Ok) => Ok(r),
+        Ok(Code::NotFound) => Err(NodeError::NotFound),
+        Ok(Code::AlreadyBound) => Err(NodeError::AlreadyBound),
+        Ok(Code::Invalid) => Err(NodeError::Invalid(r.message)),
+        Ok(Code::Busy) => Err(NodeError::Busy),
+        Err(_) => Err(NodeError::Gate {
+            code: r.code,
+            message: r.message,
+        }),
+    }
+}
+
+/// An eventfd that wakes a link reader polling its socket while it waits
+/// for an answer another reader resolves.
+pub(crate) struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub(crate) fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall; the returned fd is owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(Waker {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub(crate) fn wake(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our eventfd. A full
+        // counter (EAGAIN) is already a pending wake-up.
+        unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), 8) };
+    }
+
+    /// Resets the counter after a wake-up was seen.
+    pub(crate) fn drain(&self) {
+        let mut b = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer; non-blocking.
+        unsafe { libc::read(self.fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
