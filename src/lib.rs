@@ -27,5 +27,7 @@ pub mod link;
 pub mod node;
 pub mod session;
 pub mod shard;
+pub mod tls;
+pub mod ws;
 
 pub use ids::{Route, SessionId, ShardId, UserId};

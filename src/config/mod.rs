@@ -27,11 +27,16 @@ use crate::codec::{ByteOrder, PacketOptions};
 mod load;
 pub mod units;
 mod validate;
+mod ws;
 
 #[cfg(test)]
 mod tests;
 
 pub use load::{ConfigError, EMBEDDED_ORIGIN};
+pub use ws::{
+    WsConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TRUST_PROXY, DEFAULT_WS_ADDR, DEFAULT_WS_ENABLED,
+    DEFAULT_WS_ORIGINS, DEFAULT_WS_PATH,
+};
 
 /// The annotated default configuration, embedded in the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../etc/ringgate.toml");
@@ -165,6 +170,8 @@ pub struct ShardsConfig {
 pub struct NetworkConfig {
     /// `[network.tcp]`.
     pub tcp: TcpConfig,
+    /// `[network.ws]`.
+    pub ws: WsConfig,
 }
 
 /// `[network.tcp]`, as due's `[network.tcp.server]`.
@@ -186,6 +193,13 @@ pub struct TcpConfig {
     /// Bytes queued for one client before it is disconnected (`overflow`).
     #[serde(deserialize_with = "units::size")]
     pub max_outbound_bytes: usize,
+    /// PEM certificate chain; with `key_file`, clients must speak TLS. Empty: plain TCP.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key for `cert_file`. Empty: plain TCP.
+    pub key_file: std::path::PathBuf,
+    /// Close a TLS connection whose handshake has not finished this long after accept.
+    #[serde(deserialize_with = "units::duration")]
+    pub tls_handshake_timeout: Duration,
 }
 
 /// Heartbeat rules.
@@ -431,6 +445,9 @@ impl Default for TcpConfig {
             heartbeat: HeartbeatConfig::default(),
             authorize_timeout: DEFAULT_AUTHORIZE_TIMEOUT,
             max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
+            cert_file: std::path::PathBuf::new(),
+            key_file: std::path::PathBuf::new(),
+            tls_handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }

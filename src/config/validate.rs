@@ -45,6 +45,7 @@ impl Config {
         self.validate_shards()?;
         self.validate_packet()?;
         self.validate_tcp()?;
+        self.validate_ws()?;
         self.validate_link()?;
         self.validate_nodes()?;
         self.validate_session()?;
