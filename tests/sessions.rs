@@ -129,12 +129,7 @@ fn env(tweak: impl FnOnce(&mut Config)) -> Env {
     wait_until(Duration::from_secs(5), "links up", || {
         gate.stats().links_up == shards
     });
-    Env {
-        gate,
-        node,
-        seen,
-        cfg,
-    }
+    Env { gate, node, seen }
 }
 
 fn request(c: &mut Client, route: i32, seq: i32, payload: &str) -> String {
