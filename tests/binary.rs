@@ -198,3 +198,75 @@ fn a_second_gate_on_the_same_port_is_refused() {
         "{err}"
     );
 }
+
+/// 10,000 clients in this process, the gate in its own (each process holds
+/// one end of every connection: both ends in one process would pass the
+/// 20,000 open-file limit), a node in this process that broadcasts.
+#[test]
+fn a_broadcast_reaches_ten_thousand_connections() {
+    use ringgate::node::{Context, Node};
+    let node = Node::builder("bcast")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .route(1, |ctx: &mut Context| {
+            let p = ctx.payload().clone();
+            ctx.reply(p);
+        })
+        .bind()
+        .unwrap()
+        .spawn();
+    let port = free_port();
+    let cfg = tmp(
+        "bcast.toml",
+        &format!(
+            "[network.tcp]\naddr = \"127.0.0.1:{port}\"\nmax_connections = 12000\n\
+             [network.ws]\nenabled = false\n[link]\nreconnect_min = \"20ms\"\n\
+             [[nodes]]\naddr = \"{}\"\n",
+            node.local_addr()
+        ),
+    );
+    let _gate = Kill(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while node.gates().links() < 2 {
+        assert!(Instant::now() < end, "gate never linked to the node");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    const N: usize = 10_000;
+    let mut clients = Vec::with_capacity(N);
+    for _ in 0..N {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        clients.push(s);
+    }
+    // Every connection is accepted before the broadcast (the gate counts them).
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stat = node.gates().stat().unwrap();
+        if stat.connections == N as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "only {} of {N} accepted",
+            stat.connections
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let delivered = node.gates().broadcast(7, 0, "to everyone", false).unwrap();
+    assert!(delivered > 0);
+    // size 16 | header 0 | route 7 | seq 0 | "to everyone"
+    let want = [&[0u8, 0, 0, 16, 0, 0, 7, 0, 0][..], b"to everyone"].concat();
+    for (i, s) in clients.iter_mut().enumerate() {
+        let mut got = vec![0u8; want.len()];
+        s.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("client {i}: {e}"));
+        assert_eq!(got, want, "client {i}");
+    }
+    node.shutdown();
+}
