@@ -15,6 +15,7 @@ use io_uring::{opcode, Probe};
 
 use crate::config::Config;
 use crate::shard::mailbox::Mailbox;
+use crate::shard::xport::{ListenerXport, Network};
 use crate::shard::{self, Shard, ShardParams, ShardStats, Shared, StatsSnapshot};
 
 /// File descriptors a gate needs beyond one per client connection: per shard
@@ -52,12 +53,22 @@ pub enum StartError {
         fits: u64,
     },
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} (network.tcp.addr): {source}")]
+    #[error("cannot listen on {addr} ({key}): {source}")]
     Listen {
+        /// The config key.
+        key: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// A TLS certificate or key could not be loaded.
+    #[error("{key}: {source}")]
+    Tls {
+        /// The config section (`network.tcp` or `network.ws`).
+        key: &'static str,
+        /// What went wrong, naming the file.
+        source: crate::tls::TlsError,
     },
     /// A shard failed while setting up.
     #[error("shard {shard} (core {core}) failed to start: {source}")]
@@ -173,12 +184,54 @@ pub fn check_file_limit(cfg: &Config) -> Result<u64, StartError> {
     Ok(lim.rlim_cur)
 }
 
+/// Binds one `SO_REUSEPORT` listener per shard on `addr` (refusing a port
+/// another process already listens on); returns them and the bound address.
+fn bind_all(
+    addr: SocketAddr,
+    backlog: u32,
+    n: usize,
+    key: &'static str,
+) -> Result<(Vec<std::net::TcpListener>, SocketAddr), StartError> {
+    if addr.port() != 0 {
+        shard::ensure_port_free(addr).map_err(|source| StartError::Listen { key, addr, source })?;
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut at = addr;
+    for _ in 0..n {
+        let l = shard::listen(at, backlog).map_err(|source| StartError::Listen {
+            key,
+            addr: at,
+            source,
+        })?;
+        at = l.local_addr().map_err(|source| StartError::Listen {
+            key,
+            addr: at,
+            source,
+        })?;
+        out.push(l);
+    }
+    Ok((out, at))
+}
+
+fn load_tls(
+    files: Option<(&std::path::Path, &std::path::Path)>,
+    key: &'static str,
+) -> Result<Option<Arc<rustls::ServerConfig>>, StartError> {
+    match files {
+        None => Ok(None),
+        Some((cert, k)) => crate::tls::load_server_config(cert, k)
+            .map(Some)
+            .map_err(|source| StartError::Tls { key, source }),
+    }
+}
+
 /// A running gate.
 pub struct Gate {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
     eventfds: Vec<i32>,
     tcp_addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
     gate_id: String,
     cores: Vec<usize>,
 }
@@ -192,22 +245,53 @@ impl Gate {
         let tcp = &cfg.network.tcp;
         // Bind every listener up front: errors surface here, and with port 0
         // all shards share the port the first one got.
-        if tcp.addr.port() != 0 {
-            shard::ensure_port_free(tcp.addr).map_err(|source| StartError::Listen {
-                addr: tcp.addr,
-                source,
-            })?;
+        let n = cfg.shards.cores.len();
+        let (tcp_listeners, tcp_addr) = bind_all(tcp.addr, tcp.backlog, n, "network.tcp.addr")?;
+        let tcp_tls = load_tls(tcp.tls_files(), "network.tcp")?;
+        let tcp_xport = ListenerXport {
+            network: if tcp_tls.is_some() {
+                Network::Tls
+            } else {
+                Network::Tcp
+            },
+            handshake_ms: if tcp_tls.is_some() {
+                tcp.tls_handshake_timeout.as_millis() as u64
+            } else {
+                0
+            },
+            tls: tcp_tls,
+        };
+        let ws = &cfg.network.ws;
+        let mut ws_addr = None;
+        let mut ws_listeners: Vec<Option<std::net::TcpListener>> = (0..n).map(|_| None).collect();
+        let mut ws_xport = None;
+        if ws.enabled {
+            let (ls, a) = bind_all(ws.addr, tcp.backlog, n, "network.ws.addr")?;
+            ws_addr = Some(a);
+            ws_listeners = ls.into_iter().map(Some).collect();
+            let tls = load_tls(ws.tls_files(), "network.ws")?;
+            ws_xport = Some(ListenerXport {
+                network: if tls.is_some() {
+                    Network::Wss
+                } else {
+                    Network::Ws
+                },
+                handshake_ms: ws.handshake_timeout.as_millis() as u64,
+                tls,
+            });
         }
-        let mut listeners = Vec::new();
-        let mut addr = tcp.addr;
-        for _ in &cfg.shards.cores {
-            let l = shard::listen(addr, tcp.backlog)
-                .map_err(|source| StartError::Listen { addr, source })?;
-            addr = l
-                .local_addr()
-                .map_err(|source| StartError::Listen { addr, source })?;
-            listeners.push(l);
-        }
+        let listeners: Vec<Vec<(std::net::TcpListener, ListenerXport)>> = tcp_listeners
+            .into_iter()
+            .zip(ws_listeners)
+            .map(|(t, w)| {
+                let mut v = vec![(t, tcp_xport.clone())];
+                if let (Some(w), Some(x)) = (w, ws_xport.clone()) {
+                    v.push((w, x));
+                }
+                v
+            })
+            .collect();
+        let addr = tcp_addr;
         let shards = cfg.shards.cores.len();
         let mut eventfds = Vec::new();
         for (i, core) in cfg.shards.cores.iter().enumerate() {
@@ -280,6 +364,7 @@ impl Gate {
             threads,
             eventfds,
             tcp_addr: addr,
+            ws_addr,
             gate_id: cfg.gate.id.clone(),
             cores: cfg.shards.cores.clone(),
         };
@@ -303,6 +388,11 @@ impl Gate {
     /// The client TCP address every shard listens on.
     pub fn tcp_addr(&self) -> SocketAddr {
         self.tcp_addr
+    }
+
+    /// The WebSocket address every shard listens on, when enabled.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// This gate's instance id.
@@ -345,7 +435,25 @@ impl Gate {
             self.cores.len(),
             self.cores
         );
-        let _ = writeln!(b, "  Server:   [tcp] {}", self.tcp_addr);
+        let tls = |on: bool| if on { " (TLS)" } else { "" };
+        let _ = writeln!(
+            b,
+            "  Server:   [tcp] {}{}",
+            self.tcp_addr,
+            tls(cfg.network.tcp.tls_files().is_some())
+        );
+        if let Some(ws) = self.ws_addr {
+            let scheme = if cfg.network.ws.tls_files().is_some() {
+                "wss"
+            } else {
+                "ws"
+            };
+            let _ = writeln!(
+                b,
+                "            [{scheme}] {ws} path {}",
+                cfg.network.ws.path
+            );
+        }
         let _ = writeln!(
             b,
             "  Limits:   max_connections {}, packet buffer_bytes {}",

@@ -69,7 +69,7 @@ fn a_bad_config_fails_at_start_naming_file_key_and_problem() {
 fn max_connections_over_the_file_limit_is_refused_with_a_clear_message() {
     let p = tmp(
         "fd.toml",
-        "[network.tcp]\naddr = \"127.0.0.1:0\"\nmax_connections = 5000000\n",
+        "[network.tcp]\naddr = \"127.0.0.1:0\"\nmax_connections = 5000000\n[network.ws]\nenabled = false\n",
     );
     let out = Command::new(BIN).arg("--config").arg(&p).output().unwrap();
     assert!(!out.status.success());
@@ -94,7 +94,8 @@ fn gate_binary_with_the_echo_node_example_serves_clients() {
     let cfg = tmp(
         "run.toml",
         &format!(
-            "[network.tcp]\naddr = \"127.0.0.1:{gate_port}\"\n[link]\nreconnect_min = \"20ms\"\n\
+            "[network.tcp]\naddr = \"127.0.0.1:{gate_port}\"\n[network.ws]\naddr = \"127.0.0.1:0\"\n\
+             [link]\nreconnect_min = \"20ms\"\n\
              [[nodes]]\naddr = \"127.0.0.1:{node_port}\"\n"
         ),
     );
@@ -170,7 +171,7 @@ fn a_second_gate_on_the_same_port_is_refused() {
     let port = free_port();
     let cfg = tmp(
         "port.toml",
-        &format!("[network.tcp]\naddr = \"127.0.0.1:{port}\"\n"),
+        &format!("[network.tcp]\naddr = \"127.0.0.1:{port}\"\n[network.ws]\nenabled = false\n"),
     );
     let _first = Kill(
         Command::new(BIN)

@@ -63,11 +63,15 @@ pub enum CloseReason {
     ProtocolError = 7,
     /// The connection limit was reached when it was accepted.
     Refused = 8,
+    /// The TLS or WebSocket handshake did not finish in time.
+    HandshakeTimeout = 9,
+    /// The client asked for a WebSocket upgrade the gate refused (path, origin, version...).
+    UpgradeRejected = 10,
 }
 
 impl CloseReason {
     /// Every reason, in discriminant order (for per-reason counters).
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::ClientClosed,
         CloseReason::HeartbeatTimeout,
         CloseReason::AuthorizeTimeout,
@@ -77,6 +81,8 @@ impl CloseReason {
         CloseReason::Shutdown,
         CloseReason::ProtocolError,
         CloseReason::Refused,
+        CloseReason::HandshakeTimeout,
+        CloseReason::UpgradeRejected,
     ];
 
     /// Stable snake_case name, as logged and counted.
@@ -91,6 +97,8 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::Refused => "refused",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::UpgradeRejected => "upgrade_rejected",
         }
     }
 }
@@ -117,6 +125,8 @@ pub struct Session {
     last_rx: Millis,
     /// When the authorize window (re)started.
     auth_from: Millis,
+    /// A TLS/WebSocket handshake must finish by then (0: no handshake pending).
+    handshake_until: Millis,
 }
 
 impl Session {
@@ -128,7 +138,24 @@ impl Session {
             settings: Settings::default(),
             last_rx: now,
             auth_from: now,
+            handshake_until: 0,
         }
+    }
+
+    /// Call at accept for a transport with a handshake (TLS, WebSocket): the
+    /// session expires with `HandshakeTimeout` unless it completes by `deadline`.
+    pub fn handle_handshake_started(&mut self, deadline: Millis) {
+        self.handshake_until = deadline.max(1);
+    }
+
+    /// Call when the transport handshake completed.
+    pub fn handle_handshake_done(&mut self) {
+        self.handshake_until = 0;
+    }
+
+    /// True while a transport handshake is pending.
+    pub fn is_handshaking(&self) -> bool {
+        self.handshake_until != 0
     }
 
     /// Call for every read that delivered bytes: the client is alive.
@@ -162,6 +189,9 @@ impl Session {
 
     /// Whether the session has expired at `now`, and why. Call when a timer fires.
     pub fn poll_expired(&self, now: Millis, rules: &Rules) -> Option<CloseReason> {
+        if self.handshake_until != 0 && now >= self.handshake_until {
+            return Some(CloseReason::HandshakeTimeout);
+        }
         if let Some(idle) = rules.idle_ms() {
             if now >= self.last_rx + idle {
                 return Some(CloseReason::HeartbeatTimeout);
@@ -180,10 +210,8 @@ impl Session {
         let idle = rules.idle_ms().map(|i| self.last_rx + i);
         let auth = (rules.authorize_ms > 0 && !self.is_bound())
             .then(|| self.auth_from + rules.authorize_ms);
-        match (idle, auth) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let handshake = (self.handshake_until != 0).then_some(self.handshake_until);
+        [idle, auth, handshake].into_iter().flatten().min()
     }
 }
 
@@ -260,6 +288,19 @@ mod tests {
             s.poll_expired(2000, &r),
             Some(CloseReason::HeartbeatTimeout)
         );
+    }
+
+    #[test]
+    fn handshake_deadline_comes_first_and_clears() {
+        let r = rules(1000, 0);
+        let mut s = Session::new(sid(), 0);
+        s.handle_handshake_started(300);
+        assert!(s.is_handshaking());
+        assert_eq!(s.next_deadline(&r), Some(300));
+        assert_eq!(s.poll_expired(300, &r), Some(CloseReason::HandshakeTimeout));
+        s.handle_handshake_done();
+        assert_eq!(s.next_deadline(&r), Some(2000));
+        assert_eq!(s.poll_expired(300, &r), None);
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub fn proto_reason(r: CloseReason) -> proto::CloseReason {
         CloseReason::Overflow => P::CloseOverflow,
         CloseReason::Shutdown => P::CloseShutdown,
         CloseReason::ProtocolError => P::CloseProtocolError,
-        CloseReason::Refused => P::CloseUnspecified,
+        CloseReason::Refused | CloseReason::HandshakeTimeout | CloseReason::UpgradeRejected => {
+            P::CloseUnspecified
+        }
     }
 }
 
@@ -452,8 +454,17 @@ impl Shard {
                 }
             }
             SessionOp::Kick { flush, reason } => {
-                if flush && (c.send_inflight || !c.wbuf.is_empty()) {
-                    c.kick = Some(reason);
+                if flush {
+                    if c.xport.as_ref().is_some_and(|x| x.is_ws()) {
+                        let mut b = BytesMut::new();
+                        crate::ws::frame::encode_close(
+                            crate::ws::close::POLICY_VIOLATION,
+                            "kicked",
+                            &mut b,
+                        );
+                        self.queue_raw(idx, &b);
+                    }
+                    self.close_after_flush(idx, reason);
                 } else {
                     self.close_conn(idx, reason);
                     self.try_free(idx);
@@ -559,7 +570,7 @@ impl Shard {
     /// its user out of the directory, its channels left.
     pub(super) fn on_session_closed(&mut self, idx: u32, reason: CloseReason) {
         let c = self.conns.get_mut(idx).expect("closing connection is live");
-        let (sid, uid) = (c.session.id, c.session.uid);
+        let (sid, uid, announced) = (c.session.id, c.session.uid, c.announced);
         let rooms = std::mem::take(&mut c.rooms);
         for r in rooms {
             self.rooms.leave(&r, idx);
@@ -567,6 +578,9 @@ impl Shard {
         if uid.0 != 0 {
             self.stats().bound.fetch_sub(1, Relaxed);
             self.dir_unbind(uid, sid);
+        }
+        if !announced {
+            return; // nodes never heard of it (transport handshake not finished)
         }
         self.emit(Event {
             kind: EventKind::EventDisconnect as i32,

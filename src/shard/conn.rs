@@ -12,10 +12,11 @@ use bytes::BytesMut;
 use io_uring::{cqueue, opcode, types};
 
 use super::ops::{pack, Op};
+use super::xport::Xport;
 use super::{Shard, ShardStats};
-use crate::codec::{self, ext, Frame, Packet};
+use crate::codec::{self, ext, Packet};
 use crate::ids::SessionId;
-use crate::link::proto::{to_node, Deliver, Event, EventKind, ToNode};
+use crate::link::proto::{to_node, Deliver, ToNode};
 use crate::session::{CloseReason, HeartbeatAction, Session};
 
 /// One client connection.
@@ -48,6 +49,10 @@ pub struct Conn {
     pub timer_at: u64,
     /// Channels this connection is subscribed to.
     pub rooms: Vec<std::sync::Arc<str>>,
+    /// TLS / WebSocket layers; `None` for plain TCP.
+    pub xport: Option<Box<Xport>>,
+    /// Nodes were told of this session (connect event sent); a disconnect event follows.
+    pub announced: bool,
 }
 
 struct Slot {
@@ -85,6 +90,11 @@ impl Slab {
     pub fn fill(&mut self, idx: u32, conn: Conn) {
         self.slots[idx as usize].conn = Some(conn);
         self.len += 1;
+    }
+
+    /// Returns a slot obtained from [`Slab::vacant`] but never filled.
+    pub fn unreserve(&mut self, idx: u32) {
+        self.free.push(idx);
     }
 
     /// The connection in `idx`, if any.
@@ -169,9 +179,9 @@ fn close_fd(fd: RawFd) {
 }
 
 impl Shard {
-    pub(super) fn on_accept(&mut self, res: i32, flags: u32) {
+    pub(super) fn on_accept(&mut self, li: usize, res: i32, flags: u32) {
         if !cqueue::more(flags) {
-            self.accept_armed = false;
+            self.listeners[li].armed = false;
         }
         if res < 0 {
             let err = std::io::Error::from_raw_os_error(-res);
@@ -181,6 +191,7 @@ impl Shard {
             ShardStats::add(&self.stats().accept_errors, 1);
             tracing::warn!(shard = self.p.id.0, %err, "accept failed; pausing accepts for 100ms");
             self.accept_paused_until = self.now + 100;
+            let _ = li;
             return;
         }
         let fd = res;
@@ -215,7 +226,24 @@ impl Shard {
         set_nodelay(fd);
         let peer = peer_of(fd).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let sid = SessionId::from_slot(self.p.id, gen, idx);
-        let session = Session::new(sid, self.now);
+        let mut session = Session::new(sid, self.now);
+        let xport = match self.new_xport(li) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(shard = self.p.id.0, err = %e, "cannot start TLS for a new connection");
+                self.conns.unreserve(idx);
+                self.shared
+                    .connections
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                close_fd(fd);
+                return;
+            }
+        };
+        let handshake_ms = self.listeners[li].xport.handshake_ms;
+        if xport.is_some() && handshake_ms > 0 {
+            session.handle_handshake_started(self.now + handshake_ms);
+        }
+        let plain = xport.is_none();
         self.conns.fill(
             idx,
             Conn {
@@ -233,6 +261,8 @@ impl Shard {
                 kick: None,
                 timer_at: 0,
                 rooms: Vec::new(),
+                xport,
+                announced: false,
             },
         );
         self.rearm_timer(idx);
@@ -241,14 +271,9 @@ impl Shard {
         ShardStats::add(&st.connections, 1);
         tracing::debug!(shard = self.p.id.0, session = %sid, %peer, "connected");
         self.arm_recv(idx);
-        self.emit(Event {
-            kind: EventKind::EventConnect as i32,
-            session_id: sid.0,
-            ip: peer.ip().to_string(),
-            port: u32::from(peer.port()),
-            network: "tcp".into(),
-            ..Default::default()
-        });
+        if plain {
+            self.announce(idx);
+        }
     }
 
     pub(super) fn arm_recv(&mut self, idx: u32) {
@@ -311,6 +336,14 @@ impl Shard {
         let now = self.now;
         let c = self.conns.get_mut(idx).expect("caller checked");
         c.session.handle_inbound(now);
+        if c.xport.is_some() {
+            let mut raw = std::mem::take(&mut self.scratch);
+            raw.extend_from_slice(self.bufs.slice(bid, len));
+            self.on_xport_data(idx, &raw);
+            raw.clear();
+            self.scratch = raw;
+            return;
+        }
         // Decode from the connection's leftover if it has one, else from the
         // shared scratch buffer (so an idle connection holds no read buffer).
         let from_scratch = c.rbuf.is_empty();
@@ -321,29 +354,16 @@ impl Shard {
         };
         src.extend_from_slice(self.bufs.slice(bid, len));
         let opts = self.p.packet;
-        let mut packets = 0u64;
         loop {
             match codec::decode(&mut src, &opts) {
-                Ok(Some(Frame::Data(p))) => {
-                    packets += 1;
-                    self.dispatch(idx, p);
-                }
-                Ok(Some(Frame::Heartbeat { .. })) => {
-                    ShardStats::add(&self.stats().heartbeats_in, 1);
-                    self.on_client_heartbeat(idx);
-                }
+                Ok(Some(f)) => self.on_frame(idx, f),
                 Ok(None) => break,
                 Err(err) => {
-                    let c = self.conns.get_mut(idx).expect("live");
-                    tracing::info!(session = %c.session.id, peer = %c.peer, %err, "closing connection: bad packet");
                     src.clear();
-                    self.close_conn(idx, CloseReason::ProtocolError);
+                    self.protocol_error(idx, &err);
                     break;
                 }
             }
-        }
-        if packets > 0 {
-            ShardStats::add(&self.stats().packets_in, packets);
         }
         let c = self.conns.get_mut(idx).expect("live");
         if from_scratch {
@@ -358,7 +378,7 @@ impl Shard {
         // else: the leftover buffer is dropped, the connection holds none again.
     }
 
-    fn on_client_heartbeat(&mut self, idx: u32) {
+    pub(super) fn on_client_heartbeat(&mut self, idx: u32) {
         let rules = self.p.rules;
         let c = self.conns.get_mut(idx).expect("live");
         if c.session.handle_heartbeat(&rules) == HeartbeatAction::Answer {
@@ -369,14 +389,18 @@ impl Shard {
     fn queue_heartbeat(&mut self, idx: u32) {
         let time = self.p.packet.heartbeat_time.then(unix_nanos);
         let opts = self.p.packet;
-        self.queue_with(idx, |buf| {
-            codec::encode_heartbeat(time, &opts, buf);
+        self.queue_with(idx, |buf, ws| {
+            if ws {
+                crate::ws::packet::encode_heartbeat(time, &opts, buf);
+            } else {
+                codec::encode_heartbeat(time, &opts, buf);
+            }
             Ok(())
         });
     }
 
     /// Routes one client packet to a node, or answers it with an error.
-    fn dispatch(&mut self, idx: u32, p: Packet) {
+    pub(super) fn dispatch(&mut self, idx: u32, p: Packet) {
         match self.routes.pick(p.route, &self.links) {
             Ok(link) => {
                 let deliver_settings = self.p.session.deliver_settings;
@@ -419,8 +443,12 @@ impl Shard {
     /// Queues an already-encoded packet (a push, broadcast or publish) for
     /// connection `idx`. Returns false if it was not queued.
     pub(super) fn queue_encoded(&mut self, idx: u32, pkt: &[u8]) -> bool {
-        let queued = self.queue_with(idx, |buf| {
-            buf.extend_from_slice(pkt);
+        let queued = self.queue_with(idx, |buf, ws| {
+            if ws {
+                crate::ws::packet::encode_encoded(pkt, buf);
+            } else {
+                buf.extend_from_slice(pkt);
+            }
             Ok(())
         });
         if queued {
@@ -431,30 +459,32 @@ impl Shard {
 
     pub(super) fn queue_packet(&mut self, idx: u32, ext: u8, route: i32, seq: i32, payload: &[u8]) {
         let opts = self.p.packet;
-        if self.queue_with(idx, |buf| {
-            codec::encode_data(ext, route, seq, payload, &opts, buf)
-        }) {
+        let queued = self.queue_with(idx, |buf, ws| {
+            if ws {
+                crate::ws::packet::encode_data(ext, route, seq, payload, &opts, buf)
+            } else {
+                codec::encode_data(ext, route, seq, payload, &opts, buf)
+            }
+        });
+        if queued {
             ShardStats::add(&self.stats().packets_out, 1);
         }
     }
 
-    /// Appends bytes to a connection's outbound queue via `encode`. Returns
-    /// false if nothing was queued (connection closing, encode error, overflow).
-    fn queue_with(
+    /// Appends bytes to a connection's outbound queue via `encode`, which is
+    /// told whether the connection frames packets as WebSocket messages.
+    /// Returns false if nothing was queued (closing, encode error, overflow).
+    pub(super) fn queue_with(
         &mut self,
         idx: u32,
-        encode: impl FnOnce(&mut BytesMut) -> Result<(), codec::CodecError>,
+        encode: impl FnOnce(&mut BytesMut, bool) -> Result<(), codec::CodecError>,
     ) -> bool {
         let max = self.p.max_outbound;
-        let spare = if self
+        let spare = self
             .conns
             .get_mut(idx)
             .is_some_and(|c| c.wbuf.capacity() == 0)
-        {
-            Some(self.take_buf())
-        } else {
-            None
-        };
+            .then(|| self.take_buf());
         let Some(c) = self.conns.get_mut(idx) else {
             return false;
         };
@@ -467,21 +497,41 @@ impl Shard {
         if let Some(b) = spare {
             c.wbuf = b;
         }
-        if let Err(err) = encode(&mut c.wbuf) {
+        // TLS connections queue plaintext, encrypted once per flush.
+        let (buf, ws) = match c.xport.as_mut() {
+            Some(x) if x.tls.is_some() => {
+                let ws = x.is_ws();
+                (&mut x.plain_out, ws)
+            }
+            Some(x) => {
+                let ws = x.is_ws();
+                (&mut c.wbuf, ws)
+            }
+            None => (&mut c.wbuf, false),
+        };
+        if let Err(err) = encode(buf, ws) {
             tracing::warn!(session = %c.session.id, %err, "dropping a packet that cannot be encoded");
             return false;
         }
-        let queued = c.wbuf.len() + c.sending.len() - c.sent;
+        let queued =
+            c.wbuf.len() + c.sending.len() - c.sent + c.xport.as_ref().map_or(0, |x| x.pending());
         if queued > max {
             tracing::info!(session = %c.session.id, peer = %c.peer, queued, max, "closing connection: outbound queue overflow");
             self.close_conn(idx, CloseReason::Overflow);
             return false;
         }
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(idx);
-        }
+        self.mark_dirty(idx);
         true
+    }
+
+    /// Puts a connection on the list flushed at the end of the loop turn.
+    pub(super) fn mark_dirty(&mut self, idx: u32) {
+        if let Some(c) = self.conns.get_mut(idx) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
     }
 
     /// Delivers a node's packet to a session of this shard.
@@ -507,7 +557,17 @@ impl Shard {
             return;
         };
         c.dirty = false;
-        if c.send_inflight || c.wbuf.is_empty() || c.closing.is_some() {
+        if c.closing.is_some() || c.send_inflight {
+            return;
+        }
+        self.encrypt_pending(idx);
+        let c = self.conns.get_mut(idx).expect("live");
+        if c.wbuf.is_empty() {
+            if let Some(reason) = c.kick {
+                // Everything queued before a kick with flush has been sent.
+                self.close_conn(idx, reason);
+                self.try_free(idx);
+            }
             return;
         }
         std::mem::swap(&mut c.wbuf, &mut c.sending);
@@ -552,13 +612,13 @@ impl Shard {
         }
         c.sending.clear();
         c.sent = 0;
-        if !c.wbuf.is_empty() {
-            std::mem::swap(&mut c.wbuf, &mut c.sending);
-            self.submit_send(idx);
-        } else if let Some(reason) = c.kick {
-            // A kick with flush: everything queued has been sent.
-            self.close_conn(idx, reason);
-            self.try_free(idx);
+        let more = !c.wbuf.is_empty()
+            || c.xport.as_ref().is_some_and(|x| {
+                x.pending() > 0 || x.tls.as_ref().is_some_and(|t| t.wants_write())
+            });
+        if more || c.kick.is_some() {
+            // Flushed at the end of this turn (and a kick with flush closes then).
+            self.mark_dirty(idx);
         } else {
             // Nothing queued: hand both buffers back so the idle connection holds none.
             let a = std::mem::take(&mut c.sending);

@@ -31,6 +31,7 @@ mod ops;
 mod rooms;
 pub mod stats;
 mod timer;
+pub mod xport;
 
 use std::io;
 use std::net::TcpListener;
@@ -57,6 +58,7 @@ use link::{Link, RouteTable};
 use mailbox::Mailbox;
 use ops::{pack, unpack, Op};
 use rooms::Rooms;
+use xport::ListenerXport;
 
 /// Milliseconds per timer-wheel tick.
 const TICK_MS: u64 = 10;
@@ -127,6 +129,8 @@ pub struct ShardParams {
     pub nodes: Vec<std::net::SocketAddr>,
     /// Binding and settings rules.
     pub session: SessionConfig,
+    /// WebSocket upgrade rules, when a WebSocket listener is served.
+    pub ws_policy: Option<Arc<crate::ws::HandshakePolicy>>,
 }
 
 impl ShardParams {
@@ -147,6 +151,11 @@ impl ShardParams {
             link: cfg.link.clone(),
             nodes: cfg.nodes.iter().map(|n| n.addr).collect(),
             session: cfg.session.clone(),
+            ws_policy: cfg
+                .network
+                .ws
+                .enabled
+                .then(|| Arc::new(crate::ws::HandshakePolicy::from_config(&cfg.network.ws))),
         }
     }
 }
@@ -160,6 +169,13 @@ pub fn build_ring(entries: u32) -> io::Result<IoUring> {
         .build(entries)
 }
 
+/// One listening socket of a shard and what it serves.
+struct Listener {
+    sock: TcpListener,
+    xport: ListenerXport,
+    armed: bool,
+}
+
 /// A shard's event loop and everything it owns.
 ///
 /// Field order matters: `ring` is dropped before `bufs`, `conns` and `links`,
@@ -169,8 +185,8 @@ pub struct Shard {
     bufs: BufRing,
     p: ShardParams,
     shared: Arc<Shared>,
-    listener: TcpListener,
-    accept_armed: bool,
+    listeners: Vec<Listener>,
+    ws_policy: Option<Arc<crate::ws::HandshakePolicy>>,
     /// Accepting paused until this time (after EMFILE and the like).
     accept_paused_until: Millis,
     conns: Slab,
@@ -204,7 +220,7 @@ impl Shard {
     /// own thread: the ring is single-issuer.
     pub fn new(
         p: ShardParams,
-        listener: TcpListener,
+        listeners: Vec<(TcpListener, ListenerXport)>,
         shared: Arc<Shared>,
         mailbox: Mailbox,
     ) -> io::Result<Shard> {
@@ -220,8 +236,15 @@ impl Shard {
             ring,
             bufs,
             shared,
-            listener,
-            accept_armed: false,
+            listeners: listeners
+                .into_iter()
+                .map(|(sock, xport)| Listener {
+                    sock,
+                    xport,
+                    armed: false,
+                })
+                .collect(),
+            ws_policy: p.ws_policy.clone(),
             accept_paused_until: 0,
             conns: Slab::default(),
             links,
@@ -271,16 +294,21 @@ impl Shard {
     }
 
     fn arm_accept(&mut self) {
-        if self.accept_armed || self.stopping || self.now < self.accept_paused_until {
+        if self.stopping || self.now < self.accept_paused_until {
             return;
         }
-        let e = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(pack(Op::Accept, 0));
-        // SAFETY: multishot accept references no memory of ours.
-        unsafe { self.push(&e) };
-        self.accept_armed = true;
+        for li in 0..self.listeners.len() {
+            if self.listeners[li].armed {
+                continue;
+            }
+            let e = opcode::AcceptMulti::new(types::Fd(self.listeners[li].sock.as_raw_fd()))
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(pack(Op::Accept, li as u32));
+            // SAFETY: multishot accept references no memory of ours.
+            unsafe { self.push(&e) };
+            self.listeners[li].armed = true;
+        }
     }
 
     fn arm_wake(&mut self) {
@@ -381,7 +409,7 @@ impl Shard {
                 continue;
             };
             match op {
-                Op::Accept => self.on_accept(res, flags),
+                Op::Accept => self.on_accept(idx as usize, res, flags),
                 Op::Recv => self.on_recv(idx, res, flags),
                 Op::Send => self.on_send(idx, res),
                 Op::LinkConnect => self.on_link_connect(idx as usize, res),
@@ -430,12 +458,14 @@ impl Shard {
 
     fn begin_stop(&mut self) {
         self.stopping = true;
-        if self.accept_armed {
-            let e = opcode::AsyncCancel::new(pack(Op::Accept, 0))
-                .build()
-                .user_data(pack(Op::Cancel, 0));
-            // SAFETY: a cancel references no memory of ours.
-            unsafe { self.push(&e) };
+        for li in 0..self.listeners.len() {
+            if self.listeners[li].armed {
+                let e = opcode::AsyncCancel::new(pack(Op::Accept, li as u32))
+                    .build()
+                    .user_data(pack(Op::Cancel, 0));
+                // SAFETY: a cancel references no memory of ours.
+                unsafe { self.push(&e) };
+            }
         }
         if self.wake_armed {
             // Wake our own read so it completes; its buffer is ours.
@@ -452,7 +482,7 @@ impl Shard {
     }
 
     fn is_drained(&self) -> bool {
-        !self.accept_armed
+        self.listeners.iter().all(|l| !l.armed)
             && !self.wake_armed
             && self.conns.is_empty()
             && self.links.iter().all(Link::is_idle)

@@ -57,6 +57,16 @@ pub struct ShardStats {
     pub cross_shard_sent: AtomicU64,
     /// Messages to other shards dropped because inbox and backlog were full.
     pub cross_shard_dropped: AtomicU64,
+    /// WebSocket upgrades accepted.
+    pub ws_upgrades: AtomicU64,
+    /// WebSocket upgrades refused (bad path, origin, version, key...).
+    pub ws_rejected: AtomicU64,
+    /// WebSocket text messages refused (close 1003).
+    pub ws_text_rejected: AtomicU64,
+    /// TLS handshakes completed (TCP over TLS; wss counts as ws_upgrades).
+    pub tls_handshakes: AtomicU64,
+    /// TLS errors (bad handshake or record).
+    pub tls_failures: AtomicU64,
 }
 
 impl ShardStats {
@@ -102,6 +112,11 @@ impl ShardStats {
             events_sent: self.events_sent.load(Relaxed),
             cross_shard_sent: self.cross_shard_sent.load(Relaxed),
             cross_shard_dropped: self.cross_shard_dropped.load(Relaxed),
+            ws_upgrades: self.ws_upgrades.load(Relaxed),
+            ws_rejected: self.ws_rejected.load(Relaxed),
+            ws_text_rejected: self.ws_text_rejected.load(Relaxed),
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            tls_failures: self.tls_failures.load(Relaxed),
         }
     }
 }
@@ -133,6 +148,11 @@ pub struct StatsSnapshot {
     pub events_sent: u64,
     pub cross_shard_sent: u64,
     pub cross_shard_dropped: u64,
+    pub ws_upgrades: u64,
+    pub ws_rejected: u64,
+    pub ws_text_rejected: u64,
+    pub tls_handshakes: u64,
+    pub tls_failures: u64,
 }
 
 impl StatsSnapshot {
@@ -168,5 +188,10 @@ impl StatsSnapshot {
         self.events_sent += o.events_sent;
         self.cross_shard_sent += o.cross_shard_sent;
         self.cross_shard_dropped += o.cross_shard_dropped;
+        self.ws_upgrades += o.ws_upgrades;
+        self.ws_rejected += o.ws_rejected;
+        self.ws_text_rejected += o.ws_text_rejected;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_failures += o.tls_failures;
     }
 }

@@ -16,6 +16,7 @@ use ringgate::node::{Context, Node, NodeHandle};
 pub fn test_config(nodes: &[SocketAddr]) -> Config {
     let mut cfg = Config::default();
     cfg.network.tcp.addr = "127.0.0.1:0".parse().unwrap();
+    cfg.network.ws.addr = "127.0.0.1:0".parse().unwrap();
     cfg.nodes = nodes
         .iter()
         .map(|a| ringgate::config::NodeConfig { addr: *a })
