@@ -15,6 +15,9 @@
 //!   length-prefixed batch framing.
 //! * [`node`] — the SDK backend authors use to serve routes and talk to the
 //!   gate, with plain threads (no async runtime imposed).
+//! * [`ws`] — WebSocket (RFC 6455): the upgrade handshake and the frame codec,
+//!   pure like [`codec`]; one due packet per binary message.
+//! * [`tls`] — rustls driven sans-IO by the shard loop, and certificate loading.
 //! * [`config`] — the serde tree loaded from `etc/ringgate.toml`, with
 //!   defaults and validation.
 //! * [`gate`] — start-up: probes the kernel, checks limits, spawns shards.
