@@ -304,3 +304,38 @@ fn stopping_the_gate_closes_every_connection() {
     assert!(cl.closed_within(Duration::from_secs(2)));
     drop(node);
 }
+
+#[test]
+fn tick_heartbeats_and_broadcasts_wait_for_the_websocket_upgrade() {
+    use std::io::{Read, Write};
+    let st = stack(|c| {
+        c.network.tcp.heartbeat.interval = Duration::from_millis(100);
+        c.network.tcp.heartbeat.mechanism = HeartbeatMechanism::Tick;
+    });
+    let ws = st.gate.ws_addr().expect("ws enabled in the default config");
+    let mut s = std::net::TcpStream::connect(ws).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(350)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    match s.read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("nothing may be sent before the upgrade, got {other:?}"),
+    }
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "RFC 6455 accept key: {head}"
+    );
+}

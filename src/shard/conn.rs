@@ -113,7 +113,7 @@ impl Slab {
         }
         s.conn
             .as_mut()
-            .filter(|c| c.closing.is_none())
+            .filter(|c| c.closing.is_none() && c.announced)
             .map(|c| (idx, c))
     }
 
@@ -386,7 +386,16 @@ impl Shard {
         }
     }
 
+    /// True once the session may receive packets: its transport handshake
+    /// (TLS, WebSocket upgrade) is done. Before that only raw handshake bytes go out.
+    fn ready(&mut self, idx: u32) -> bool {
+        self.conns.get_mut(idx).is_some_and(|c| c.announced)
+    }
+
     fn queue_heartbeat(&mut self, idx: u32) {
+        if !self.ready(idx) {
+            return;
+        }
         let time = self.p.packet.heartbeat_time.then(unix_nanos);
         let opts = self.p.packet;
         self.queue_with(idx, |buf, ws| {
@@ -443,6 +452,9 @@ impl Shard {
     /// Queues an already-encoded packet (a push, broadcast or publish) for
     /// connection `idx`. Returns false if it was not queued.
     pub(super) fn queue_encoded(&mut self, idx: u32, pkt: &[u8]) -> bool {
+        if !self.ready(idx) {
+            return false;
+        }
         let queued = self.queue_with(idx, |buf, ws| {
             if ws {
                 crate::ws::packet::encode_encoded(pkt, buf);
@@ -458,6 +470,9 @@ impl Shard {
     }
 
     pub(super) fn queue_packet(&mut self, idx: u32, ext: u8, route: i32, seq: i32, payload: &[u8]) {
+        if !self.ready(idx) {
+            return;
+        }
         let opts = self.p.packet;
         let queued = self.queue_with(idx, |buf, ws| {
             if ws {
