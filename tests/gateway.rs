@@ -309,7 +309,7 @@ fn stopping_the_gate_closes_every_connection() {
 fn tick_heartbeats_and_broadcasts_wait_for_the_websocket_upgrade() {
     use std::io::{Read, Write};
     let st = stack(|c| {
-        c.network.tcp.heartbeat.interval = Duration::from_millis(100);
+        c.network.tcp.heartbeat.interval = Duration::from_millis(200);
         c.network.tcp.heartbeat.mechanism = HeartbeatMechanism::Tick;
     });
     let ws = st.gate.ws_addr().expect("ws enabled in the default config");
