@@ -5,9 +5,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the tests need beyond Rust: python3 (stdlib only, for tests/clients).
+# What the tests need beyond Rust (each step is skipped when already there):
+# - python3 for tests/clients (due_client.py and check_gate.py: stdlib only);
+# - the `websockets` package, pinned, for tests/clients/ws_check.py (the third-party
+#   WebSocket client) and browser_check.py (its DevTools protocol connection);
+# - Debian's chromium, the real browser tests/websocket.rs drives headless.
+WEBSOCKETS_VERSION=17.4
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 if ! command -v python3 >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq python3 >/dev/null
+  apt_install python3
+fi
+if ! python3 -c "import sys, websockets.sync.client, websockets as w; sys.exit(w.__version__ != '$WEBSOCKETS_VERSION')" >/dev/null 2>&1; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt_install python3-pip
+  fi
+  # Debian's own python3 is "externally managed" (PEP 668): allow pip to add to it.
+  PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    python3 -m pip install --quiet "websockets==$WEBSOCKETS_VERSION"
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
 fi
 
 # The integration tests open thousands of sockets.

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -250,17 +251,28 @@ class DueClient:
     """One TCP connection to a due-format gate."""
 
     def __init__(self, host: str, port: int, byte_order: str = "big", route_bytes: int = 2,
-                 seq_bytes: int = 2, buffer_bytes: int = 5000, timeout: float | None = 5.0):
+                 seq_bytes: int = 2, buffer_bytes: int = 5000, timeout: float | None = 5.0,
+                 ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None):
+        """With ``ssl_context`` the packets travel over TLS: the handshake happens here
+        (within ``timeout``), verifying the gate's certificate for ``server_hostname``
+        (default ``host``) as the context says."""
         self.format = PacketFormat(byte_order, route_bytes, seq_bytes, buffer_bytes)
         self.timeout = timeout
         self._decoder = PacketDecoder(self.format)
         self._ready: collections.deque = collections.deque()
         self._eof: str | None = None
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection((host, port), timeout=timeout)
         try:
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        if ssl_context is not None:
+            try:
+                sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
 
     # -- context manager --------------------------------------------------
     def __enter__(self) -> "DueClient":
@@ -274,7 +286,8 @@ class DueClient:
         try:
             self.sock.settimeout(self.timeout)
             self.sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as e:
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
+                ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
             raise ConnectionClosed(f"connection closed while sending: {e}") from e
 
     def send(self, route: int, seq: int | None, payload: bytes, ext: int = 0) -> None:
@@ -316,6 +329,10 @@ class DueClient:
                 continue  # loop re-checks the deadline and raises with a message
             except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as e:
                 self._eof = f"connection reset by peer ({e})"
+                raise ConnectionClosed(self._eof) from e
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                # TLS: the peer closed the TCP connection (with or without close_notify).
+                self._eof = f"TLS connection closed ({e})"
                 raise ConnectionClosed(self._eof) from e
             if not data:
                 pending = self._decoder.buffered
@@ -383,6 +400,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--addr", type=parse_addr, default=("127.0.0.1", 3553))
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--cafile", default=None,
+                   help="connect over TLS, trusting the PEM certificate(s) in this file")
     add_packet_args(p)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("request", help="send one data packet and print the reply")
@@ -395,7 +414,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     host, port = args.addr
     try:
-        with DueClient(host, port, timeout=args.timeout, **format_kwargs(args)) as c:
+        tls = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
+        with DueClient(host, port, timeout=args.timeout, ssl_context=tls,
+                       **format_kwargs(args)) as c:
             if args.cmd == "request":
                 print(describe(c.request(args.route, args.seq, args.payload.encode())))
             elif args.cmd == "heartbeat":
