@@ -67,10 +67,25 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 
 fn main() {
     if let Err(e) = run(Cli::parse()) {
-        // One clear line (with its causes), no backtrace: this is what an operator reads.
-        eprintln!("ringgate: error: {e:#}");
+        eprintln!("ringgate: error: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// One clear line with every cause, no backtrace: what an operator reads.
+/// A cause already quoted by the message before it is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

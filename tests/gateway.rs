@@ -339,3 +339,67 @@ fn tick_heartbeats_and_broadcasts_wait_for_the_websocket_upgrade() {
         "RFC 6455 accept key: {head}"
     );
 }
+
+/// Upgrades a raw TCP connection to WebSocket and returns it.
+fn ws_connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s
+}
+
+/// Reads server frames until a close frame; returns its status code.
+fn ws_close_code(s: &mut std::net::TcpStream) -> u16 {
+    use std::io::Read;
+    loop {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h)
+            .expect("a close frame before the connection ends");
+        let len = (h[1] & 0x7f) as usize;
+        assert!(len < 126, "small server frames only here");
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        if h[0] == 0x88 {
+            return u16::from_be_bytes([body[0], body[1]]);
+        }
+    }
+}
+
+#[test]
+fn websocket_clients_get_a_close_frame_when_the_gate_closes_them() {
+    let st = stack(|c| c.network.tcp.heartbeat.interval = Duration::from_millis(150));
+    let ws = st.gate.ws_addr().unwrap();
+    let mut idle = ws_connect(ws);
+    assert_eq!(
+        ws_close_code(&mut idle),
+        1008,
+        "policy violation on heartbeat timeout"
+    );
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        std::io::Read::read(&mut idle, &mut buf).unwrap_or(0),
+        0,
+        "then the TCP close"
+    );
+    wait_until(Duration::from_secs(2), "heartbeat timeout counted", || {
+        st.gate.stats().closed_for(CloseReason::HeartbeatTimeout) == 1
+    });
+
+    let mut live = ws_connect(ws);
+    let stopper = st.gate.stopper();
+    stopper.stop();
+    assert_eq!(ws_close_code(&mut live), 1001, "going away on shutdown");
+    drop(st);
+}

@@ -237,13 +237,15 @@ fn rebind_reject_keeps_the_first_session() {
 
 #[test]
 fn every_session_gets_exactly_one_disconnect_event_5000_sessions() {
-    let e = env(|c| c.network.tcp.heartbeat.interval = Duration::from_millis(300));
+    // 1 s interval: a busy machine may take a while to answer an active client,
+    // which must not be mistaken for a silent one (closed after 2 s).
+    let e = env(|c| c.network.tcp.heartbeat.interval = Duration::from_secs(1));
     let addr = e.gate.tcp_addr();
     const N: usize = 5000;
     const WAVE: usize = 500;
     let mut ways = HashMap::new();
+    let mut silent = Vec::new();
     for wave in 0..N / WAVE {
-        let mut silent = Vec::new();
         for i in 0..WAVE {
             let n = wave * WAVE + i;
             let mut c = Client::connect(addr, PacketOptions::default());
@@ -297,17 +299,17 @@ fn every_session_gets_exactly_one_disconnect_event_5000_sessions() {
             // Otherwise closed right away, so no idle timeout can overtake it.
             drop(c);
         }
-        // The silent ones (way 4) wait for the gate's idle close.
-        wait_until(Duration::from_secs(10), "wave ended", || {
-            e.gate.stats().connections <= silent.len() as u64
-        });
-        for mut c in silent {
-            assert!(c.closed_within(Duration::from_secs(3)));
-        }
-        wait_until(Duration::from_secs(10), "wave fully closed", || {
-            e.gate.stats().connections == 0
-        });
     }
+    // The silent ones (way 4) are closed by the gate's idle check.
+    for mut c in silent {
+        assert!(
+            c.closed_within(Duration::from_secs(5)),
+            "silent client closed"
+        );
+    }
+    wait_until(Duration::from_secs(10), "every connection closed", || {
+        e.gate.stats().connections == 0
+    });
     let total = N + ways[&2];
     wait_until(Duration::from_secs(10), "every disconnect event", || {
         e.seen.count(EventKind::Disconnect) == total

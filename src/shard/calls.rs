@@ -598,7 +598,12 @@ impl Shard {
         let Some(c) = self.conns.get_mut(idx) else {
             return;
         };
-        if let Some(at) = c.session.next_deadline(&rules) {
+        let linger = (c.linger_until != 0).then_some(c.linger_until);
+        if let Some(at) = [c.session.next_deadline(&rules), linger]
+            .into_iter()
+            .flatten()
+            .min()
+        {
             let tick = at.div_ceil(TICK_MS);
             if c.timer_at == 0 || tick < c.timer_at {
                 c.timer_at = tick;

@@ -53,6 +53,8 @@ pub struct Conn {
     pub xport: Option<Box<Xport>>,
     /// Nodes were told of this session (connect event sent); a disconnect event follows.
     pub announced: bool,
+    /// A connection closing after a flush is closed anyway at this time (0: not lingering).
+    pub linger_until: u64,
 }
 
 struct Slot {
@@ -113,7 +115,7 @@ impl Slab {
         }
         s.conn
             .as_mut()
-            .filter(|c| c.closing.is_none() && c.announced)
+            .filter(|c| c.closing.is_none() && c.kick.is_none() && c.announced)
             .map(|c| (idx, c))
     }
 
@@ -263,6 +265,7 @@ impl Shard {
                 rooms: Vec::new(),
                 xport,
                 announced: false,
+                linger_until: 0,
             },
         );
         self.rearm_timer(idx);
@@ -326,7 +329,7 @@ impl Shard {
             if res < 0 && res != -libc::ECONNRESET {
                 tracing::debug!(session = %c.session.id, err = %std::io::Error::from_raw_os_error(-res), "recv failed");
             }
-            self.close_conn(idx, CloseReason::ClientClosed);
+            self.close_now(idx, CloseReason::ClientClosed);
         }
         self.try_free(idx);
     }
@@ -389,7 +392,9 @@ impl Shard {
     /// True once the session may receive packets: its transport handshake
     /// (TLS, WebSocket upgrade) is done. Before that only raw handshake bytes go out.
     fn ready(&mut self, idx: u32) -> bool {
-        self.conns.get_mut(idx).is_some_and(|c| c.announced)
+        self.conns
+            .get_mut(idx)
+            .is_some_and(|c| c.announced && c.kick.is_none())
     }
 
     fn queue_heartbeat(&mut self, idx: u32) {
@@ -532,7 +537,7 @@ impl Shard {
             c.wbuf.len() + c.sending.len() - c.sent + c.xport.as_ref().map_or(0, |x| x.pending());
         if queued > max {
             tracing::info!(session = %c.session.id, peer = %c.peer, queued, max, "closing connection: outbound queue overflow");
-            self.close_conn(idx, CloseReason::Overflow);
+            self.close_now(idx, CloseReason::Overflow);
             return false;
         }
         self.mark_dirty(idx);
@@ -580,7 +585,7 @@ impl Shard {
         if c.wbuf.is_empty() {
             if let Some(reason) = c.kick {
                 // Everything queued before a kick with flush has been sent.
-                self.close_conn(idx, reason);
+                self.close_now(idx, reason);
                 self.try_free(idx);
             }
             return;
@@ -616,7 +621,7 @@ impl Shard {
         }
         if res < 0 {
             tracing::debug!(session = %c.session.id, err = %std::io::Error::from_raw_os_error(-res), "send failed");
-            self.close_conn(idx, CloseReason::ClientClosed);
+            self.close_now(idx, CloseReason::ClientClosed);
             self.try_free(idx);
             return;
         }
@@ -656,6 +661,16 @@ impl Shard {
             return;
         }
         c.timer_at = 0;
+        if let Some(reason) = c.kick {
+            // Closing after a flush: the peer gets until `linger_until` to take it.
+            if c.linger_until != 0 && now >= c.linger_until {
+                self.close_now(idx, reason);
+                self.try_free(idx);
+            } else {
+                self.rearm_timer(idx);
+            }
+            return;
+        }
         if let Some(reason) = c.session.poll_expired(now, &rules) {
             tracing::debug!(session = %c.session.id, reason = reason.as_str(), "session expired");
             self.close_conn(idx, reason);
@@ -672,10 +687,46 @@ impl Shard {
         }
     }
 
+    /// Closes a connection for `reason`, gracefully where the transport has a
+    /// goodbye: an open WebSocket gets a close frame (1001 on shutdown, 1008
+    /// otherwise) and is closed once it is flushed, or after a short linger.
+    pub(super) fn close_conn(&mut self, idx: u32, reason: CloseReason) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let ws_open = c
+            .xport
+            .as_ref()
+            .is_some_and(|x| matches!(x.ws, super::xport::WsPhase::Open(_)));
+        let graceful = matches!(
+            reason,
+            CloseReason::HeartbeatTimeout
+                | CloseReason::AuthorizeTimeout
+                | CloseReason::Kicked
+                | CloseReason::Rebind
+                | CloseReason::Shutdown
+        );
+        if !(ws_open && graceful) || c.closing.is_some() || c.kick.is_some() {
+            return self.close_now(idx, reason);
+        }
+        let code = if reason == CloseReason::Shutdown {
+            crate::ws::close::GOING_AWAY
+        } else {
+            crate::ws::close::POLICY_VIOLATION
+        };
+        let mut b = BytesMut::new();
+        crate::ws::frame::encode_close(code, reason.as_str(), &mut b);
+        self.queue_raw(idx, &b);
+        if let Some(x) = self.conns.get_mut(idx).and_then(|c| c.xport.as_mut()) {
+            x.ws = super::xport::WsPhase::Closed;
+        }
+        self.close_after_flush(idx, reason);
+    }
+
     /// Starts closing a connection: counts the reason once and shuts the
     /// socket down so its in-flight operations complete; the slot is freed by
     /// [`Shard::try_free`] when the last one has.
-    pub(super) fn close_conn(&mut self, idx: u32, reason: CloseReason) {
+    pub(super) fn close_now(&mut self, idx: u32, reason: CloseReason) {
         let Some(c) = self.conns.get_mut(idx) else {
             return;
         };

@@ -23,6 +23,10 @@ use crate::session::CloseReason;
 use crate::tls::TlsConn;
 use crate::ws::{self, close, frame::Message, handshake, Reassembler, WsError};
 
+/// How long a connection closing after a flush (close frame, HTTP refusal,
+/// TLS alert) may take to read it before it is closed anyway.
+pub const LINGER_MS: u64 = 1000;
+
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Network {
@@ -356,7 +360,9 @@ impl Shard {
             return;
         }
         c.kick = Some(reason);
+        c.linger_until = self.now + LINGER_MS;
         self.mark_dirty(idx);
+        self.rearm_timer(idx);
     }
 
     /// Handles one decoded client frame (any transport).
@@ -385,7 +391,7 @@ impl Shard {
             self.queue_raw(idx, &b);
             self.close_after_flush(idx, CloseReason::ProtocolError);
         } else {
-            self.close_conn(idx, CloseReason::ProtocolError);
+            self.close_now(idx, CloseReason::ProtocolError);
         }
     }
 }
