@@ -5,6 +5,8 @@
 //!   send time.
 //! * [`idle`] — idle connections with heartbeats; the server's memory per
 //!   connection.
+//! * [`connect`] — a connection storm: connects per second and the time
+//!   to a new connection's first reply ([`storm`] is one thread of it).
 //! * [`serve`] — `serve-echo`, a due-format echo server with no gate: the
 //!   ceiling the gate is compared against.
 //!
@@ -15,6 +17,7 @@
 
 mod args;
 mod client;
+mod connect;
 mod echo;
 mod idle;
 mod rate;
@@ -23,6 +26,7 @@ mod runner;
 mod sched;
 mod seq;
 mod serve;
+mod storm;
 mod tally;
 mod wire;
 
@@ -47,6 +51,8 @@ enum Command {
     Rate(rate::RateArgs),
     /// Idle connections with heartbeats; server memory per connection.
     Idle(idle::IdleArgs),
+    /// Connection storm: each connection sends one request, gets its reply, closes.
+    Connect(connect::ConnectArgs),
     /// A due-format echo server without a gate: the one-hop baseline.
     ServeEcho(serve::ServeArgs),
 }
@@ -68,6 +74,7 @@ fn run(command: Command) -> Result<()> {
         Command::Echo(args) => echo::run(args),
         Command::Rate(args) => rate::run(args),
         Command::Idle(args) => idle::run(args),
+        Command::Connect(args) => connect::run(args),
         Command::ServeEcho(args) => serve::run(args),
     }
 }
@@ -131,6 +138,31 @@ mod tests {
         assert_eq!(a.client.threads.cores, [0, 1]);
         assert_eq!(a.timing.warmup, std::time::Duration::ZERO);
         assert_eq!(a.client.packet.seq_bytes, 0);
+    }
+
+    #[test]
+    fn connect_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "ringgate-loadtest",
+            "connect",
+            "--conns",
+            "5000",
+            "--rate",
+            "2000",
+            "--hold",
+            "--threads",
+            "2",
+        ])
+        .unwrap();
+        let Command::Connect(a) = cli.command else {
+            panic!("not connect")
+        };
+        assert_eq!(
+            (a.conns, a.rate, a.hold, a.reset),
+            (5000, 2000, true, false)
+        );
+        assert_eq!(a.client.threads.threads, 2);
+        assert_eq!(a.timeout, std::time::Duration::from_secs(10));
     }
 
     #[test]
