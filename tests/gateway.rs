@@ -403,3 +403,31 @@ fn websocket_clients_get_a_close_frame_when_the_gate_closes_them() {
     assert_eq!(ws_close_code(&mut live), 1001, "going away on shutdown");
     drop(st);
 }
+
+#[test]
+fn a_small_link_frame_limit_is_respected_by_the_node() {
+    // The gate accepts frames of at most 6 KiB; the node learns it from the
+    // handshake and batches its replies below it, so the link stays up.
+    let st = stack(|c| c.link.max_frame_bytes = 6 * 1024);
+    let addr = st.gate.tcp_addr();
+    let threads: Vec<_> = (0..20)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut cl = Client::connect(addr, PacketOptions::default());
+                let payload = vec![c as u8; 900];
+                for seq in 0..100 {
+                    cl.send(1, seq, &payload);
+                }
+                for seq in 0..100 {
+                    let p = cl.recv_data().expect("reply");
+                    assert_eq!((p.ext, p.seq, p.payload.len()), (0, seq, 900));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = st.gate.stats();
+    assert_eq!((s.link_drops, s.node_down, s.packets_out), (0, 0, 2000));
+}

@@ -56,6 +56,7 @@ impl FakeGate {
                 shard,
                 shards,
                 version: PROTOCOL_VERSION,
+                max_frame_bytes: 0,
             })),
         }]);
         match gate.next().msg {

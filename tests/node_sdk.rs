@@ -78,6 +78,7 @@ impl FakeGate {
                 shard,
                 shards: 4,
                 version: PROTOCOL_VERSION,
+                max_frame_bytes: 0,
             })),
         }]);
         match gate.recv().pop().and_then(|m| m.msg) {
@@ -502,6 +503,7 @@ fn other_protocol_version_refused() {
             shard: 0,
             shards: 1,
             version: PROTOCOL_VERSION + 1,
+            max_frame_bytes: 0,
         })),
     });
     s.write_all(&b.take()).unwrap();

@@ -80,6 +80,12 @@ impl BatchBuf {
         self.msgs += 1;
     }
 
+    /// Lowers (or raises) the size at which frames are closed, for frames
+    /// opened from now on: the peer announced the largest frame it accepts.
+    pub fn set_frame_limit(&mut self, frame_limit: usize) {
+        self.frame_limit = frame_limit;
+    }
+
     /// Messages pushed since the last [`BatchBuf::take`].
     pub fn pending(&self) -> usize {
         self.msgs

@@ -36,6 +36,9 @@ pub(crate) struct Link {
     pub(crate) shard: ShardId,
     /// `GateHello.shards`: how many shards the gate runs.
     pub(crate) shard_count: u16,
+    /// Frames towards this gate stay below this size: the smaller of our
+    /// `max_frame_bytes` and the gate's (`GateHello.max_frame_bytes`).
+    pub(crate) frame_limit: usize,
     writer: Writer,
 }
 
@@ -169,6 +172,7 @@ impl Reader<'_> {
                     .event_kinds()
                     .map(EventKind::to_proto)
                     .collect(),
+                max_frame_bytes: u32::try_from(self.settings.max_frame_bytes).unwrap_or(u32::MAX),
             })),
         };
         let timeout = self.settings.idle_timeout;
@@ -178,14 +182,19 @@ impl Reader<'_> {
         // visible to pushers before it is written: the writer starts corked.
         // Registering before the hello is written means a gate that has the
         // hello can count on the link being known.
+        let frame_limit = match hello.max_frame_bytes as usize {
+            0 => self.settings.max_frame_bytes,
+            gate => gate.min(self.settings.max_frame_bytes),
+        };
         let link = Arc::new(Link {
             gate_id: hello.gate_id.into(),
             shard: ShardId(shard),
             shard_count,
+            frame_limit,
             writer: Writer::corked(
                 stream,
                 &hello_reply,
-                self.settings.max_frame_bytes,
+                frame_limit,
                 self.settings.max_write_backlog,
             ),
         });
@@ -210,7 +219,7 @@ impl Reader<'_> {
 
     /// Serves the link until EOF (`Ok`) or an error.
     fn run(&mut self, link: &Arc<Link>) -> Result<(), NodeError> {
-        let mut out = BatchBuf::new(self.settings.max_frame_bytes);
+        let mut out = BatchBuf::new(link.frame_limit);
         let idle = self.settings.idle_timeout.unwrap_or(Duration::MAX);
         loop {
             // The borrow ends before the message is handled: handlers may

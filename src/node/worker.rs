@@ -145,7 +145,7 @@ fn run_one(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
     let i = match outs.iter().position(|(l, _)| Arc::ptr_eq(l, &job.link)) {
         Some(i) => i,
         None => {
-            let out = BatchBuf::new(shared.settings.max_frame_bytes);
+            let out = BatchBuf::new(job.link.frame_limit);
             outs.push((job.link, out));
             outs.len() - 1
         }

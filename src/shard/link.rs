@@ -319,6 +319,7 @@ impl Shard {
             shard: u32::from(self.p.id.0),
             shards: u32::from(self.p.shards),
             version: PROTOCOL_VERSION,
+            max_frame_bytes: u32::try_from(self.p.link.max_frame_bytes).unwrap_or(u32::MAX),
         };
         l.batch.push(&ToNode {
             msg: Some(to_node::Msg::Hello(hello)),
@@ -421,6 +422,11 @@ impl Shard {
                 if h.version != PROTOCOL_VERSION {
                     tracing::error!(node = %l.addr, version = h.version, ours = PROTOCOL_VERSION, "node speaks another protocol version");
                     return Err("protocol version mismatch");
+                }
+                if h.max_frame_bytes > 0 {
+                    // Batch below what the node accepts (and below our own limit).
+                    l.batch
+                        .set_frame_limit(l.max_frame.min(h.max_frame_bytes as usize));
                 }
                 l.state = LinkState::Active;
                 l.backoff = 0;
