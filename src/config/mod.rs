@@ -104,6 +104,9 @@ pub const DEFAULT_MAX_SETTING_BYTES: usize = 1024;
 /// Messages a shard's inbox holds from the other shards: ~1.5 s of pushes at
 /// 40k/s per shard before a sender must hold its own backlog.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 65536;
+/// No busy polling: a shard sleeps in the kernel as soon as it has nothing to
+/// do, which is right whenever the gate shares its cores (nodes, clients).
+pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
 /// `[log] format`: readable on a terminal; switch to json for collectors.
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
@@ -162,6 +165,9 @@ pub struct ShardsConfig {
     pub buffer_size: u32,
     /// Messages each shard's inbox holds from the other shards.
     pub channel_capacity: usize,
+    /// Keep polling for completions this long before sleeping (0 = off).
+    #[serde(deserialize_with = "units::duration")]
+    pub busy_poll: Duration,
 }
 
 /// `[network]`.
@@ -432,6 +438,7 @@ impl Default for ShardsConfig {
             buffer_count: DEFAULT_BUFFER_COUNT,
             buffer_size: DEFAULT_BUFFER_SIZE,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }

@@ -59,6 +59,15 @@ impl Config {
                 "must be at least 1 byte",
             ));
         }
+        if self.shards.busy_poll > std::time::Duration::from_millis(10) {
+            return Err(ConfigError::rule(
+                "shards.busy_poll",
+                format!(
+                    "must be at most 10ms (it spins a core), got {:?}",
+                    self.shards.busy_poll
+                ),
+            ));
+        }
         if self.shards.channel_capacity < 16 {
             return Err(ConfigError::rule(
                 "shards.channel_capacity",

@@ -129,6 +129,8 @@ pub struct ShardParams {
     pub nodes: Vec<std::net::SocketAddr>,
     /// Binding and settings rules.
     pub session: SessionConfig,
+    /// Poll this long before sleeping (zero: never spin).
+    pub busy_poll: Duration,
     /// WebSocket upgrade rules, when a WebSocket listener is served.
     pub ws_policy: Option<Arc<crate::ws::HandshakePolicy>>,
 }
@@ -151,6 +153,7 @@ impl ShardParams {
             link: cfg.link.clone(),
             nodes: cfg.nodes.iter().map(|n| n.addr).collect(),
             session: cfg.session.clone(),
+            busy_poll: cfg.shards.busy_poll,
             ws_policy: cfg
                 .network
                 .ws
@@ -343,6 +346,9 @@ impl Shard {
         loop {
             // Park: announce it, then look at the inbox once more, so a sender
             // either sees `parked` and writes our eventfd or its message is seen here.
+            if !self.p.busy_poll.is_zero() {
+                self.busy_poll();
+            }
             self.shared.parked[me].store(true, Ordering::SeqCst);
             let wait = if self.mailbox.has_mail() {
                 Duration::ZERO
@@ -392,6 +398,25 @@ impl Shard {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Spins for up to `busy_poll`, reaping completions without sleeping,
+    /// until one arrives or mail does. Each round is a non-blocking
+    /// `io_uring_enter(GETEVENTS)`, which also runs the ring's deferred task work.
+    fn busy_poll(&mut self) {
+        let until = Instant::now() + self.p.busy_poll;
+        let zero = types::Timespec::new();
+        loop {
+            let args = types::SubmitArgs::new().timespec(&zero);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            if !self.ring.completion().is_empty()
+                || self.mailbox.has_mail()
+                || Instant::now() >= until
+            {
+                return;
+            }
+            std::hint::spin_loop();
         }
     }
 
