@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -474,12 +474,7 @@ impl Gate {
     }
 
     fn stop_inner(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        for &fd in &self.eventfds {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a live u64 to an eventfd we own.
-            unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-        }
+        self.shared.stop_all();
         for t in self.threads.drain(..) {
             match t.join() {
                 Ok(Ok(())) => {}
@@ -512,7 +507,6 @@ impl Gate {
     pub fn stopper(&self) -> Stopper {
         Stopper {
             shared: self.shared.clone(),
-            eventfds: self.eventfds.clone(),
         }
     }
 }
@@ -529,19 +523,12 @@ impl Drop for Gate {
 #[derive(Clone)]
 pub struct Stopper {
     shared: Arc<Shared>,
-    eventfds: Vec<i32>,
 }
 
 impl Stopper {
     /// Asks every shard to stop (returns at once).
     pub fn stop(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        for &fd in &self.eventfds {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes to an eventfd owned by the gate, which
-            // closes them only after every shard has exited.
-            unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-        }
+        self.shared.stop_all();
     }
 }
 

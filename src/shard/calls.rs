@@ -337,29 +337,27 @@ impl Shard {
                     },
                 );
             }
-            call::Op::Subscribe(m) => {
-                let ch: Arc<str> = Arc::from(m.channel.as_str());
-                let n = m.targets.len();
-                for (i, t) in m.targets.into_iter().enumerate() {
-                    // Answer once, for the last target (single-target calls are the common case).
-                    let r = if i + 1 == n { reply } else { None };
-                    self.route_target(Some(t), SessionOp::Subscribe(ch.clone()), r);
-                }
-                if n == 0 {
-                    self.reply_code(reply, Code::Invalid, "subscribe needs targets");
-                }
-            }
-            call::Op::Unsubscribe(m) => {
-                let ch: Arc<str> = Arc::from(m.channel.as_str());
-                let n = m.targets.len();
-                for (i, t) in m.targets.into_iter().enumerate() {
-                    let r = if i + 1 == n { reply } else { None };
-                    self.route_target(Some(t), SessionOp::Unsubscribe(ch.clone()), r);
-                }
-                if n == 0 {
-                    self.reply_code(reply, Code::Invalid, "unsubscribe needs targets");
-                }
-            }
+            call::Op::Subscribe(m) => self.route_members(m, SessionOp::Subscribe, reply),
+            call::Op::Unsubscribe(m) => self.route_members(m, SessionOp::Unsubscribe, reply),
+        }
+    }
+
+    /// Subscribe / unsubscribe each target of `m`; the call is answered once,
+    /// for the last target (single-target calls are the common case).
+    fn route_members(
+        &mut self,
+        m: proto::ChannelMembers,
+        op: fn(Arc<str>) -> SessionOp,
+        reply: Option<ReplyTo>,
+    ) {
+        if m.targets.is_empty() {
+            return self.reply_code(reply, Code::Invalid, "channel membership needs targets");
+        }
+        let ch: Arc<str> = Arc::from(m.channel.as_str());
+        let n = m.targets.len();
+        for (i, t) in m.targets.into_iter().enumerate() {
+            let r = if i + 1 == n { reply } else { None };
+            self.route_target(Some(t), op(ch.clone()), r);
         }
     }
 

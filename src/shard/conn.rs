@@ -161,7 +161,7 @@ fn peer_of(fd: RawFd) -> Option<SocketAddr> {
     sa.as_socket()
 }
 
-fn set_nodelay(fd: RawFd) {
+pub(super) fn set_nodelay(fd: RawFd) {
     let one: libc::c_int = 1;
     // SAFETY: fd is a TCP socket we own; the option value is a live c_int.
     unsafe {
@@ -356,18 +356,7 @@ impl Shard {
             std::mem::take(&mut c.rbuf)
         };
         src.extend_from_slice(self.bufs.slice(bid, len));
-        let opts = self.p.packet;
-        loop {
-            match codec::decode(&mut src, &opts) {
-                Ok(Some(f)) => self.on_frame(idx, f),
-                Ok(None) => break,
-                Err(err) => {
-                    src.clear();
-                    self.protocol_error(idx, &err);
-                    break;
-                }
-            }
-        }
+        self.decode_packets(idx, &mut src);
         let c = self.conns.get_mut(idx).expect("live");
         if from_scratch {
             if !src.is_empty() {
@@ -379,6 +368,23 @@ impl Shard {
             c.rbuf = src;
         }
         // else: the leftover buffer is dropped, the connection holds none again.
+    }
+
+    /// Decodes and handles every complete packet in `src`. On a bad packet
+    /// the connection is closed, `src` cleared, and false returned.
+    pub(super) fn decode_packets(&mut self, idx: u32, src: &mut BytesMut) -> bool {
+        let opts = self.p.packet;
+        loop {
+            match codec::decode(src, &opts) {
+                Ok(Some(f)) => self.on_frame(idx, f),
+                Ok(None) => return true,
+                Err(err) => {
+                    src.clear();
+                    self.protocol_error(idx, &err);
+                    return false;
+                }
+            }
+        }
     }
 
     pub(super) fn on_client_heartbeat(&mut self, idx: u32) {

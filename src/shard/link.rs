@@ -250,17 +250,7 @@ impl Shard {
             self.schedule_retry(i);
             return;
         }
-        let one: libc::c_int = 1;
-        // SAFETY: fd is our new TCP socket; the option value is a live c_int.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        super::conn::set_nodelay(fd);
         let deadline = self.now + self.p.link.connect_timeout.as_millis() as Millis;
         let l = &mut self.links[i];
         l.fd = fd;

@@ -90,12 +90,25 @@ impl Shared {
     /// Wakes shard `s` if it is parked (one eventfd write, only when needed).
     pub fn wake(&self, s: usize) {
         if self.parked[s].swap(false, Ordering::SeqCst) {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a live u64 to an eventfd the gate
-            // owns and closes only after every shard has exited.
-            unsafe { libc::write(self.eventfds[s], (&one as *const u64).cast(), 8) };
+            notify(self.eventfds[s]);
         }
     }
+
+    /// Asks every shard to stop and wakes them all.
+    pub fn stop_all(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for &fd in &self.eventfds {
+            notify(fd);
+        }
+    }
+}
+
+/// Adds 1 to an eventfd, completing the read a shard keeps armed on it.
+/// The gate closes its eventfds only after every shard has exited.
+pub fn notify(eventfd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64; a stale fd only makes write fail.
+    unsafe { libc::write(eventfd, (&one as *const u64).cast(), 8) };
 }
 
 /// Everything one shard needs to run, derived from the [`Config`].
@@ -493,10 +506,8 @@ impl Shard {
             }
         }
         if self.wake_armed {
-            // Wake our own read so it completes; its buffer is ours.
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a live u64 to our own eventfd.
-            unsafe { libc::write(self.eventfd, (&one as *const u64).cast(), 8) };
+            // Complete our own armed read so nothing of ours stays in flight.
+            notify(self.eventfd);
         }
         for idx in self.conns.live() {
             self.close_conn(idx, CloseReason::Shutdown);
@@ -525,9 +536,8 @@ impl Shard {
     }
 }
 
-/// Creates the listening socket of one shard: `SO_REUSEPORT`, so every shard
-/// binds its own listener on the same port and the kernel spreads connections.
-pub fn listen(addr: std::net::SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+/// A close-on-exec TCP socket for `addr`'s family with `SO_REUSEADDR`.
+fn tcp_socket(addr: std::net::SocketAddr) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(
         Domain::for_address(addr),
@@ -535,6 +545,13 @@ pub fn listen(addr: std::net::SocketAddr, backlog: u32) -> io::Result<TcpListene
         Some(Protocol::TCP),
     )?;
     s.set_reuse_address(true)?;
+    Ok(s)
+}
+
+/// Creates the listening socket of one shard: `SO_REUSEPORT`, so every shard
+/// binds its own listener on the same port and the kernel spreads connections.
+pub fn listen(addr: std::net::SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let s = tcp_socket(addr)?;
     s.set_reuse_port(true)?;
     s.bind(&addr.into())?;
     s.listen(backlog.min(i32::MAX as u32) as i32)?;
@@ -545,13 +562,7 @@ pub fn listen(addr: std::net::SocketAddr, backlog: u32) -> io::Result<TcpListene
 /// another process's `SO_REUSEPORT` listeners, which would otherwise silently
 /// share the port (and its clients) with this gate.
 pub fn ensure_port_free(addr: std::net::SocketAddr) -> io::Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    s.set_reuse_address(true)?;
+    let s = tcp_socket(addr)?;
     s.bind(&addr.into()).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::{Shard, ShardStats};
-use crate::codec::{self, Frame};
+use crate::codec::Frame;
 use crate::link::proto::{Event, EventKind};
 use crate::session::CloseReason;
 use crate::tls::TlsConn;
@@ -183,16 +183,8 @@ impl Shard {
     fn decode_plain_packets(&mut self, idx: u32) {
         let c = self.conns.get_mut(idx).expect("live");
         let mut src = std::mem::take(&mut c.xport.as_mut().expect("xport").plain_in);
-        let opts = self.p.packet;
-        loop {
-            match codec::decode(&mut src, &opts) {
-                Ok(Some(f)) => self.on_frame(idx, f),
-                Ok(None) => break,
-                Err(err) => {
-                    self.protocol_error(idx, &err);
-                    return;
-                }
-            }
+        if !self.decode_packets(idx, &mut src) {
+            return;
         }
         if let Some(x) = self.conns.get_mut(idx).and_then(|c| c.xport.as_mut()) {
             x.plain_in = src;
