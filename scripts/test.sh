@@ -39,4 +39,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # Tests that measure nothing but correctness still move 10k+ packets; an
 # optimised build keeps the suite well inside CI's budget on 2 cores.
-cargo test --workspace --release --all-targets "$@"
+# tests/binary.rs runs the real `ringgate` binary and examples/echo_node as a user
+# would; `cargo test` alone builds examples only as test harnesses.
+cargo build --release --bins --examples
+cargo test --workspace --release --all-targets --no-fail-fast "$@"

@@ -88,7 +88,7 @@ fn gate_binary_with_the_echo_node_example_serves_clients() {
         .join("examples/echo_node");
     assert!(
         examples.exists(),
-        "build examples first (cargo test --all-targets builds them): {examples:?}"
+        "build the examples first (scripts/test.sh does: cargo build --release --examples): {examples:?}"
     );
     let (gate_port, node_port) = (free_port(), free_port());
     let cfg = tmp(
