@@ -29,6 +29,20 @@
 #   GATE_B_SHARDS, GATE_B_TCP, GATE_B_EXTRA: the same for ringgate-b, e.g.
 #   TARGETS="ringgate ringgate-b" GATE_B_SHARDS="buffer_count = 64" loadtest/compare.sh
 #
+# Opt-in sections (off by default; both need the ringgate target):
+#   PUSH=1  the gate also dials the load generator's own node (LT_NODE_PORT,
+#           4601), then per round: `push --conns PUSH_CONNS(1000) --rate 0`
+#           (pushes by uid, both shards) and `broadcast --conns BCAST_CONNS(10000)
+#           --interval BCAST_INTERVAL(200ms)`; prints pushes/s, deliveries/s, losses
+#           and latencies (median of the rounds).
+#   WS=1    the gate also serves WebSocket on WS_PORT (4554), a second gate serves
+#           wss on WSS_PORT (4559; its tcp on WSS_TCP_PORT, 4551) with a self-signed
+#           certificate made by openssl in $OUT; per round: echo at WS_CONNS(1000)
+#           conns over tcp, ws and wss interleaved, and `connect --conns
+#           WS_STORM(2000)` over ws and wss; prints rps, p99 and ratios vs tcp,
+#           and handshakes/s.
+#   ECHO=0 skips the main echo rounds: PUSH=1 WS=1 ECHO=0 TARGETS=ringgate loadtest/compare.sh
+#
 # PREBUILT=DIR runs the binaries in DIR (ringgate, echo_node, ringgate-loadtest,
 # ringgate-glommio-echo) instead of building: a saved build stays comparable
 # while the tree changes.
@@ -62,6 +76,20 @@ ECHO_PORT=${ECHO_PORT:-4555}
 NGINX_PORT=${NGINX_PORT:-4556}
 GLOMMIO_PORT=${GLOMMIO_PORT:-4557}
 OUT=${OUT:-target/compare}
+PUSH=${PUSH:-0}
+PUSH_CONNS=${PUSH_CONNS:-1000}
+PUSH_LOGIN_ROUTE=${PUSH_LOGIN_ROUTE:-11}
+BCAST_CONNS=${BCAST_CONNS:-10000}
+BCAST_INTERVAL=${BCAST_INTERVAL:-200ms}
+LT_NODE_PORT=${LT_NODE_PORT:-4601}
+WS=${WS:-0}
+WS_PORT=${WS_PORT:-4554}
+WSS_PORT=${WSS_PORT:-4559}
+WSS_TCP_PORT=${WSS_TCP_PORT:-4551}
+WS_CONNS=${WS_CONNS:-1000}
+WS_STORM=${WS_STORM:-2000}
+ECHO=${ECHO:-1}
+[ "$ECHO" != 0 ] || CONNS=" "
 
 has() { [[ " $TARGETS " == *" $1 "* ]]; }
 note() { echo "compare: $*" >&2; }
@@ -125,7 +153,14 @@ KERNEL=$(uname -r)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "machine: $CPUS cpus, $MODEL, Linux $KERNEL; load average before: $LOAD_BEFORE"
 
-for port in $GATE_PORT $GATE_B_PORT $NODE_PORT $ECHO_PORT $NGINX_PORT $GLOMMIO_PORT; do
+extra_ports=""
+[ "$PUSH" != 1 ] || extra_ports="$extra_ports $LT_NODE_PORT"
+[ "$WS" != 1 ] || extra_ports="$extra_ports $WS_PORT $WSS_PORT $WSS_TCP_PORT"
+if { [ "$PUSH" = 1 ] || [ "$WS" = 1 ]; } && ! has ringgate; then
+  note "PUSH=1 and WS=1 need the ringgate target; skipping them"
+  PUSH=0 WS=0 extra_ports=""
+fi
+for port in $GATE_PORT $GATE_B_PORT $NODE_PORT $ECHO_PORT $NGINX_PORT $GLOMMIO_PORT $extra_ports; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "compare: port $port is already in use on 127.0.0.1 (another compare.sh?)" >&2
     exit 1
@@ -137,7 +172,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-gate_toml() { # port shards tcp extra
+gate_toml() { # port shards tcp extra [ws lines] [more [[nodes]]]
   cat <<TOML
 [shards]
 $2
@@ -147,11 +182,12 @@ max_connections = 19000
 max_outbound_bytes = "4MiB"
 $3
 [network.ws]
-enabled = false
+${5:-enabled = false}
 [log]
 level = "warn"
 [[nodes]]
 addr = "127.0.0.1:$NODE_PORT"
+${6:-}
 $4
 TOML
 }
@@ -162,7 +198,10 @@ if has ringgate || has ringgate-b; then
   sleep 0.3
 fi
 if has ringgate; then
-  gate_toml "$GATE_PORT" "$GATE_SHARDS" "$GATE_TCP" "$GATE_EXTRA" >"$OUT/gate.toml"
+  gate_ws="" gate_nodes=""
+  [ "$WS" != 1 ] || gate_ws=$'enabled = true\naddr = "127.0.0.1:'"$WS_PORT"'"'
+  [ "$PUSH" != 1 ] || gate_nodes=$'[[nodes]]\naddr = "127.0.0.1:'"$LT_NODE_PORT"'"'
+  gate_toml "$GATE_PORT" "$GATE_SHARDS" "$GATE_TCP" "$GATE_EXTRA" "$gate_ws" "$gate_nodes" >"$OUT/gate.toml"
   $GATE_BIN -c "$OUT/gate.toml" >"$OUT/gate.log" 2>&1 &
   gate_pid=$!
   pids+=($gate_pid)
@@ -172,6 +211,22 @@ if has ringgate-b; then
   $GATE_BIN -c "$OUT/gate-b.toml" >"$OUT/gate-b.log" 2>&1 &
   gate_b_pid=$!
   pids+=($gate_b_pid)
+fi
+# WS=1: a second gate serving wss (self-signed certificate), same echo node.
+wss_pid=""
+if [ "$WS" = 1 ]; then
+  if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
+      -keyout "$OUT/wss-key.pem" -out "$OUT/wss-cert.pem" >"$OUT/openssl.log" 2>&1; then
+    gate_toml "$WSS_TCP_PORT" "$GATE_SHARDS" "$GATE_TCP" "$GATE_EXTRA" \
+      $'enabled = true\naddr = "127.0.0.1:'"$WSS_PORT"$'"\ncert_file = "'"$OUT/wss-cert.pem"$'"\nkey_file = "'"$OUT/wss-key.pem"'"' \
+      >"$OUT/gate-wss.toml"
+    $GATE_BIN -c "$OUT/gate-wss.toml" >"$OUT/gate-wss.log" 2>&1 &
+    wss_pid=$!
+    pids+=($wss_pid)
+  else
+    note "openssl could not make a certificate (see $OUT/openssl.log): no wss"
+  fi
 fi
 # serve-echo: the one-hop target, and the upstream of nginx.
 $LT serve-echo --listen 127.0.0.1:$ECHO_PORT --threads 2 >"$OUT/serve-echo.log" 2>&1 &
@@ -262,6 +317,64 @@ for round in $(seq "$ROUNDS"); do
     done
   fi
 done
+
+# --- WS=1: echo over tcp, ws and wss; handshakes per second --------------
+if [ "$WS" = 1 ]; then
+  # openssl's `req -x509` certificate is a CA certificate, which webpki
+  # refuses as a server's own: the client skips verification (--insecure).
+  declare -A WS_ARGS=(
+    [tcp]="--addr 127.0.0.1:$GATE_PORT" [ws]="--transport ws --addr 127.0.0.1:$WS_PORT"
+    [wss]="--transport wss --insecure --addr 127.0.0.1:$WSS_PORT"
+  )
+  ws_kinds="tcp ws"
+  [ -z "$wss_pid" ] || ws_kinds="tcp ws wss"
+  for k in $ws_kinds; do
+    ok=""
+    for _ in $(seq 100); do
+      # shellcheck disable=SC2086
+      if $LT echo ${WS_ARGS[$k]} --conns 1 --warmup 0s --duration 200ms --json 2>/dev/null |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r["requests"]>0 and r["errors"]==0 else 1)'; then
+        ok=1; break
+      fi
+      sleep 0.1
+    done
+    [ -n "$ok" ] || { note "ws section: $k not answering (logs in $OUT)"; ws_kinds=${ws_kinds/$k/}; }
+  done
+  for round in $(seq "$ROUNDS"); do
+    for k in $ws_kinds; do
+      note "ws round $round/$ROUNDS: echo over $k, $WS_CONNS conns"
+      # shellcheck disable=SC2086
+      $LT echo ${WS_ARGS[$k]} --conns "$WS_CONNS" --depth "$DEPTH" --payload "$PAYLOAD" --warmup "$WARMUP" \
+        --duration "$DURATION" --json 2>>"$OUT/progress.log" >"$OUT/ws-echo-$k-$round.json" ||
+        { note "ws echo $k round $round failed"; rm -f "$OUT/ws-echo-$k-$round.json"; }
+    done
+    for k in $ws_kinds; do
+      [ "$k" != tcp ] || continue
+      note "ws round $round/$ROUNDS: connect storm of $WS_STORM over $k"
+      # shellcheck disable=SC2086
+      $LT connect ${WS_ARGS[$k]} --conns "$WS_STORM" --reset --json \
+        2>>"$OUT/progress.log" >"$OUT/ws-storm-$k-$round.json" ||
+        { note "ws storm $k round $round failed"; rm -f "$OUT/ws-storm-$k-$round.json"; }
+      sleep 1
+    done
+  done
+fi
+
+# --- PUSH=1: pushes by uid and broadcasts from the load generator's node ---
+if [ "$PUSH" = 1 ]; then
+  for round in $(seq "$ROUNDS"); do
+    node_args=(--addr "127.0.0.1:$GATE_PORT" --node-listen "127.0.0.1:$LT_NODE_PORT"
+      --login-route "$PUSH_LOGIN_ROUTE" --warmup "$WARMUP" --duration "$DURATION" --json)
+    note "push round $round/$ROUNDS: push --conns $PUSH_CONNS --rate 0"
+    $LT push "${node_args[@]}" --conns "$PUSH_CONNS" --rate 0 \
+      2>>"$OUT/progress.log" >"$OUT/push-$round.json" ||
+      { note "push round $round failed"; rm -f "$OUT/push-$round.json"; }
+    note "push round $round/$ROUNDS: broadcast --conns $BCAST_CONNS --interval $BCAST_INTERVAL"
+    $LT broadcast "${node_args[@]}" --conns "$BCAST_CONNS" --interval "$BCAST_INTERVAL" \
+      2>>"$OUT/progress.log" >"$OUT/broadcast-$round.json" ||
+      { note "broadcast round $round failed"; rm -f "$OUT/broadcast-$round.json"; }
+  done
+fi
 
 if [ "$IDLE" -gt 0 ]; then
   declare -A PID=([ringgate]=$gate_pid [ringgate-b]=$gate_b_pid [one-hop]=$echo_pid [nginx]=$nginx_pid [glommio]=$glommio_pid)
@@ -377,3 +490,107 @@ with open(f"{out}/summary.json", "w") as f:
     json.dump(summary, f, indent=1)
 print(f"summary: {out}/summary.json")
 PY
+
+# --- PUSH=1 / WS=1 tables (appended to summary.json) -----------------------
+if [ "$PUSH" = 1 ] || [ "$WS" = 1 ]; then
+python3 - "$OUT" "$ROUNDS" "$PUSH" "$WS" "$WS_CONNS" "$WS_STORM" "$PUSH_CONNS" "$BCAST_CONNS" "$BCAST_INTERVAL" <<'PY'
+import json, os, statistics, sys
+out, rounds, push, ws, ws_conns, ws_storm, push_conns, bcast_conns, bcast_interval = sys.argv[1:]
+rounds = int(rounds)
+
+def load(pattern):
+    rs = []
+    for r in range(1, rounds + 1):
+        p = f"{out}/{pattern}-{r}.json"
+        if os.path.exists(p):
+            rs.append(json.load(open(p)))
+    return rs
+
+def med(rs, f):
+    return statistics.median(f(r) for r in rs) if rs else None
+
+def cell(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+def ratio(a, b):
+    return round(a / b, 2) if a is not None and b else None
+
+summary = json.load(open(f"{out}/summary.json"))
+if ws == "1":
+    print(f"\nWebSocket: echo at {ws_conns} conns over tcp / ws / wss (one gate for tcp and ws, "
+          f"a second for wss), median of {rounds} interleaved rounds")
+    print(f"{'transport':<9} {'rps':>8} {'min–max':>15} {'p50 us':>7} {'p99 us':>7} {'p99.9 us':>8} "
+          f"{'errors':>6} {'rps vs tcp':>10} {'p99 vs tcp':>10}")
+    rows = {}
+    for k in ("tcp", "ws", "wss"):
+        rs = load(f"ws-echo-{k}")
+        rows[k] = {
+            "runs": len(rs),
+            "rps": med(rs, lambda r: r["rps"]),
+            "rps_min": min((r["rps"] for r in rs), default=None),
+            "rps_max": max((r["rps"] for r in rs), default=None),
+            "p50_us": med(rs, lambda r: r["latency_us"]["p50"]),
+            "p99_us": med(rs, lambda r: r["latency_us"]["p99"]),
+            "p999_us": med(rs, lambda r: r["latency_us"]["p999"]),
+            "errors": sum(r["errors"] + r["mismatches"] + r["closed"] + r["failed"] + r["connect_failures"] for r in rs),
+        }
+    for k, r in rows.items():
+        r["rps_vs_tcp"] = ratio(r["rps"], rows["tcp"]["rps"])
+        r["p99_vs_tcp"] = ratio(r["p99_us"], rows["tcp"]["p99_us"])
+        span = "-" if r["rps_min"] is None else f"{r['rps_min']:.0f}–{r['rps_max']:.0f}"
+        print(f"{k:<9} {cell(r['rps'], '.0f'):>8} {span:>15} {cell(r['p50_us'], '.0f'):>7} "
+              f"{cell(r['p99_us'], '.0f'):>7} {cell(r['p999_us'], '.0f'):>8} {r['errors']:>6} "
+              f"{cell(r['rps_vs_tcp'], '.2f'):>10} {cell(r['p99_vs_tcp'], '.2f'):>10}")
+    print(f"\nWebSocket handshakes: connect --conns {ws_storm} as fast as possible "
+          f"(connect + TLS + upgrade until the 101, then one request), median of {rounds}")
+    print(f"{'transport':<9} {'handshakes/s':>12} {'conn/s':>8} {'failures':>8} {'hs p50 us':>9} "
+          f"{'hs p99 us':>9} {'reply p99 us':>12}")
+    storms = {}
+    for k in ("ws", "wss"):
+        rs = load(f"ws-storm-{k}")
+        s = storms[k] = {
+            "runs": len(rs),
+            "handshakes_per_s": med(rs, lambda r: r["handshakes_per_s"]),
+            "connects_per_s": med(rs, lambda r: r["connects_per_s"]),
+            "failures": sum(r["failures"] for r in rs),
+            "handshake_p50_us": med(rs, lambda r: r["handshake_us"]["p50"]),
+            "handshake_p99_us": med(rs, lambda r: r["handshake_us"]["p99"]),
+            "reply_p99_us": med(rs, lambda r: r["first_reply_us"]["p99"]),
+        }
+        print(f"{k:<9} {cell(s['handshakes_per_s'], '.0f'):>12} {cell(s['connects_per_s'], '.0f'):>8} "
+              f"{s['failures']:>8} {cell(s['handshake_p50_us'], '.0f'):>9} {cell(s['handshake_p99_us'], '.0f'):>9} "
+              f"{cell(s['reply_p99_us'], '.0f'):>12}")
+    summary["ws"] = {"conns": int(ws_conns), "echo": rows, "storm_conns": int(ws_storm), "storm": storms}
+if push == "1":
+    print(f"\nNode pushes (the load generator's own node, gate on both shards), median of {rounds} rounds")
+    print(f"{'scenario':<9} {'conns':>6} {'sent/s':>9} {'deliv/s':>9} {'lost':>6} {'dups':>5} {'p50 us':>7} "
+          f"{'p90 us':>7} {'p99 us':>7} {'p99.9 us':>8} {'max us':>7}")
+    res = {}
+    for name, pattern, sent in (("push", "push", "pushes_per_s"), ("broadcast", "broadcast", None)):
+        rs = load(pattern)
+        lost_key = "lost" if name == "push" else "missing"
+        r = res[name] = {
+            "runs": len(rs),
+            "conns": med(rs, lambda r: r["conns"]),
+            "sent_per_s": med(rs, lambda r: r[sent]) if sent else None,
+            "broadcasts": med(rs, lambda r: r.get("broadcasts", 0)),
+            "deliveries_per_s": med(rs, lambda r: r["deliveries_per_s"]),
+            lost_key: sum(r[lost_key] for r in rs),
+            "duplicates": sum(r["duplicates"] for r in rs),
+            "failures": sum(r["connect_failures"] + r["closed"] + r["failed"] for r in rs),
+            **{k: med(rs, lambda r, k=k: r["latency_us"][k]) for k in ("p50", "p90", "p99", "p999", "max")},
+        }
+        label = name
+        print(f"{label:<9} {cell(r['conns'], '.0f'):>6} {cell(r['sent_per_s'], '.0f'):>9} {cell(r['deliveries_per_s'], '.0f'):>9} "
+              f"{r[lost_key]:>6} {r['duplicates']:>5} {cell(r['p50'], '.0f'):>7} {cell(r['p90'], '.0f'):>7} "
+              f"{cell(r['p99'], '.0f'):>7} {cell(r['p999'], '.0f'):>8} {cell(r['max'], '.0f'):>7}")
+        if r["failures"]:
+            print(f"  {name}: {r['failures']} connections failed or closed (see {out}/progress.log)")
+    print(f"  push: sent/s = pushes by uid per second (as fast as possible, bounded in flight); "
+          f"broadcast: {cell(res['broadcast']['broadcasts'], '.0f')} broadcasts per run, "
+          f"deliveries/s = broadcasts/s x conns; lost / missing summed over the rounds")
+    summary["push"] = res
+with open(f"{out}/summary.json", "w") as f:
+    json.dump(summary, f, indent=1)
+PY
+fi

@@ -8,6 +8,8 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use ringgate::codec::{ByteOrder, PacketOptions};
 
+use crate::transport::{Dialer, TransportArgs};
+
 /// Default gate address (ringgate's default client port).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3553";
 
@@ -93,9 +95,18 @@ pub struct ClientArgs {
     pub packet: PacketArgs,
     #[command(flatten)]
     pub threads: ThreadArgs,
+    #[command(flatten)]
+    pub transport: TransportArgs,
     /// Print one JSON object with all results to stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ClientArgs {
+    /// How connections reach `--addr` (`--transport` and its flags checked).
+    pub fn dialer(&self) -> Result<Dialer> {
+        Dialer::new(self.addr, &self.transport)
+    }
 }
 
 /// Warm-up and measurement window of the load scenarios.

@@ -1,24 +1,28 @@
 //! The client side: one connection's state machine and the event loop of
-//! one client thread, shared by `echo` (closed loop), `rate` (open loop) and
-//! `idle` (heartbeats only). Thread orchestration is in `runner`.
+//! one client thread, shared by `echo` (closed loop), `rate` (open loop),
+//! `idle` (heartbeats only) and `push` / `broadcast` (log in, then receive).
+//! Thread orchestration is in `runner`; the transport (tcp, ws, wss) in
+//! `transport`.
 //!
 //! Per wake-up and connection: one read loop that decodes everything
 //! buffered, then every new request encoded into the connection's outbox,
 //! then one write.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use ringgate::codec::{self, PacketOptions};
+use ringgate::codec::{Frame, PacketOptions};
 
 use crate::sched::{Timer, Timetable};
 use crate::seq::{InFlight, Pattern, SeqSpace};
-use crate::tally::{Report, Tally, ThreadResult};
+use crate::tally::{Feed, Report, SeqTrack, Tally, ThreadResult};
+use crate::transport::{Dialer, Stream};
 use crate::wire::{self, ReadEnd};
 
 /// Token of the open-loop timer; connections use their local index.
@@ -49,6 +53,31 @@ pub enum Mode {
     },
     /// No requests: heartbeats only.
     Idle,
+    /// No requests: receive what the server pushes (`push`, `broadcast`).
+    Listen,
+}
+
+/// Logging in before the run (`push`, `broadcast`): connection `g` sends
+/// its uid `g + 1` in decimal on `route` and waits for `ok`.
+#[derive(Clone, Copy, Debug)]
+pub struct Login {
+    /// Route of the login request.
+    pub route: i32,
+    /// How long all logins of a thread may take.
+    pub timeout: Duration,
+}
+
+/// What the receiving connections of [`Mode::Listen`] check.
+#[derive(Clone, Debug)]
+pub struct Receive {
+    /// Route of the pushed packets.
+    pub route: i32,
+    /// Time zero of the timestamps in the pushed payloads.
+    pub epoch: Instant,
+    /// Totals shared with the sending side.
+    pub feed: Arc<Feed>,
+    /// How long to wait after the window for the last deliveries.
+    pub drain: Duration,
 }
 
 /// Everything a client thread needs to know, shared read-only.
@@ -56,6 +85,8 @@ pub enum Mode {
 pub struct Plan {
     /// Server address; the only one connected to.
     pub addr: SocketAddr,
+    /// How connections reach it (tcp, ws, wss).
+    pub dialer: Dialer,
     /// Packet layout.
     pub opts: PacketOptions,
     /// Closed loop, open loop or idle.
@@ -74,6 +105,10 @@ pub struct Plan {
     pub duration: Duration,
     /// Heartbeat period per connection; `None`: no heartbeats.
     pub heartbeat: Option<Duration>,
+    /// Log every connection in before the start.
+    pub login: Option<Login>,
+    /// [`Mode::Listen`]: what is received.
+    pub receive: Option<Receive>,
 }
 
 impl Plan {
@@ -89,7 +124,7 @@ impl Plan {
 /// One client connection.
 #[derive(Debug)]
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Partial frame left from the last read.
     leftover: Vec<u8>,
     /// Encoded bytes not yet written.
@@ -99,6 +134,13 @@ struct Conn {
     dirty: bool,
     /// Registered for writable events (only while the outbox is stuck).
     watching_writes: bool,
+}
+
+/// Where a connection's login stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoginState {
+    Waiting,
+    Done,
 }
 
 /// One client thread: its poll, its connections and their schedules.
@@ -114,6 +156,9 @@ pub struct Worker {
     tally: Tally,
     dirty: Vec<usize>,
     timer: Option<Timer>,
+    /// Seqs of pushed packets per connection ([`Mode::Listen`] only: kept
+    /// out of [`Conn`] so the request scenarios' connections stay small).
+    tracks: Vec<SeqTrack>,
 }
 
 impl Worker {
@@ -142,7 +187,13 @@ impl Worker {
             tally: Tally::default(),
             dirty: Vec::new(),
             timer,
+            tracks: Vec::new(),
         })
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// Opens this thread's connections one by one, pausing after every
@@ -169,22 +220,151 @@ impl Worker {
         (failures, first)
     }
 
+    /// Connects connection `j` and runs its transport's handshake (TLS,
+    /// WebSocket upgrade) to the end, blocking: set-up is not measured.
     fn connect_one(&self, j: usize) -> std::io::Result<Conn> {
-        let std = std::net::TcpStream::connect_timeout(&self.plan.addr, Duration::from_secs(10))?;
-        std.set_nodelay(true)?;
-        std.set_nonblocking(true)?;
-        let mut stream = TcpStream::from_std(std);
+        let (mut stream, leftover) = self.plan.dialer.connect_blocking(Duration::from_secs(10))?;
         self.poll
             .registry()
-            .register(&mut stream, Token(j), Interest::READABLE)?;
+            .register(&mut stream.sock, Token(j), Interest::READABLE)?;
         Ok(Conn {
             stream,
-            leftover: Vec::new(),
+            leftover,
             outbox: BytesMut::new(),
             inflight: InFlight::new(self.space),
             dirty: false,
             watching_writes: false,
         })
+    }
+
+    /// Logs every open connection in: connection `g` sends its uid `g + 1`
+    /// on `login.route` and must get `ok` back. A connection refused, closed
+    /// or unanswered within the timeout is closed and counted as a failure.
+    pub fn login(&mut self, login: Login) -> (usize, Option<String>) {
+        let opts = self.plan.opts;
+        let n = self.conns.len();
+        let mut state = vec![LoginState::Done; n];
+        let mut waiting = 0;
+        for (j, st) in state.iter_mut().enumerate() {
+            let uid = self.globals[j] + 1;
+            let Some(conn) = self.conns[j].as_mut() else {
+                continue;
+            };
+            let payload = uid.to_string();
+            if conn
+                .stream
+                .encode_data(login.route, 1, payload.as_bytes(), &opts, &mut conn.outbox)
+                .is_ok()
+            {
+                *st = LoginState::Waiting;
+                waiting += 1;
+            }
+            self.flush(j);
+        }
+        let (mut failures, mut first) = (0, None::<String>);
+        let mut fail = |w: &mut Worker, j: usize, why: String, failures: &mut usize| {
+            if let Some(mut conn) = w.conns.get_mut(j).and_then(Option::take) {
+                let _ = w.poll.registry().deregister(&mut conn.stream.sock);
+                w.open -= 1;
+            }
+            *failures += 1;
+            first.get_or_insert(why);
+        };
+        let deadline = Instant::now() + login.timeout;
+        let mut events = Events::with_capacity(1024);
+        while waiting > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(deadline - now)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            let ready: Vec<usize> = events
+                .iter()
+                .map(|e| e.token().0)
+                .filter(|&j| j < n)
+                .collect();
+            for j in ready {
+                if state[j] != LoginState::Waiting {
+                    self.flush(j);
+                    continue;
+                }
+                let uid = self.globals[j] + 1;
+                let mut verdict: Option<Result<(), String>> = None;
+                let end = self.read_conn(j, |frame| {
+                    let Frame::Data(p) = frame else { return };
+                    if verdict.is_some() || p.route != login.route {
+                        return;
+                    }
+                    verdict = Some(if p.ext != 0 {
+                        Err(format!(
+                            "login of uid {uid}: error reply ext {} on route {} (does a node serve it?)",
+                            p.ext, login.route
+                        ))
+                    } else if &p.payload[..] == b"ok" {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "login of uid {uid} refused: {}",
+                            String::from_utf8_lossy(&p.payload)
+                        ))
+                    });
+                });
+                match (verdict, end) {
+                    (Some(Ok(())), ReadEnd::Drained) => {
+                        state[j] = LoginState::Done;
+                        waiting -= 1;
+                        self.flush(j);
+                    }
+                    (Some(Err(why)), _) => {
+                        state[j] = LoginState::Done;
+                        waiting -= 1;
+                        fail(self, j, why, &mut failures);
+                    }
+                    (_, ReadEnd::Drained) => self.flush(j),
+                    (_, end) => {
+                        state[j] = LoginState::Done;
+                        waiting -= 1;
+                        fail(
+                            self,
+                            j,
+                            format!("uid {uid}: connection ended during login: {end:?}"),
+                            &mut failures,
+                        );
+                    }
+                }
+            }
+        }
+        for (j, s) in state.iter().enumerate() {
+            if *s == LoginState::Waiting {
+                let uid = self.globals[j] + 1;
+                fail(
+                    self,
+                    j,
+                    format!("login of uid {uid}: no answer within {:?}", login.timeout),
+                    &mut failures,
+                );
+            }
+        }
+        (failures, first)
+    }
+
+    /// Reads connection `j`, calling `f` for each frame; pongs owed to the
+    /// server go into its outbox.
+    fn read_conn(&mut self, j: usize, f: impl FnMut(Frame)) -> ReadEnd {
+        let Some(conn) = self.conns.get_mut(j).and_then(Option::as_mut) else {
+            return ReadEnd::Closed;
+        };
+        conn.stream.read_frames(
+            &mut self.rbuf,
+            &mut conn.leftover,
+            &self.plan.opts,
+            &mut conn.outbox,
+            f,
+        )
     }
 
     /// Runs the scenario from `t0` until the window ends, sending a
@@ -268,7 +448,19 @@ impl Worker {
             }
         }
         if plan.mode == Mode::Idle {
-            self.await_heartbeats(&mut events, window, end + IDLE_GRACE);
+            self.linger(&mut events, window, end + IDLE_GRACE, |w| {
+                let c = &w.tally.counters;
+                c.hb_received >= c.hb_sent
+            });
+        }
+        if let Some(rx) = plan.receive.as_ref() {
+            // The last pushes are still on their way: wait until every one
+            // sent was delivered (over all threads) or the drain time is up.
+            let feed = rx.feed.clone();
+            self.linger(&mut events, window, end + rx.drain, move |_| {
+                feed.done.load(Ordering::Acquire)
+                    && feed.delivered.load(Ordering::Relaxed) >= feed.sent.load(Ordering::Relaxed)
+            });
         }
         let _ = reports.send(Report::Done);
         ThreadResult {
@@ -284,22 +476,24 @@ impl Worker {
         }
     }
 
-    /// After an idle hold: keeps reading until every heartbeat sent has
-    /// been answered, or `until` (heartbeats on a connection the server
-    /// closed never are).
-    fn await_heartbeats(
+    /// After the window: keeps reading until `done` holds or `until` (an
+    /// idle hold waits for its last heartbeat answers; heartbeats on a
+    /// connection the server closed never are). Checks `done` at least
+    /// every 10 ms, as it may depend on other threads.
+    fn linger(
         &mut self,
         events: &mut Events,
         window: (Instant, Instant),
         until: Instant,
+        done: impl Fn(&Worker) -> bool,
     ) {
         loop {
-            let c = &self.tally.counters;
             let now = Instant::now();
-            if c.hb_received >= c.hb_sent || now >= until {
+            if done(self) || now >= until {
                 return;
             }
-            if self.poll.poll(events, Some(until - now)).is_err() {
+            let wait = (until - now).min(Duration::from_millis(10));
+            if self.poll.poll(events, Some(wait)).is_err() {
                 return;
             }
             let ready: Vec<usize> = events.iter().map(|e| e.token().0).collect();
@@ -318,15 +512,38 @@ impl Worker {
             return;
         };
         let now = Instant::now();
-        let (tally, pattern, route) = (&mut self.tally, &self.pattern, self.plan.route);
-        let inflight = &mut conn.inflight;
-        let end = wire::read_frames(
-            &conn.stream,
-            &mut self.rbuf,
-            &mut conn.leftover,
-            &self.plan.opts,
-            |frame| tally.on_frame(frame, inflight, pattern, route, now, window),
-        );
+        let tally = &mut self.tally;
+        let end = if let Some(rx) = self.plan.receive.as_ref() {
+            if self.tracks.len() <= j {
+                self.tracks.resize(j + 1, SeqTrack::default());
+            }
+            let track = &mut self.tracks[j];
+            let mut fresh = 0;
+            let end = conn.stream.read_frames(
+                &mut self.rbuf,
+                &mut conn.leftover,
+                &self.plan.opts,
+                &mut conn.outbox,
+                |frame| {
+                    fresh +=
+                        u64::from(tally.on_delivery(frame, track, rx.route, rx.epoch, now, window))
+                },
+            );
+            if fresh > 0 {
+                rx.feed.delivered.fetch_add(fresh, Ordering::Relaxed);
+            }
+            end
+        } else {
+            let (pattern, route) = (&self.pattern, self.plan.route);
+            let inflight = &mut conn.inflight;
+            conn.stream.read_frames(
+                &mut self.rbuf,
+                &mut conn.leftover,
+                &self.plan.opts,
+                &mut conn.outbox,
+                |frame| tally.on_frame(frame, inflight, pattern, route, now, window),
+            )
+        };
         match end {
             ReadEnd::Drained => {}
             ReadEnd::Closed => return self.close(j, false),
@@ -336,6 +553,10 @@ impl Worker {
             }
             ReadEnd::Codec(e) => {
                 eprintln!("bad packet from server: {e}");
+                return self.close(j, true);
+            }
+            ReadEnd::Protocol(e) => {
+                eprintln!("{e}");
                 return self.close(j, true);
             }
         }
@@ -355,15 +576,15 @@ impl Worker {
         while conn.inflight.len() < depth && conn.inflight.can_issue() {
             let (id, seq) = conn.inflight.issue(now);
             let payload = self.pattern.payload(id);
-            codec::encode_data(
-                0,
-                self.plan.route,
-                seq,
-                payload,
-                &self.plan.opts,
-                &mut conn.outbox,
-            )
-            .expect("route, seq and payload were validated");
+            conn.stream
+                .encode_data(
+                    self.plan.route,
+                    seq,
+                    payload,
+                    &self.plan.opts,
+                    &mut conn.outbox,
+                )
+                .expect("route, seq and payload were validated");
             self.tally.counters.sent += 1;
         }
     }
@@ -383,15 +604,15 @@ impl Worker {
             }
             let (id, seq) = conn.inflight.issue(intended);
             let payload = self.pattern.payload(id);
-            codec::encode_data(
-                0,
-                self.plan.route,
-                seq,
-                payload,
-                &self.plan.opts,
-                &mut conn.outbox,
-            )
-            .expect("route, seq and payload were validated");
+            conn.stream
+                .encode_data(
+                    self.plan.route,
+                    seq,
+                    payload,
+                    &self.plan.opts,
+                    &mut conn.outbox,
+                )
+                .expect("route, seq and payload were validated");
             self.tally.counters.sent += 1;
             if !conn.dirty {
                 conn.dirty = true;
@@ -405,7 +626,8 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(j).and_then(Option::as_mut) else {
             return;
         };
-        codec::encode_heartbeat(None, &self.plan.opts, &mut conn.outbox);
+        conn.stream
+            .encode_heartbeat(&self.plan.opts, &mut conn.outbox);
         self.tally.counters.hb_sent += 1;
         if !conn.dirty {
             conn.dirty = true;
@@ -430,10 +652,10 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(j).and_then(Option::as_mut) else {
             return;
         };
-        if conn.outbox.is_empty() {
+        if conn.outbox.is_empty() && !conn.stream.wants_write() {
             return;
         }
-        let result = wire::write_some(&conn.stream, &conn.outbox).and_then(|n| {
+        let result = conn.stream.write(&conn.outbox).and_then(|n| {
             if n == conn.outbox.len() {
                 if conn.outbox.capacity() > KEEP_OUTBOX {
                     conn.outbox = BytesMut::new();
@@ -443,8 +665,8 @@ impl Worker {
             } else {
                 let _ = conn.outbox.split_to(n);
             }
-            // Writable events only while the outbox is stuck.
-            let stuck = !conn.outbox.is_empty();
+            // Writable events only while the outbox (or TLS) is stuck.
+            let stuck = !conn.outbox.is_empty() || conn.stream.wants_write();
             if stuck != conn.watching_writes {
                 let interest = if stuck {
                     Interest::READABLE | Interest::WRITABLE
@@ -453,7 +675,7 @@ impl Worker {
                 };
                 self.poll
                     .registry()
-                    .reregister(&mut conn.stream, Token(j), interest)?;
+                    .reregister(&mut conn.stream.sock, Token(j), interest)?;
                 conn.watching_writes = stuck;
             }
             Ok(())
@@ -471,7 +693,7 @@ impl Worker {
     /// Drops connection `j`: closed by the server, or failed on our side.
     fn close(&mut self, j: usize, failed: bool) {
         if let Some(mut conn) = self.conns.get_mut(j).and_then(Option::take) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let _ = self.poll.registry().deregister(&mut conn.stream.sock);
             self.open -= 1;
             if failed {
                 self.tally.counters.failed += 1;
@@ -492,8 +714,10 @@ mod tests {
 
     #[test]
     fn connections_are_dealt_round_robin() {
+        let addr = "127.0.0.1:9".parse().unwrap();
         let plan = Plan {
-            addr: "127.0.0.1:9".parse().unwrap(),
+            addr,
+            dialer: Dialer::tcp(addr),
             opts: PacketOptions::default(),
             mode: Mode::Idle,
             route: 1,
@@ -503,6 +727,8 @@ mod tests {
             warmup: Duration::ZERO,
             duration: Duration::from_secs(1),
             heartbeat: None,
+            login: None,
+            receive: None,
         };
         assert_eq!(plan.globals(0), [0, 3, 6]);
         assert_eq!(plan.globals(1), [1, 4]);

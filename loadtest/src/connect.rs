@@ -57,6 +57,8 @@ pub struct ConnectReport {
     pub scenario: &'static str,
     /// Server address.
     pub addr: String,
+    /// `tcp`, `ws` or `wss`.
+    pub transport: &'static str,
     /// Client threads.
     pub threads: usize,
     /// Attempts.
@@ -71,10 +73,16 @@ pub struct ConnectReport {
     pub replied: u64,
     /// `replied / elapsed_s`.
     pub connects_per_s: f64,
-    /// Attempts that did not get their reply (sum of the next five).
+    /// TLS + WebSocket upgrades completed (ws, wss; 0 for tcp).
+    pub handshakes: u64,
+    /// `handshakes / elapsed_s`.
+    pub handshakes_per_s: f64,
+    /// Attempts that did not get their reply (sum of the next six).
     pub failures: u64,
     /// Connections refused, reset or otherwise not established.
     pub connect_errors: u64,
+    /// TLS handshakes or upgrades that failed (ws, wss).
+    pub handshake_errors: u64,
     /// No reply within `--timeout`.
     pub timeouts: u64,
     /// Closed by the server before the reply.
@@ -85,8 +93,11 @@ pub struct ConnectReport {
     pub mismatches: u64,
     /// Connections still open at the end (`--hold`).
     pub held: u64,
-    /// Scheduled start → handshake complete, µs.
+    /// Scheduled start → TCP handshake complete, µs.
     pub connect_us: Latency,
+    /// Scheduled start → TLS and WebSocket upgrade done (`101` checked), µs
+    /// (ws, wss).
+    pub handshake_us: Latency,
     /// Scheduled start → first reply, µs.
     pub first_reply_us: Latency,
 }
@@ -96,6 +107,10 @@ impl ConnectReport {
     pub fn table(&self) -> String {
         let mut t = Table::new();
         t.col("scenario", self.scenario.to_string());
+        let upgrade = self.transport != "tcp";
+        if upgrade {
+            t.col("transport", self.transport.to_string());
+        }
         t.col("conns", self.conns.to_string());
         let rate = self
             .target_rate
@@ -104,13 +119,21 @@ impl ConnectReport {
         t.col("elapsed", format!("{:.2}s", self.elapsed_s));
         t.col("replied", self.replied.to_string());
         t.col("conn/s", format!("{:.0}", self.connects_per_s));
+        if upgrade {
+            t.col("handshakes/s", format!("{:.0}", self.handshakes_per_s));
+        }
         t.col("failures", self.failures.to_string());
         t.col("connect_p50us", self.connect_us.p50.to_string());
         t.col("connect_p99us", self.connect_us.p99.to_string());
+        if upgrade {
+            t.col("hs_p50us", self.handshake_us.p50.to_string());
+            t.col("hs_p99us", self.handshake_us.p99.to_string());
+        }
         push_latency(&mut t, &self.first_reply_us);
         let mut out = t.render();
         let problems = [
             ("connect errors", self.connect_errors),
+            ("handshake errors", self.handshake_errors),
             ("timeouts", self.timeouts),
             ("closed by server", self.closed),
             ("error replies", self.errors),
@@ -135,13 +158,19 @@ impl ConnectReport {
         self.closed = c.closed;
         self.errors = c.errors;
         self.mismatches = c.mismatches;
+        self.handshakes = c.handshakes;
+        self.handshake_errors = c.handshake_errors;
         self.failures = c.failures();
         self.elapsed_s = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
-        self.connects_per_s = if elapsed.is_zero() {
-            0.0
-        } else {
-            (c.replied as f64 / elapsed.as_secs_f64()).round()
+        let per_s = |n: u64| {
+            if elapsed.is_zero() {
+                0.0
+            } else {
+                (n as f64 / elapsed.as_secs_f64()).round()
+            }
         };
+        self.connects_per_s = per_s(c.replied);
+        self.handshakes_per_s = per_s(c.handshakes);
     }
 }
 
@@ -162,6 +191,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     let threads = args.client.threads.threads.min(args.conns);
     let plan = Arc::new(StormPlan {
         addr: args.client.addr,
+        dialer: args.client.dialer()?,
         opts,
         conns: args.conns,
         threads,
@@ -214,12 +244,13 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     }
 
     let mut counts = StormCounts::default();
-    let (mut connect, mut first_reply) = (histogram(), histogram());
+    let (mut connect, mut handshake, mut first_reply) = (histogram(), histogram(), histogram());
     let (mut last_end, mut held) = (None, 0);
     for h in handles {
         let r = h.join().map_err(|_| anyhow!("a storm thread panicked"))??;
         counts.add(&r.counts);
         connect.add(&r.connect)?;
+        handshake.add(&r.handshake)?;
         first_reply.add(&r.first_reply)?;
         last_end = last_end.max(r.last_end);
         held += r.held;
@@ -227,12 +258,14 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     let mut r = ConnectReport {
         scenario: "connect",
         addr: plan.addr.to_string(),
+        transport: plan.dialer.transport.as_str(),
         threads,
         conns: plan.conns,
         target_rate: (plan.rate > 0).then_some(plan.rate),
         hold: plan.hold,
         held,
         connect_us: Latency::of(&connect),
+        handshake_us: Latency::of(&handshake),
         first_reply_us: Latency::of(&first_reply),
         ..ConnectReport::default()
     };
@@ -252,6 +285,7 @@ mod tests {
     fn rate_and_failures_are_derived() {
         let mut r = ConnectReport {
             scenario: "connect",
+            transport: "tcp",
             conns: 1000,
             ..ConnectReport::default()
         };
@@ -262,6 +296,8 @@ mod tests {
             closed: 2,
             errors: 1,
             mismatches: 0,
+            handshakes: 0,
+            handshake_errors: 0,
         };
         r.count(&c, Duration::from_millis(500));
         assert_eq!(r.failures, 10);
@@ -279,8 +315,10 @@ mod tests {
 
     #[test]
     fn schedule_spreads_attempts_over_the_rate() {
+        let addr = "127.0.0.1:9".parse().unwrap();
         let plan = StormPlan {
-            addr: "127.0.0.1:9".parse().unwrap(),
+            addr,
+            dialer: crate::transport::Dialer::tcp(addr),
             opts: ringgate::codec::PacketOptions::default(),
             conns: 10,
             threads: 2,

@@ -78,6 +78,7 @@ pub fn plan(client: &ClientArgs, timing: &TimingArgs, load: &LoadArgs, mode: Mod
     }
     Ok(Plan {
         addr: client.addr,
+        dialer: client.dialer()?,
         opts,
         mode,
         route: load.route,
@@ -87,6 +88,8 @@ pub fn plan(client: &ClientArgs, timing: &TimingArgs, load: &LoadArgs, mode: Mod
         warmup: timing.warmup,
         duration: timing.duration,
         heartbeat: (!load.heartbeat.is_zero()).then_some(load.heartbeat),
+        login: None,
+        receive: None,
     })
 }
 

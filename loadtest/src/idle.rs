@@ -44,6 +44,8 @@ pub struct IdleReport {
     pub scenario: &'static str,
     /// Server address.
     pub addr: String,
+    /// `tcp`, `ws` or `wss`.
+    pub transport: &'static str,
     /// Client threads.
     pub threads: usize,
     /// Connections established.
@@ -149,6 +151,7 @@ pub fn run(args: IdleArgs) -> Result<()> {
     }
     let plan = Plan {
         addr: args.client.addr,
+        dialer: args.client.dialer()?,
         opts: args.client.packet.options()?,
         mode: Mode::Idle,
         route: 0,
@@ -158,10 +161,13 @@ pub fn run(args: IdleArgs) -> Result<()> {
         warmup: Duration::ZERO,
         duration: args.hold,
         heartbeat: (!args.heartbeat.is_zero()).then_some(args.heartbeat),
+        login: None,
+        receive: None,
     };
     let mut r = IdleReport {
         scenario: "idle",
         addr: plan.addr.to_string(),
+        transport: plan.dialer.transport.as_str(),
         threads: plan.threads,
         hold: show(args.hold),
         heartbeat: show(args.heartbeat),

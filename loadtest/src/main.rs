@@ -9,6 +9,11 @@
 //!   to a new connection's first reply ([`storm`] is one thread of it).
 //! * [`serve`] — `serve-echo`, a due-format echo server with no gate: the
 //!   ceiling the gate is compared against.
+//! * [`push`] — `push` and `broadcast`: an in-process node pushes by uid
+//!   or broadcasts to logged-in clients; delivery rate, losses, latency.
+//!
+//! Every client scenario speaks `--transport tcp|ws|wss` ([`transport`],
+//! [`wsc`] for the WebSocket client frames).
 //!
 //! Shared parts: [`client`] (connection state machine and client event
 //! loop), [`tally`] (response checks and counters), [`runner`] (threads, start and progress), [`report`] (histograms,
@@ -20,6 +25,7 @@ mod client;
 mod connect;
 mod echo;
 mod idle;
+mod push;
 mod rate;
 mod report;
 mod runner;
@@ -28,7 +34,9 @@ mod seq;
 mod serve;
 mod storm;
 mod tally;
+mod transport;
 mod wire;
+mod wsc;
 
 use std::process::ExitCode;
 
@@ -55,6 +63,10 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// A due-format echo server without a gate: the one-hop baseline.
     ServeEcho(serve::ServeArgs),
+    /// An in-process node pushes by uid to logged-in clients: delivery rate and latency.
+    Push(push::PushArgs),
+    /// An in-process node broadcasts every interval: fan-out rate and latency.
+    Broadcast(push::BroadcastArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +88,8 @@ fn run(command: Command) -> Result<()> {
         Command::Idle(args) => idle::run(args),
         Command::Connect(args) => connect::run(args),
         Command::ServeEcho(args) => serve::run(args),
+        Command::Push(args) => push::run_push(args),
+        Command::Broadcast(args) => push::run_broadcast(args),
     }
 }
 
@@ -163,6 +177,53 @@ mod tests {
         );
         assert_eq!(a.client.threads.threads, 2);
         assert_eq!(a.timeout, std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn push_and_broadcast_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "ringgate-loadtest",
+            "push",
+            "--conns",
+            "50",
+            "--rate",
+            "0",
+            "--transport",
+            "wss",
+            "--insecure",
+            "--node-listen",
+            "127.0.0.1:4601",
+            "--login-route",
+            "11",
+        ])
+        .unwrap();
+        let Command::Push(a) = cli.command else {
+            panic!("not push")
+        };
+        assert_eq!((a.node.conns, a.rate, a.node.login_route), (50, 0, 11));
+        assert_eq!(a.client.transport.transport, transport::Transport::Wss);
+        assert!(a.client.transport.insecure);
+        assert_eq!(
+            (a.max_inflight, a.node.push_route, a.push_threads),
+            (65536, 100, 2)
+        );
+        let cli = Cli::try_parse_from([
+            "ringgate-loadtest",
+            "broadcast",
+            "--interval",
+            "200ms",
+            "--transport",
+            "ws",
+            "--ws-path",
+            "/game",
+        ])
+        .unwrap();
+        let Command::Broadcast(a) = cli.command else {
+            panic!("not broadcast")
+        };
+        assert_eq!(a.interval, std::time::Duration::from_millis(200));
+        assert_eq!(a.client.transport.ws_path, "/game");
+        assert_eq!(a.node.conns, 1000);
     }
 
     #[test]

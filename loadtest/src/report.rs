@@ -67,6 +67,8 @@ pub struct LoadReport {
     pub scenario: &'static str,
     /// Server address.
     pub addr: String,
+    /// `tcp`, `ws` or `wss`.
+    pub transport: &'static str,
     /// Client event-loop threads.
     pub threads: usize,
     /// Connections established.
@@ -113,6 +115,9 @@ impl LoadReport {
     pub fn table(&self) -> String {
         let mut t = Table::new();
         t.col("scenario", self.scenario.to_string());
+        if self.transport != "tcp" {
+            t.col("transport", self.transport.to_string());
+        }
         t.col("conns", self.conns.to_string());
         if let Some(depth) = self.depth {
             t.col("depth", depth.to_string());
@@ -256,6 +261,7 @@ mod tests {
         LoadReport {
             scenario: "echo",
             addr: "127.0.0.1:3553".into(),
+            transport: "tcp",
             threads: 1,
             conns: 100,
             connect_failures: 0,

@@ -65,6 +65,49 @@ pub fn run(
     on_connected: impl FnOnce(),
     on_finished: impl FnOnce(),
 ) -> Result<Outcome> {
+    run_with(
+        plan,
+        cores,
+        Hooks {
+            on_connected: Box::new(on_connected),
+            on_finished: Box::new(on_finished),
+            ..Hooks::default()
+        },
+    )
+}
+
+/// What a scenario does at the runner's rendezvous points.
+pub struct Hooks<'a> {
+    /// Once every connection is open (and logged in), before the start.
+    pub on_connected: Box<dyn FnOnce() + 'a>,
+    /// At the start, with the start time `t0` the client threads use and
+    /// the connections open.
+    pub on_start: Box<dyn FnOnce(Instant, usize) + 'a>,
+    /// After the end, before the connections close.
+    pub on_finished: Box<dyn FnOnce() + 'a>,
+    /// Appended to second `t`'s progress line.
+    pub progress: Box<dyn FnMut(u64) -> String + 'a>,
+}
+
+impl Default for Hooks<'_> {
+    fn default() -> Self {
+        Hooks {
+            on_connected: Box::new(|| {}),
+            on_start: Box::new(|_, _| {}),
+            on_finished: Box::new(|| {}),
+            progress: Box::new(|_| String::new()),
+        }
+    }
+}
+
+/// [`run`] with every hook.
+pub fn run_with(plan: Plan, cores: &[usize], hooks: Hooks<'_>) -> Result<Outcome> {
+    let Hooks {
+        on_connected,
+        on_start,
+        on_finished,
+        mut progress,
+    } = hooks;
     let plan = Arc::new(plan);
     let threads = plan.threads;
     let workers = (0..threads)
@@ -94,7 +137,12 @@ pub fn run(
                         eprintln!("client-{i}: could not pin to core {id}");
                     }
                 }
-                let (failures, first) = worker.connect(batch, CONNECT_PAUSE);
+                let (mut failures, mut first) = worker.connect(batch, CONNECT_PAUSE);
+                if let Some(login) = worker.plan().login {
+                    let (f, e) = worker.login(login);
+                    failures += f;
+                    first = first.or(e);
+                }
                 sync.failures.fetch_add(failures, Ordering::Relaxed);
                 if let Some(e) = first {
                     sync.first_error.lock().unwrap().get_or_insert(e);
@@ -121,9 +169,15 @@ pub fn run(
     let failures = sync.failures.load(Ordering::Relaxed);
     let conns = plan.conns - failures;
     eprintln!(
-        "connected {conns}/{} to {} in {:.2}s",
+        "connected {conns}/{} to {} ({}{}) in {:.2}s",
         plan.conns,
         plan.addr,
+        plan.dialer.transport.as_str(),
+        if plan.login.is_some() {
+            ", logged in"
+        } else {
+            ""
+        },
         connect_start.elapsed().as_secs_f64()
     );
     let first_error = sync.first_error.lock().unwrap().clone();
@@ -135,10 +189,14 @@ pub fn run(
     } else {
         on_connected();
     }
-    sync.t0.set(Instant::now()).expect("t0 set once");
+    let t0 = Instant::now();
+    sync.t0.set(t0).expect("t0 set once");
+    if conns > 0 {
+        on_start(t0, conns);
+    }
     sync.go.wait();
 
-    print_progress(&plan, &rx);
+    print_progress(&plan, &rx, &mut *progress);
     sync.finished.wait();
     if conns > 0 {
         on_finished();
@@ -186,7 +244,7 @@ struct Second {
 
 /// Prints a progress line each time every thread has reported a second,
 /// until every thread is done.
-fn print_progress(plan: &Plan, rx: &mpsc::Receiver<Report>) {
+fn print_progress(plan: &Plan, rx: &mpsc::Receiver<Report>, extra: &mut dyn FnMut(u64) -> String) {
     let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
     let mut done = 0;
     let warmup_secs = plan.warmup.as_secs_f64();
@@ -225,12 +283,16 @@ fn print_progress(plan: &Plan, rx: &mpsc::Receiver<Report>) {
                 t,
                 warmup: (t as f64) <= warmup_secs,
                 rate: if idle { s.heartbeats } else { s.responses },
-                rate_name: if idle { "hb/s" } else { "rps" },
+                rate_name: match plan.mode {
+                    Mode::Idle => "hb/s",
+                    Mode::Listen => "deliveries/s",
+                    _ => "rps",
+                },
                 p99_us: (!idle).then(|| Latency::of(&s.hist).p99),
                 conns: s.open,
                 errors: s.troubles,
             };
-            eprintln!("{}", progress.line());
+            eprintln!("{}{}", progress.line(), extra(t));
         }
     }
 }
@@ -242,6 +304,7 @@ pub fn load_report(scenario: &'static str, plan: &Plan, o: &Outcome) -> LoadRepo
     LoadReport {
         scenario,
         addr: plan.addr.to_string(),
+        transport: plan.dialer.transport.as_str(),
         threads: plan.threads,
         conns: o.conns,
         connect_failures: o.connect_failures,

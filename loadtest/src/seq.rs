@@ -34,11 +34,13 @@ impl SeqSpace {
     }
 
     /// How many distinct seqs exist; `None` when there is no seq field.
+    #[inline]
     pub fn modulus(self) -> Option<u64> {
         (self.bytes != 0).then(|| 1u64 << (8 * u32::from(self.bytes)))
     }
 
     /// The wire seq of request `id`: wrapped to the width, sign-extended.
+    #[inline]
     pub fn wire(self, id: u64) -> i32 {
         match self.bytes {
             0 => 0,
@@ -49,6 +51,7 @@ impl SeqSpace {
     }
 
     /// Whether `wire` is the seq of request `id`.
+    #[inline]
     pub fn matches(self, id: u64, wire: i32) -> bool {
         self.bytes == 0 || self.wire(id) == wire
     }
@@ -82,12 +85,14 @@ impl InFlight {
     }
 
     /// Requests in flight.
+    #[inline]
     pub fn len(&self) -> usize {
         self.queue.len()
     }
 
     /// Whether the next id's wire seq is free. False only when the oldest
     /// request in flight is a whole seq space behind: it must come back first.
+    #[inline]
     pub fn can_issue(&self) -> bool {
         match (self.space.modulus(), self.queue.front()) {
             (Some(modulus), Some(oldest)) => self.next_id - oldest.id < modulus,
@@ -97,6 +102,7 @@ impl InFlight {
 
     /// Records a new request sent at `sent`; returns its id and wire seq.
     /// Call only when [`InFlight::can_issue`].
+    #[inline]
     pub fn issue(&mut self, sent: Instant) -> (u64, i32) {
         debug_assert!(self.can_issue());
         let id = self.next_id;
@@ -108,6 +114,7 @@ impl InFlight {
     /// Takes the request a response with `wire` seq answers: the oldest one
     /// when it matches (in-order servers), else a search. `None`: no request
     /// in flight has that seq.
+    #[inline]
     pub fn complete(&mut self, wire: i32) -> Option<Entry> {
         let front = self.queue.front()?;
         if self.space.matches(front.id, wire) {
@@ -140,6 +147,7 @@ impl Pattern {
     }
 
     /// The payload of request `id`.
+    #[inline]
     pub fn payload(&self, id: u64) -> &[u8] {
         let start = (id % 256) as usize;
         &self.ramp[start..start + self.len]

@@ -4,10 +4,13 @@
 //! closes (or, with `hold`, keeps the connection until every thread is done).
 //!
 //! ```text
-//!  attempt g   due ─ connect() ─ writable ─ send ─ reply ─ close | hold
-//!              │     connect_us ┘                  │
-//!              └──────────────── first_reply_us ───┘
+//!  attempt g   due ─ connect() ─ writable ─ [TLS, upgrade ─ 101] ─ send ─ reply ─ close | hold
+//!              │     connect_us ┘            handshake_us ┘              │
+//!              └──────────────── first_reply_us ─────────────────────────┘
 //! ```
+//!
+//! With `--transport ws|wss` the handshake (TLS, then the WebSocket upgrade
+//! until the `101` is checked) runs between the connect and the request.
 //!
 //! With a rate, latencies run from the attempt's *scheduled* start, so a
 //! client that falls behind its schedule shows it instead of hiding it;
@@ -22,12 +25,13 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use ringgate::codec::{self, Frame, PacketOptions};
+use ringgate::codec::{Frame, PacketOptions};
 
 use crate::report::{histogram, record};
 use crate::sched::Timer;
 use crate::seq::{Pattern, SeqSpace};
-use crate::wire::{self, ReadEnd};
+use crate::transport::{Dialer, Handshake, Stream, Transport};
+use crate::wire::ReadEnd;
 
 /// Token of the pacing timer; attempts use their local index.
 const TIMER: Token = Token(usize::MAX - 1);
@@ -41,6 +45,8 @@ const TIMEOUT_CHECK: Duration = Duration::from_millis(50);
 pub struct StormPlan {
     /// Server address; the only one connected to.
     pub addr: SocketAddr,
+    /// The transport (tcp, ws, wss).
+    pub dialer: Dialer,
     /// Packet layout.
     pub opts: PacketOptions,
     /// Attempts, all threads together.
@@ -101,6 +107,10 @@ pub struct StormCounts {
     pub errors: u64,
     /// Answered with a wrong route, seq or payload.
     pub mismatches: u64,
+    /// TLS or WebSocket upgrades completed (ws, wss).
+    pub handshakes: u64,
+    /// TLS or WebSocket upgrades that failed (refused, bad answer, TLS error).
+    pub handshake_errors: u64,
 }
 
 impl StormCounts {
@@ -112,11 +122,18 @@ impl StormCounts {
         self.closed += o.closed;
         self.errors += o.errors;
         self.mismatches += o.mismatches;
+        self.handshakes += o.handshakes;
+        self.handshake_errors += o.handshake_errors;
     }
 
     /// Every attempt that did not get its reply.
     pub fn failures(&self) -> u64 {
-        self.connect_errors + self.timeouts + self.closed + self.errors + self.mismatches
+        self.connect_errors
+            + self.handshake_errors
+            + self.timeouts
+            + self.closed
+            + self.errors
+            + self.mismatches
     }
 }
 
@@ -125,8 +142,10 @@ impl StormCounts {
 pub struct StormResult {
     /// Outcome counts.
     pub counts: StormCounts,
-    /// Scheduled start → handshake complete, µs.
+    /// Scheduled start → TCP handshake complete, µs.
     pub connect: Histogram<u64>,
+    /// Scheduled start → `101` checked (ws, wss), µs.
+    pub handshake: Histogram<u64>,
     /// Scheduled start → reply, µs.
     pub first_reply: Histogram<u64>,
     /// When this thread's last attempt ended.
@@ -140,12 +159,14 @@ pub struct StormResult {
 enum Stage {
     /// Not started yet.
     Waiting,
-    /// Handshake under way.
+    /// TCP handshake under way.
     Connecting(TcpStream),
+    /// TLS handshake and WebSocket upgrade under way (ws, wss).
+    Handshaking(Stream, Box<Handshake>),
     /// Request sent (or part of it); waiting for the reply.
-    Awaiting(TcpStream),
+    Awaiting(Stream),
     /// Replied and held open.
-    Held(TcpStream),
+    Held(Stream),
     /// Over (replied and closed, or failed).
     Over,
 }
@@ -221,6 +242,7 @@ pub fn run(
         r: StormResult {
             counts: StormCounts::default(),
             connect: histogram(),
+            handshake: histogram(),
             first_reply: histogram(),
             last_end: None,
             held: 0,
@@ -309,15 +331,21 @@ pub fn run(
 impl Attempt {
     /// Connecting or awaiting its reply.
     fn busy(&self) -> bool {
-        matches!(self.stage, Stage::Connecting(_) | Stage::Awaiting(_))
+        matches!(
+            self.stage,
+            Stage::Connecting(_) | Stage::Handshaking(..) | Stage::Awaiting(_)
+        )
     }
 
     /// Makes the coming close a reset: no TIME_WAIT left behind, so repeated
     /// storms do not run out of ephemeral ports.
     fn reset(&self) {
-        if let Stage::Connecting(s) | Stage::Awaiting(s) | Stage::Held(s) = &self.stage {
-            let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
-        }
+        let sock = match &self.stage {
+            Stage::Connecting(s) => s,
+            Stage::Handshaking(s, _) | Stage::Awaiting(s) | Stage::Held(s) => &s.sock,
+            Stage::Waiting | Stage::Over => return,
+        };
+        let _ = socket2::SockRef::from(sock).set_linger(Some(Duration::ZERO));
     }
 }
 
@@ -339,23 +367,47 @@ impl Ctx<'_> {
             }
             record(&mut self.r.connect, a.due.elapsed());
             let _ = s.set_nodelay(true);
+            let Stage::Connecting(s) = std::mem::replace(&mut a.stage, Stage::Over) else {
+                unreachable!("checked above")
+            };
+            match self.plan.dialer.stream(s) {
+                Ok((stream, hs)) => a.stage = Stage::Handshaking(stream, Box::new(hs)),
+                Err(_) => {
+                    self.r.counts.handshake_errors += 1;
+                    return self.end(a, None);
+                }
+            }
+        }
+        if let Stage::Handshaking(stream, hs) = &mut a.stage {
+            match stream.handshake(hs, &mut a.leftover) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(_) => {
+                    self.r.counts.handshake_errors += 1;
+                    return self.end(a, None);
+                }
+            }
+            if self.plan.dialer.transport != Transport::Tcp {
+                record(&mut self.r.handshake, a.due.elapsed());
+                self.r.counts.handshakes += 1;
+            }
             self.wbuf.clear();
             let (route, seq) = (self.plan.route, self.space.wire(a.g));
             let payload = self.pattern.payload(a.g);
             // `connect::run` checked the payload against `buffer_bytes`.
-            let _ = codec::encode_data(0, route, seq, payload, &self.plan.opts, &mut self.wbuf);
+            let _ = stream.encode_data(route, seq, payload, &self.plan.opts, &mut self.wbuf);
             a.unsent = self.wbuf.to_vec();
-            let Stage::Connecting(s) = std::mem::replace(&mut a.stage, Stage::Over) else {
+            let Stage::Handshaking(stream, _) = std::mem::replace(&mut a.stage, Stage::Over) else {
                 unreachable!("checked above")
             };
-            a.stage = Stage::Awaiting(s);
+            a.stage = Stage::Awaiting(stream);
         }
-        let Stage::Awaiting(s) = &a.stage else {
+        let Stage::Awaiting(s) = &mut a.stage else {
             // Held: nothing more to do (a close by the server is not counted).
             return;
         };
-        if !a.unsent.is_empty() {
-            match wire::write_some(s, &a.unsent) {
+        if !a.unsent.is_empty() || s.wants_write() {
+            match s.write(&a.unsent) {
                 Ok(n) => drop(a.unsent.drain(..n)),
                 Err(_) => {
                     self.r.counts.closed += 1;
@@ -365,19 +417,30 @@ impl Ctx<'_> {
         }
         let (plan, space, pattern, g) = (self.plan, self.space, &self.pattern, a.g);
         let mut verdict = None;
-        let ended = wire::read_frames(s, &mut self.rbuf, &mut a.leftover, &plan.opts, |f| {
-            let Frame::Data(p) = f else { return };
-            verdict.get_or_insert(if p.ext != 0 {
-                Verdict::Error
-            } else if p.route != plan.route
-                || !space.matches(g, p.seq)
-                || p.payload[..] != pattern.payload(g)[..]
-            {
-                Verdict::Mismatch
-            } else {
-                Verdict::Replied
-            });
-        });
+        self.wbuf.clear();
+        let ended = s.read_frames(
+            &mut self.rbuf,
+            &mut a.leftover,
+            &plan.opts,
+            &mut self.wbuf,
+            |f| {
+                let Frame::Data(p) = f else { return };
+                verdict.get_or_insert(if p.ext != 0 {
+                    Verdict::Error
+                } else if p.route != plan.route
+                    || !space.matches(g, p.seq)
+                    || p.payload[..] != pattern.payload(g)[..]
+                {
+                    Verdict::Mismatch
+                } else {
+                    Verdict::Replied
+                });
+            },
+        );
+        if !self.wbuf.is_empty() {
+            // Pongs owed to the server.
+            let _ = s.write(&self.wbuf);
+        }
         match (verdict, ended) {
             (Some(v), _) => self.end(a, Some(v)),
             (None, ReadEnd::Drained) => {}

@@ -2,6 +2,7 @@
 //! reports they send to the runner, and [`Tally`], the response side of the
 //! connection state machine (match, check, time). No I/O.
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -31,6 +32,12 @@ pub struct Counters {
     pub hb_sent: u64,
     /// Heartbeats received.
     pub hb_received: u64,
+    /// Pushed packets received, each (connection, seq) once, whole run.
+    pub delivered: u64,
+    /// Pushed packets received again (same connection and seq).
+    pub duplicates: u64,
+    /// Pushed packets received after a later one of the same connection.
+    pub reordered: u64,
 }
 
 impl Counters {
@@ -45,12 +52,87 @@ impl Counters {
         self.unsent += o.unsent;
         self.hb_sent += o.hb_sent;
         self.hb_received += o.hb_received;
+        self.delivered += o.delivered;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
     }
 
     /// Everything that went wrong, in one number (for the progress line).
     pub fn troubles(&self) -> u64 {
-        self.errors + self.mismatches + self.closed + self.failed
+        self.errors + self.mismatches + self.closed + self.failed + self.duplicates
     }
+}
+
+/// What the pushing side (the in-process node) and the receiving client
+/// threads share in `push` and `broadcast`: totals for the in-flight bound
+/// and the final drain.
+#[derive(Debug, Default)]
+pub struct Feed {
+    /// Packets the node asked the gate to deliver (a broadcast counts once
+    /// per connection logged in).
+    pub sent: AtomicU64,
+    /// Distinct packets the clients received.
+    pub delivered: AtomicU64,
+    /// The node stopped sending: `sent` is final.
+    pub done: AtomicBool,
+}
+
+/// How a pushed packet's seq relates to what its connection saw before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// The next one expected.
+    InOrder,
+    /// Later than expected: this many seqs before it are missing so far.
+    Skipped(u64),
+    /// Older than the newest seen, not seen before (fills a gap).
+    Late,
+    /// Seen before.
+    Duplicate,
+}
+
+/// One connection's pushed seqs: the next expected and which of the 128
+/// before it arrived, so duplicates and reordering are told apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeqTrack {
+    next: u64,
+    /// Bit `i`: seq `next - 1 - i` arrived.
+    seen: u128,
+}
+
+impl SeqTrack {
+    /// Records `seq`.
+    pub fn record(&mut self, seq: u64) -> Arrival {
+        if seq >= self.next {
+            let skipped = seq - self.next;
+            let shift = skipped + 1;
+            self.seen = if shift >= 128 { 0 } else { self.seen << shift } | 1;
+            self.next = seq + 1;
+            return if skipped == 0 {
+                Arrival::InOrder
+            } else {
+                Arrival::Skipped(skipped)
+            };
+        }
+        let back = self.next - 1 - seq;
+        if back >= 128 {
+            // Too old to tell: counted as late, never as a second delivery.
+            return Arrival::Late;
+        }
+        let bit = 1u128 << back;
+        if self.seen & bit != 0 {
+            Arrival::Duplicate
+        } else {
+            self.seen |= bit;
+            Arrival::Late
+        }
+    }
+}
+
+/// The send time and seq a pushed payload starts with (16 bytes, big-endian).
+pub fn push_stamp(payload: &[u8]) -> Option<(u64, u64)> {
+    let ts = u64::from_be_bytes(*payload.first_chunk::<8>()?);
+    let seq = u64::from_be_bytes(*payload.get(8..)?.first_chunk::<8>()?);
+    Some((ts, seq))
 }
 
 /// Messages from client threads to the runner.
@@ -131,6 +213,7 @@ impl Tally {
 
     /// Handles one frame received at `now` on a connection; `window` is the
     /// measured interval.
+    #[inline]
     pub fn on_frame(
         &mut self,
         frame: Frame,
@@ -173,11 +256,125 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// Handles one frame of a receiving connection (`push`, `broadcast`):
+    /// packets on `route` carry [`push_stamp`]; their latency is `now`
+    /// minus the stamp (nanoseconds since `epoch`). Returns whether it was a
+    /// new delivery.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn on_delivery(
+        &mut self,
+        frame: Frame,
+        track: &mut SeqTrack,
+        route: i32,
+        epoch: Instant,
+        now: Instant,
+        window: (Instant, Instant),
+    ) -> bool {
+        let p = match frame {
+            Frame::Heartbeat { .. } => {
+                self.counters.hb_received += 1;
+                self.second_heartbeats += 1;
+                return false;
+            }
+            Frame::Data(p) => p,
+        };
+        let stamp = push_stamp(&p.payload);
+        let (Some((ts, seq)), true, 0) = (stamp, p.route == route, p.ext) else {
+            self.counters.mismatches += 1;
+            return false;
+        };
+        match track.record(seq) {
+            Arrival::Duplicate => {
+                self.counters.duplicates += 1;
+                return false;
+            }
+            Arrival::Late => self.counters.reordered += 1,
+            Arrival::InOrder | Arrival::Skipped(_) => {}
+        }
+        self.counters.delivered += 1;
+        let now_ns =
+            u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
+        let latency = std::time::Duration::from_nanos(now_ns.saturating_sub(ts));
+        self.second_responses += 1;
+        record(&mut self.second_hist, latency);
+        if now >= window.0 && now < window.1 {
+            self.counters.requests += 1;
+            record(&mut self.hist, latency);
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::seq::SeqSpace;
     use std::time::Duration;
+
+    #[test]
+    fn seq_track_tells_gaps_late_and_duplicates() {
+        let mut t = SeqTrack::default();
+        assert_eq!(t.record(0), Arrival::InOrder);
+        assert_eq!(t.record(1), Arrival::InOrder);
+        assert_eq!(t.record(1), Arrival::Duplicate);
+        assert_eq!(t.record(4), Arrival::Skipped(2));
+        assert_eq!(t.record(3), Arrival::Late);
+        assert_eq!(t.record(3), Arrival::Duplicate);
+        assert_eq!(t.record(2), Arrival::Late);
+        assert_eq!(t.record(0), Arrival::Duplicate);
+        assert_eq!(t.record(5), Arrival::InOrder);
+        assert_eq!(t.record(500), Arrival::Skipped(494));
+        assert_eq!(t.record(5), Arrival::Late, "too old to tell");
+        assert_eq!(t.record(499), Arrival::Late);
+        assert_eq!(t.record(499), Arrival::Duplicate);
+    }
+
+    #[test]
+    fn deliveries_are_timed_from_the_stamp() {
+        let epoch = Instant::now();
+        let now = epoch + Duration::from_millis(5);
+        let window = (epoch, epoch + Duration::from_secs(1));
+        let mut tally = Tally::default();
+        let mut track = SeqTrack::default();
+        let push = |seq: u64, ts_ms: u64| {
+            let mut payload = (ts_ms * 1_000_000).to_be_bytes().to_vec();
+            payload.extend_from_slice(&seq.to_be_bytes());
+            payload.extend_from_slice(b"pad");
+            Frame::Data(Packet {
+                ext: 0,
+                route: 100,
+                seq: 0,
+                payload: bytes::Bytes::from(payload),
+            })
+        };
+        assert!(tally.on_delivery(push(0, 4), &mut track, 100, epoch, now, window));
+        assert!(!tally.on_delivery(push(0, 4), &mut track, 100, epoch, now, window));
+        assert!(tally.on_delivery(push(1, 2), &mut track, 100, epoch, now, window));
+        let short = Frame::Data(Packet {
+            ext: 0,
+            route: 100,
+            seq: 0,
+            payload: bytes::Bytes::from_static(b"short"),
+        });
+        assert!(!tally.on_delivery(short, &mut track, 100, epoch, now, window));
+        let c = tally.counters;
+        assert_eq!(
+            (c.delivered, c.duplicates, c.mismatches, c.requests),
+            (2, 1, 1, 2)
+        );
+        assert!(
+            (2990..=3010).contains(&tally.hist.max()),
+            "{}",
+            tally.hist.max()
+        );
+        assert!(
+            (995..=1005).contains(&tally.hist.min()),
+            "{}",
+            tally.hist.min()
+        );
+    }
 
     #[test]
     fn responses_are_checked_and_timed() {

@@ -29,6 +29,8 @@ pub enum ReadEnd {
     Io(io::Error),
     /// The peer sent bytes that do not decode.
     Codec(CodecError),
+    /// The peer broke the WebSocket or TLS protocol (ws, wss).
+    Protocol(String),
 }
 
 /// Reads everything available on `sock`, calling `on_frame` for each frame.
@@ -36,6 +38,7 @@ pub enum ReadEnd {
 /// `rbuf` is the thread's read buffer (empty between calls); `leftover` is
 /// the connection's partial frame, moved into `rbuf` first and refilled with
 /// whatever partial frame remains at the end.
+#[inline]
 pub fn read_frames<S: AsRawFd>(
     sock: &S,
     rbuf: &mut BytesMut,
@@ -85,7 +88,8 @@ pub fn read_frames<S: AsRawFd>(
 
 /// One `recv` into the spare capacity of `buf` (at least [`READ_CHUNK`]).
 /// Returns the bytes read and the bytes asked for.
-fn recv_into<S: AsRawFd>(sock: &S, buf: &mut BytesMut) -> io::Result<(usize, usize)> {
+#[inline]
+pub fn recv_into<S: AsRawFd>(sock: &S, buf: &mut BytesMut) -> io::Result<(usize, usize)> {
     buf.reserve(READ_CHUNK);
     let spare = buf.spare_capacity_mut();
     let asked = spare.len();
@@ -102,6 +106,7 @@ fn recv_into<S: AsRawFd>(sock: &S, buf: &mut BytesMut) -> io::Result<(usize, usi
 }
 
 /// Whether `e` means the peer went away.
+#[inline]
 pub fn is_reset(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -113,6 +118,7 @@ pub fn is_reset(e: &io::Error) -> bool {
 
 /// Writes as much of `data` as the socket takes without blocking; returns
 /// the bytes written (less than `data.len()` when the send buffer is full).
+#[inline]
 pub fn write_some<W>(sock: &W, data: &[u8]) -> io::Result<usize>
 where
     for<'a> &'a W: Write,

@@ -1,0 +1,709 @@
+//! How a client connection reaches the server: `tcp` (due packets on the
+//! socket), `ws` (one packet per WebSocket binary message) or `wss` (the same
+//! over TLS, rustls's sans-IO [`ClientConnection`] driven by the caller's
+//! mio loop). A [`Dialer`] holds what every connection shares (TLS config,
+//! path, host); a [`Stream`] is one connection: its socket, its TLS state and
+//! its WebSocket read state, with a non-blocking [`Handshake`] to run first.
+//!
+//! The `tcp` path is the one the load generator always had: [`Stream::read_frames`]
+//! calls [`wire::read_frames`] and [`Stream::write`] calls [`wire::write_some`]
+//! directly, one predictable branch away.
+//!
+//! ```text
+//!  tcp:  connect ─────────────────────────────────────────────▶ packets
+//!  ws:   connect ─ GET (Upgrade) ─ 101 + Sec-WebSocket-Accept ─▶ masked frames out, frames in
+//!  wss:  connect ─ TLS handshake ─ GET ─ 101 ───────────────────▶ the same, encrypted
+//! ```
+
+use std::io::{self, BufRead, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use bytes::BytesMut;
+use clap::{Args, ValueEnum};
+use mio::net::TcpStream;
+use ringgate::codec::{self, CodecError, Frame, PacketOptions};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::wire::{self, ReadEnd};
+use crate::wsc::{self, Flow, WsIn};
+
+/// The client transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// due packets straight on TCP.
+    Tcp,
+    /// WebSocket: an HTTP/1.1 upgrade, then one packet per binary message.
+    Ws,
+    /// WebSocket over TLS (rustls).
+    Wss,
+}
+
+impl Transport {
+    /// `tcp`, `ws` or `wss`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+}
+
+/// Transport flags of every client scenario.
+#[derive(Args, Clone, Debug)]
+pub struct TransportArgs {
+    /// tcp, ws (WebSocket) or wss (WebSocket over TLS).
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub transport: Transport,
+    /// Path of the WebSocket upgrade request (ws, wss).
+    #[arg(long, default_value = "/")]
+    pub ws_path: String,
+    /// wss: accept any server certificate (self-signed test certificates).
+    #[arg(long)]
+    pub insecure: bool,
+    /// wss: trust the certificates in this PEM file (e.g. the gate's own
+    /// self-signed one) instead of `--insecure`.
+    #[arg(long)]
+    pub cafile: Option<PathBuf>,
+    /// wss: the name the certificate is checked against and sent as SNI
+    /// (default: the IP address of `--addr`).
+    #[arg(long)]
+    pub server_name: Option<String>,
+}
+
+impl Default for TransportArgs {
+    fn default() -> Self {
+        TransportArgs {
+            transport: Transport::Tcp,
+            ws_path: "/".into(),
+            insecure: false,
+            cafile: None,
+            server_name: None,
+        }
+    }
+}
+
+/// What every connection of a run shares.
+#[derive(Clone)]
+pub struct Dialer {
+    /// The transport.
+    pub transport: Transport,
+    /// The server.
+    pub addr: SocketAddr,
+    path: String,
+    host: String,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer")
+            .field("transport", &self.transport)
+            .field("addr", &self.addr)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Dialer {
+    /// Plain TCP to `addr`.
+    #[cfg(test)]
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Dialer {
+            transport: Transport::Tcp,
+            addr,
+            path: "/".into(),
+            host: addr.to_string(),
+            tls: None,
+        }
+    }
+
+    /// Checks the flags and builds the TLS configuration (wss).
+    pub fn new(addr: SocketAddr, args: &TransportArgs) -> Result<Self> {
+        if !args.ws_path.starts_with('/') || args.ws_path.contains(char::is_whitespace) {
+            bail!("--ws-path must start with / and hold no spaces");
+        }
+        let tls = match args.transport {
+            Transport::Wss => Some(tls_config(addr, args)?),
+            _ if args.insecure || args.cafile.is_some() => {
+                bail!("--insecure and --cafile only apply to --transport wss")
+            }
+            _ => None,
+        };
+        Ok(Dialer {
+            transport: args.transport,
+            addr,
+            path: args.ws_path.clone(),
+            host: addr.to_string(),
+            tls,
+        })
+    }
+
+    /// A stream over `sock` (connected or still connecting), its handshake
+    /// to be run with [`Stream::handshake`].
+    pub fn stream(&self, sock: TcpStream) -> io::Result<(Stream, Handshake)> {
+        let tls = match &self.tls {
+            Some((config, name)) => Some(
+                ClientConnection::new(config.clone(), name.clone()).map_err(io::Error::other)?,
+            ),
+            None => None,
+        };
+        let upgrade = self.transport != Transport::Tcp;
+        let ws = upgrade.then(WsIn::default);
+        let up = (tls.is_some() || ws.is_some()).then(|| Box::new(Layers { tls, ws }));
+        let hs = Handshake::new(upgrade, &self.path, &self.host);
+        Ok((Stream { sock, up }, hs))
+    }
+
+    /// Connects (blocking, with a timeout) and runs the whole handshake,
+    /// waiting with `poll(2)`; returns a non-blocking stream ready for
+    /// packets and the bytes that followed the `101`.
+    pub fn connect_blocking(&self, timeout: Duration) -> io::Result<(Stream, Vec<u8>)> {
+        let deadline = Instant::now() + timeout;
+        let std = std::net::TcpStream::connect_timeout(&self.addr, timeout)?;
+        std.set_nodelay(true)?;
+        std.set_nonblocking(true)?;
+        let (mut stream, mut hs) = self.stream(TcpStream::from_std(std))?;
+        let mut leftover = Vec::new();
+        loop {
+            match stream.handshake(&mut hs, &mut leftover) {
+                Ok(true) => return Ok((stream, leftover)),
+                Ok(false) => {}
+                Err(e) => return Err(io::Error::other(e)),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "handshake timed out",
+                ));
+            }
+            wait_fd(&stream.sock, stream.wants_write(), deadline - now)?;
+        }
+    }
+}
+
+/// Waits until `sock` is readable (or writable, with `write`) or `timeout`.
+fn wait_fd(sock: &TcpStream, write: bool, timeout: Duration) -> io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN | if write { libc::POLLOUT } else { 0 },
+        revents: 0,
+    };
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The rustls client configuration of `wss`: the gate's certificate checked
+/// against `--cafile`, or not at all (`--insecure`).
+fn tls_config(
+    addr: SocketAddr,
+    args: &TransportArgs,
+) -> Result<(Arc<ClientConfig>, ServerName<'static>)> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let config = match (&args.cafile, args.insecure) {
+        (Some(_), true) => bail!("give --cafile or --insecure, not both"),
+        (Some(path), false) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading {}", path.display()))?
+            {
+                let cert = cert.with_context(|| format!("parsing {}", path.display()))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("a certificate of {}", path.display()))?;
+            }
+            if roots.is_empty() {
+                bail!("no certificate in {}", path.display());
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        (None, true) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(
+                provider.signature_verification_algorithms,
+            )))
+            .with_no_client_auth(),
+        (None, false) => {
+            bail!("--transport wss needs --cafile PATH (the server's certificate) or --insecure")
+        }
+    };
+    let name = match &args.server_name {
+        Some(n) => ServerName::try_from(n.clone()).context("--server-name")?,
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    Ok((Arc::new(config), name))
+}
+
+/// `--insecure`: any certificate is accepted; handshake signatures are still
+/// verified (the key exchange is real, only the identity is not checked).
+#[derive(Debug)]
+struct AnyCert(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// The WebSocket upgrade of one connection, run before any packet.
+#[derive(Debug)]
+pub struct Handshake {
+    /// Request bytes not yet handed to the socket (or to TLS).
+    request: Vec<u8>,
+    /// The `Sec-WebSocket-Accept` the server must send back.
+    accept: String,
+    /// Response bytes so far.
+    response: Vec<u8>,
+    /// Whether there is an upgrade to do at all (ws, wss).
+    upgrade: bool,
+}
+
+impl Handshake {
+    fn new(upgrade: bool, path: &str, host: &str) -> Self {
+        let (request, accept) = if upgrade {
+            let key = wsc::new_key();
+            (
+                wsc::upgrade_request(path, host, &key),
+                wsc::accept_for(&key),
+            )
+        } else {
+            (Vec::new(), String::new())
+        };
+        Handshake {
+            request,
+            accept,
+            response: Vec::new(),
+            upgrade,
+        }
+    }
+}
+
+/// One client connection: its socket, and for ws and wss its WebSocket and
+/// TLS state, boxed so that a `tcp` connection stays one word larger than a
+/// bare socket (its hot fields keep fitting the same cache lines).
+pub struct Stream {
+    /// The socket, registered with the caller's poll.
+    pub sock: TcpStream,
+    up: Option<Box<Layers>>,
+}
+
+/// What runs above the socket: TLS (wss) and WebSocket framing (ws, wss).
+struct Layers {
+    tls: Option<ClientConnection>,
+    ws: Option<WsIn>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let up = self.up.as_deref();
+        f.debug_struct("Stream")
+            .field("sock", &self.sock)
+            .field("tls", &up.is_some_and(|u| u.tls.is_some()))
+            .field("ws", &up.is_some_and(|u| u.ws.is_some()))
+            .finish()
+    }
+}
+
+/// Plaintext produced by one TLS read.
+struct TlsRead {
+    /// The socket had nothing more.
+    drained: bool,
+    /// The peer closed (EOF or close_notify).
+    closed: bool,
+}
+
+impl Stream {
+    /// Advances the handshake as far as the socket allows without blocking.
+    /// `Ok(true)`: done (the `101` checked); bytes that came after it are
+    /// appended to `leftover`. `Ok(false)`: call again when the socket is
+    /// readable (or writable, if [`Stream::wants_write`]).
+    pub fn handshake(
+        &mut self,
+        hs: &mut Handshake,
+        leftover: &mut Vec<u8>,
+    ) -> Result<bool, String> {
+        let Some(up) = self.up.as_deref_mut().filter(|_| hs.upgrade) else {
+            return Ok(true);
+        };
+        // A refusal (404, 403, ...) comes with a close: read to the end,
+        // then say what the server answered.
+        let mut eof = false;
+        match up.tls.as_mut() {
+            None => {
+                if !hs.request.is_empty() {
+                    let n = wire::write_some(&self.sock, &hs.request).map_err(|e| e.to_string())?;
+                    hs.request.drain(..n);
+                }
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match (&self.sock).read(&mut chunk) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(n) => hs.response.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if wire::is_reset(&e) => {
+                            eof = true;
+                            break;
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+            Some(tls) => {
+                if !hs.request.is_empty() {
+                    // Buffered by rustls until its handshake is done.
+                    tls.writer()
+                        .write_all(&hs.request)
+                        .map_err(|e| e.to_string())?;
+                    hs.request.clear();
+                }
+                loop {
+                    flush_tls(tls, &self.sock).map_err(|e| e.to_string())?;
+                    let r = match read_tls(tls, &self.sock, &mut hs.response) {
+                        Ok(r) => r,
+                        Err(e) if wire::is_reset(&e) => TlsRead {
+                            drained: true,
+                            closed: true,
+                        },
+                        Err(e) => return Err(format!("TLS: {e}")),
+                    };
+                    if r.closed {
+                        eof = true;
+                        break;
+                    }
+                    if r.drained {
+                        break;
+                    }
+                }
+                if !eof {
+                    flush_tls(tls, &self.sock).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        match wsc::parse_response(&hs.response, &hs.accept)? {
+            None if eof => Err(if hs.response.is_empty() {
+                "closed by the server during the handshake".to_string()
+            } else {
+                format!(
+                    "closed by the server during the handshake after {} bytes of answer",
+                    hs.response.len()
+                )
+            }),
+            None => Ok(false),
+            Some(n) => {
+                leftover.extend_from_slice(&hs.response[n..]);
+                hs.response = Vec::new();
+                Ok(true)
+            }
+        }
+    }
+
+    /// Whether TLS holds bytes the socket did not take yet.
+    pub fn wants_write(&self) -> bool {
+        self.up
+            .as_deref()
+            .and_then(|u| u.tls.as_ref())
+            .is_some_and(|t| t.wants_write())
+    }
+
+    /// Appends a data packet, framed for the transport, to `out`.
+    #[inline]
+    pub fn encode_data(
+        &mut self,
+        route: i32,
+        seq: i32,
+        payload: &[u8],
+        opts: &PacketOptions,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        match self.up.as_deref_mut().and_then(|u| u.ws.as_mut()) {
+            None => codec::encode_data(0, route, seq, payload, opts, out),
+            Some(ws) => wsc::encode_data(route, seq, payload, opts, ws.rng.next_key(), out),
+        }
+    }
+
+    /// Appends a heartbeat, framed for the transport, to `out`.
+    #[inline]
+    pub fn encode_heartbeat(&mut self, opts: &PacketOptions, out: &mut BytesMut) {
+        match self.up.as_deref_mut().and_then(|u| u.ws.as_mut()) {
+            None => codec::encode_heartbeat(None, opts, out),
+            Some(ws) => wsc::encode_heartbeat(opts, ws.rng.next_key(), out),
+        }
+    }
+
+    /// Writes as much of `data` as the connection takes without blocking;
+    /// returns the bytes taken (with TLS: encrypted, some possibly still in
+    /// rustls, see [`Stream::wants_write`]).
+    #[inline]
+    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self.up.as_deref_mut().and_then(|u| u.tls.as_mut()) {
+            None => wire::write_some(&self.sock, data),
+            Some(tls) => {
+                let mut taken = 0;
+                loop {
+                    if taken < data.len() {
+                        taken += tls.writer().write(&data[taken..])?;
+                    }
+                    if !flush_tls(tls, &self.sock)? || taken == data.len() {
+                        return Ok(taken);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads everything available and calls `on_frame` for each packet.
+    /// Pongs answering the server's pings are appended to `out` (write it).
+    /// `rbuf` and `leftover` as in [`wire::read_frames`].
+    #[inline]
+    pub fn read_frames(
+        &mut self,
+        rbuf: &mut BytesMut,
+        leftover: &mut Vec<u8>,
+        opts: &PacketOptions,
+        out: &mut BytesMut,
+        mut on_frame: impl FnMut(Frame),
+    ) -> ReadEnd {
+        match self.up.as_deref_mut() {
+            None => wire::read_frames(&self.sock, rbuf, leftover, opts, on_frame),
+            Some(up) => up.read_framed(&self.sock, rbuf, leftover, opts, out, &mut on_frame),
+        }
+    }
+}
+
+impl Layers {
+    /// [`Stream::read_frames`] for ws and wss.
+    fn read_framed(
+        &mut self,
+        sock: &TcpStream,
+        rbuf: &mut BytesMut,
+        leftover: &mut Vec<u8>,
+        opts: &PacketOptions,
+        out: &mut BytesMut,
+        on_frame: &mut impl FnMut(Frame),
+    ) -> ReadEnd {
+        rbuf.clear();
+        if !leftover.is_empty() {
+            rbuf.extend_from_slice(leftover);
+            leftover.clear();
+            if leftover.capacity() > 4096 {
+                *leftover = Vec::new();
+            }
+        }
+        let end = loop {
+            // More bytes: straight from the socket (ws) or decrypted (wss).
+            let (drained, closed) = match self.tls.as_mut() {
+                None => match wire::recv_into(sock, rbuf) {
+                    Ok((0, _)) => (true, true),
+                    Ok((n, asked)) => (n < asked, false),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => (true, false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if wire::is_reset(&e) => break ReadEnd::Closed,
+                    Err(e) => break ReadEnd::Io(e),
+                },
+                Some(tls) => match read_tls_into(tls, sock, rbuf) {
+                    Ok(r) => (r.drained, r.closed),
+                    Err(e) if wire::is_reset(&e) => break ReadEnd::Closed,
+                    Err(e) => break ReadEnd::Io(e),
+                },
+            };
+            let flow = match self.ws.as_mut() {
+                Some(ws) => wsc::decode(rbuf, opts, ws, out, on_frame),
+                None => decode_packets(rbuf, opts, on_frame),
+            };
+            match flow {
+                Ok(Flow::More) => {}
+                Ok(Flow::Closed) => break ReadEnd::Closed,
+                Err(e) => {
+                    rbuf.clear();
+                    return ReadEnd::Protocol(e);
+                }
+            }
+            if closed {
+                break ReadEnd::Closed;
+            }
+            if drained {
+                break ReadEnd::Drained;
+            }
+        };
+        if !rbuf.is_empty() && matches!(end, ReadEnd::Drained) {
+            leftover.extend_from_slice(rbuf);
+        }
+        rbuf.clear();
+        end
+    }
+}
+
+/// Decodes raw packets (TLS without WebSocket).
+fn decode_packets(
+    rbuf: &mut BytesMut,
+    opts: &PacketOptions,
+    on_frame: &mut impl FnMut(Frame),
+) -> Result<Flow, String> {
+    loop {
+        match codec::decode(rbuf, opts) {
+            Ok(Some(f)) => on_frame(f),
+            Ok(None) => return Ok(Flow::More),
+            Err(e) => return Err(format!("bad packet from server: {e}")),
+        }
+    }
+}
+
+/// Writes what rustls holds until it is empty (`Ok(true)`) or the socket is
+/// full (`Ok(false)`).
+fn flush_tls(tls: &mut ClientConnection, mut sock: &TcpStream) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut sock) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// One TLS read: a chunk of the socket through rustls, its plaintext
+/// appended to `dst`.
+fn read_tls(
+    tls: &mut ClientConnection,
+    sock: &TcpStream,
+    dst: &mut Vec<u8>,
+) -> io::Result<TlsRead> {
+    read_tls_with(tls, sock, |chunk| dst.extend_from_slice(chunk))
+}
+
+/// [`read_tls`] into a read buffer.
+fn read_tls_into(
+    tls: &mut ClientConnection,
+    sock: &TcpStream,
+    dst: &mut BytesMut,
+) -> io::Result<TlsRead> {
+    read_tls_with(tls, sock, |chunk| dst.extend_from_slice(chunk))
+}
+
+fn read_tls_with(
+    tls: &mut ClientConnection,
+    sock: &TcpStream,
+    mut sink: impl FnMut(&[u8]),
+) -> io::Result<TlsRead> {
+    let (mut drained, mut eof) = (false, false);
+    loop {
+        match tls.read_tls(&mut { sock }) {
+            Ok(0) => eof = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        break;
+    }
+    let state = match tls.process_new_packets() {
+        Ok(s) => s,
+        Err(e) => {
+            // Send the alert rustls queued, then give up on the connection.
+            let _ = flush_tls(tls, sock);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    };
+    let mut closed = eof || state.peer_has_closed();
+    let mut reader = tls.reader();
+    loop {
+        match reader.fill_buf() {
+            Ok([]) => {
+                closed = true;
+                break;
+            }
+            Ok(chunk) => {
+                let n = chunk.len();
+                sink(chunk);
+                reader.consume(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                closed = true;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(TlsRead { drained, closed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wss_needs_a_trust_decision() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut args = TransportArgs {
+            transport: Transport::Wss,
+            ..TransportArgs::default()
+        };
+        let e = Dialer::new(addr, &args).unwrap_err().to_string();
+        assert!(e.contains("--insecure"), "{e}");
+        args.insecure = true;
+        assert!(Dialer::new(addr, &args).is_ok());
+        args.transport = Transport::Ws;
+        assert!(Dialer::new(addr, &args).is_err(), "--insecure without wss");
+        args.insecure = false;
+        args.ws_path = "nope".into();
+        assert!(Dialer::new(addr, &args).is_err());
+    }
+}
