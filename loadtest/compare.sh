@@ -53,7 +53,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-6s}
 WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-"100 1000"}
 DEPTH=${DEPTH:-1}
@@ -115,10 +115,11 @@ else
   cargo build --release --quiet -p ringgate-loadtest
   GATE_BIN=target/release/ringgate NODE_BIN=target/release/examples/echo_node
   LT=target/release/ringgate-loadtest
-  GLOMMIO_BIN=target/glommio-echo/release/ringgate-glommio-echo
+  GLOMMIO_BIN=target/release/ringgate-glommio-echo
   if has glommio; then
-    # A crate of its own (not in the workspace): glommio is built only here.
-    if ! CARGO_TARGET_DIR=target/glommio-echo cargo build --release --quiet \
+    # A crate of its own (not in the workspace): glommio is built only here,
+    # into the shared target dir so it reuses ringgate's compiled dependencies.
+    if ! CARGO_TARGET_DIR=target cargo build --release --quiet \
         --manifest-path loadtest/glommio-echo/Cargo.toml 2>"$OUT/glommio-build.log"; then
       skip glommio "build failed: $(grep -m1 '^error' "$OUT/glommio-build.log" || tail -1 "$OUT/glommio-build.log")"
     fi
