@@ -63,11 +63,25 @@ STORM=${STORM:-0}
 STORM_RATE=${STORM_RATE:-0}
 TARGETS=${TARGETS:-"ringgate one-hop nginx glommio"}
 GATE_SHARDS=${GATE_SHARDS:-}
+# Shards of the gates under test. The echo node runs on the same machine and
+# each shard brings one busy node-link reader, so half the cores as shards
+# gives ringgate as many busy threads as each reference gets (serve-echo,
+# nginx and glommio run one thread/worker/executor per core). On a 2-core box:
+# 1 shard (measured 1.3-1.6x the rps of 2 shards there; docs/tuning.md).
+# A `count` or `cores` in GATE_SHARDS / GATE_B_SHARDS wins.
+GATE_COUNT=${GATE_COUNT:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
 GATE_TCP=${GATE_TCP:-}
 GATE_EXTRA=${GATE_EXTRA:-}
 GATE_B_SHARDS=${GATE_B_SHARDS:-}
 GATE_B_TCP=${GATE_B_TCP:-}
 GATE_B_EXTRA=${GATE_B_EXTRA:-}
+# [shards] lines with the default shard count, unless they choose their own.
+with_count() {
+  case "$1" in
+    *count*|*cores*) printf '%s' "$1" ;;
+    *) printf 'count = %s\n%s' "$GATE_COUNT" "$1" ;;
+  esac
+}
 PREBUILT=${PREBUILT:-}
 GATE_PORT=${GATE_PORT:-4553}
 GATE_B_PORT=${GATE_B_PORT:-4558}
@@ -202,13 +216,13 @@ if has ringgate; then
   gate_ws="" gate_nodes=""
   [ "$WS" != 1 ] || gate_ws=$'enabled = true\naddr = "127.0.0.1:'"$WS_PORT"'"'
   [ "$PUSH" != 1 ] || gate_nodes=$'[[nodes]]\naddr = "127.0.0.1:'"$LT_NODE_PORT"'"'
-  gate_toml "$GATE_PORT" "$GATE_SHARDS" "$GATE_TCP" "$GATE_EXTRA" "$gate_ws" "$gate_nodes" >"$OUT/gate.toml"
+  gate_toml "$GATE_PORT" "$(with_count "$GATE_SHARDS")" "$GATE_TCP" "$GATE_EXTRA" "$gate_ws" "$gate_nodes" >"$OUT/gate.toml"
   $GATE_BIN -c "$OUT/gate.toml" >"$OUT/gate.log" 2>&1 &
   gate_pid=$!
   pids+=($gate_pid)
 fi
 if has ringgate-b; then
-  gate_toml "$GATE_B_PORT" "$GATE_B_SHARDS" "$GATE_B_TCP" "$GATE_B_EXTRA" >"$OUT/gate-b.toml"
+  gate_toml "$GATE_B_PORT" "$(with_count "$GATE_B_SHARDS")" "$GATE_B_TCP" "$GATE_B_EXTRA" >"$OUT/gate-b.toml"
   $GATE_BIN -c "$OUT/gate-b.toml" >"$OUT/gate-b.log" 2>&1 &
   gate_b_pid=$!
   pids+=($gate_b_pid)
@@ -219,7 +233,7 @@ if [ "$WS" = 1 ]; then
   if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
       -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
       -keyout "$OUT/wss-key.pem" -out "$OUT/wss-cert.pem" >"$OUT/openssl.log" 2>&1; then
-    gate_toml "$WSS_TCP_PORT" "$GATE_SHARDS" "$GATE_TCP" "$GATE_EXTRA" \
+    gate_toml "$WSS_TCP_PORT" "$(with_count "$GATE_SHARDS")" "$GATE_TCP" "$GATE_EXTRA" \
       $'enabled = true\naddr = "127.0.0.1:'"$WSS_PORT"$'"\ncert_file = "'"$OUT/wss-cert.pem"$'"\nkey_file = "'"$OUT/wss-key.pem"'"' \
       >"$OUT/gate-wss.toml"
     $GATE_BIN -c "$OUT/gate-wss.toml" >"$OUT/gate-wss.log" 2>&1 &
