@@ -13,13 +13,14 @@ mod chat_node;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use common::certs::*;
 use common::*;
 use ringgate::codec::{self, Frame, PacketOptions};
 use ringgate::config::Config;
@@ -39,63 +40,6 @@ const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 // ---------------------------------------------------------------------------
 // Set-up: certificates, nodes, gates, child processes
 // ---------------------------------------------------------------------------
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "ringgate-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A self-signed certificate for `localhost` and `127.0.0.1`, as PEM files.
-struct TestCert {
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    der: rustls_pki_types::CertificateDer<'static>,
-}
-
-fn write_cert(dir: &Path) -> TestCert {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("rcgen generates a certificate");
-    let cert_file = dir.join("cert.pem");
-    let key_file = dir.join("key.pem");
-    std::fs::write(&cert_file, ck.cert.pem()).unwrap();
-    std::fs::write(&key_file, ck.key_pair.serialize_pem()).unwrap();
-    TestCert {
-        cert_file,
-        key_file,
-        der: ck.cert.der().clone(),
-    }
-}
-
-/// A rustls client configuration that trusts only `cert`.
-fn client_tls(cert: &TestCert) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
 
 /// The chat example node plus an echo route ([`ECHO`]).
 fn chat_echo_node() -> NodeHandle {
@@ -617,7 +561,7 @@ fn python_websockets_client_over_ws() {
 #[test]
 fn python_websockets_client_over_wss() {
     let dir = TempDir::new("wss");
-    let cert = write_cert(&dir.0);
+    let cert = write_cert(&dir.0, "ws");
     let st = WsStack::start(Some(&cert), |_| {});
     let url = format!("wss://{}/", st.ws_addr());
     python_ws_check(&st, url, Some(&cert.cert_file));
@@ -650,7 +594,7 @@ fn headless_chromium_chats_over_ws_and_wss() {
         "{chromium} is missing: scripts/test.sh installs Debian's chromium"
     );
     let dir = TempDir::new("browser");
-    let cert = write_cert(&dir.0);
+    let cert = write_cert(&dir.0, "ws");
     let ws = WsStack::start(None, |_| {});
     let wss = WsStack::start(Some(&cert), |_| {});
     let args = vec![
@@ -1003,7 +947,7 @@ fn frames_edge_cases() {
 #[test]
 fn wss_with_a_rust_tls_client_and_handshake_timeout() {
     let dir = TempDir::new("wss-raw");
-    let cert = write_cert(&dir.0);
+    let cert = write_cert(&dir.0, "ws");
     let st = WsStack::start(Some(&cert), |c| {
         c.network.ws.handshake_timeout = Duration::from_millis(300)
     });
@@ -1048,7 +992,7 @@ fn wss_with_a_rust_tls_client_and_handshake_timeout() {
 #[test]
 fn large_messages_and_byte_by_byte_delivery_over_ws_and_wss() {
     let dir = TempDir::new("ws-large");
-    let cert = write_cert(&dir.0);
+    let cert = write_cert(&dir.0, "ws");
     let big = |c: &mut Config| {
         c.packet.buffer_bytes = 200_000;
         c.network.tcp.max_outbound_bytes = 1 << 20;

@@ -2,6 +2,8 @@
 //! nodes built with the SDK, and a small blocking due-format client.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
