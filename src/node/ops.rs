@@ -342,12 +342,7 @@ impl GateClient {
         channel: &str,
         to: impl IntoIterator<Item = impl Into<Target>>,
     ) -> Result<(), NodeError> {
-        let to = targets(to)?;
-        if to.is_empty() {
-            return Ok(());
-        }
-        self.call(via_targets(&to), op::subscribe(channel, &to))
-            .map(drop)
+        self.members(channel, to, op::subscribe, true)
     }
 
     /// [`GateClient::subscribe`] without waiting.
@@ -356,11 +351,7 @@ impl GateClient {
         channel: &str,
         to: impl IntoIterator<Item = impl Into<Target>>,
     ) -> Result<(), NodeError> {
-        let to = targets(to)?;
-        if to.is_empty() {
-            return Ok(());
-        }
-        self.cast(via_targets(&to), op::subscribe(channel, &to))
+        self.members(channel, to, op::subscribe, false)
     }
 
     /// Removes sessions and users from channel `channel`.
@@ -369,12 +360,7 @@ impl GateClient {
         channel: &str,
         to: impl IntoIterator<Item = impl Into<Target>>,
     ) -> Result<(), NodeError> {
-        let to = targets(to)?;
-        if to.is_empty() {
-            return Ok(());
-        }
-        self.call(via_targets(&to), op::unsubscribe(channel, &to))
-            .map(drop)
+        self.members(channel, to, op::unsubscribe, true)
     }
 
     /// [`GateClient::unsubscribe`] without waiting.
@@ -383,11 +369,28 @@ impl GateClient {
         channel: &str,
         to: impl IntoIterator<Item = impl Into<Target>>,
     ) -> Result<(), NodeError> {
+        self.members(channel, to, op::unsubscribe, false)
+    }
+
+    /// Subscribe / unsubscribe `to` to `channel`, waiting for the answer or
+    /// not. No targets: `Ok(())`, nothing sent.
+    fn members(
+        &self,
+        channel: &str,
+        to: impl IntoIterator<Item = impl Into<Target>>,
+        build: fn(&str, &[Target]) -> call::Op,
+        wait: bool,
+    ) -> Result<(), NodeError> {
         let to = targets(to)?;
         if to.is_empty() {
             return Ok(());
         }
-        self.cast(via_targets(&to), op::unsubscribe(channel, &to))
+        let (via, op) = (via_targets(&to), build(channel, &to));
+        if wait {
+            self.call(via, op).map(drop)
+        } else {
+            self.cast(via, op)
+        }
     }
 
     /// Sends one packet to every member of channel `channel`. Returns how
