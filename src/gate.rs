@@ -7,7 +7,6 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -229,7 +228,6 @@ fn load_tls(
 pub struct Gate {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
-    eventfds: Vec<i32>,
     tcp_addr: SocketAddr,
     ws_addr: Option<SocketAddr>,
     gate_id: String,
@@ -293,31 +291,11 @@ impl Gate {
             .collect();
         let addr = tcp_addr;
         let shards = cfg.shards.cores.len();
-        let mut eventfds = Vec::new();
-        for (i, core) in cfg.shards.cores.iter().enumerate() {
-            // SAFETY: eventfd(2) with valid flags; the result is checked.
-            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-            if efd < 0 {
-                let source = std::io::Error::last_os_error();
-                for fd in eventfds {
-                    // SAFETY: closing eventfds created just above, unused so far.
-                    unsafe { libc::close(fd) };
-                }
-                return Err(StartError::Shard {
-                    shard: i as u16,
-                    core: *core,
-                    source,
-                });
-            }
-            eventfds.push(efd);
-        }
-        let shared = Arc::new(Shared {
-            connections: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-            stats: (0..shards).map(|_| ShardStats::default()).collect(),
-            parked: (0..shards).map(|_| AtomicBool::new(false)).collect(),
-            eventfds: eventfds.clone(),
-        });
+        let shared = Arc::new(Shared::new(shards).map_err(|source| StartError::Shard {
+            shard: 0,
+            core: cfg.shards.cores[0],
+            source,
+        })?);
         let mailboxes = Mailbox::create(shards, cfg.shards.channel_capacity);
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         let mut threads = Vec::new();
@@ -362,7 +340,6 @@ impl Gate {
         let mut gate = Gate {
             shared,
             threads,
-            eventfds,
             tcp_addr: addr,
             ws_addr,
             gate_id: cfg.gate.id.clone(),
@@ -481,10 +458,6 @@ impl Gate {
                 Ok(Err(e)) => tracing::error!(%e, "shard ended with an error"),
                 Err(_) => tracing::error!("shard thread panicked"),
             }
-        }
-        for fd in self.eventfds.drain(..) {
-            // SAFETY: our eventfd; every shard using it has exited.
-            unsafe { libc::close(fd) };
         }
     }
 

@@ -31,6 +31,7 @@ mod ops;
 mod rooms;
 pub mod stats;
 mod timer;
+pub mod wake;
 pub mod xport;
 
 use std::io;
@@ -51,6 +52,7 @@ use crate::session::{CloseReason, Millis, Rules};
 pub use bufring::BufRing;
 pub use stats::{ShardStats, StatsSnapshot};
 pub use timer::TimerWheel;
+pub use wake::Wakers;
 
 use conn::Slab;
 use directory::Directory;
@@ -80,35 +82,28 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Per-shard counters, indexed by shard.
     pub stats: Vec<ShardStats>,
-    /// Per shard: waiting in the ring for completions (wake it with its eventfd).
-    pub parked: Vec<AtomicBool>,
-    /// Per shard: the eventfd whose read is armed in its ring.
-    pub eventfds: Vec<RawFd>,
+    /// Per shard: the parked flag and the eventfd that wakes it.
+    pub wakers: Wakers,
 }
 
 impl Shared {
-    /// Wakes shard `s` if it is parked (one eventfd write, only when needed).
-    pub fn wake(&self, s: usize) {
-        if self.parked[s].swap(false, Ordering::SeqCst) {
-            notify(self.eventfds[s]);
-        }
+    /// State for `shards` shards; fails if an eventfd cannot be created.
+    pub fn new(shards: usize) -> io::Result<Shared> {
+        Ok(Shared {
+            connections: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            stats: (0..shards).map(|_| ShardStats::default()).collect(),
+            wakers: Wakers::new(shards)?,
+        })
     }
 
-    /// Asks every shard to stop and wakes them all.
+    /// Asks every shard to stop and wakes them all. Harmless after they stopped.
     pub fn stop_all(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        for &fd in &self.eventfds {
-            notify(fd);
+        for s in 0..self.wakers.len() {
+            self.wakers.notify(s);
         }
     }
-}
-
-/// Adds 1 to an eventfd, completing the read a shard keeps armed on it.
-/// The gate closes its eventfds only after every shard has exited.
-pub fn notify(eventfd: RawFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64; a stale fd only makes write fail.
-    unsafe { libc::write(eventfd, (&one as *const u64).cast(), 8) };
 }
 
 /// Everything one shard needs to run, derived from the [`Config`].
@@ -240,7 +235,7 @@ impl Shard {
         shared: Arc<Shared>,
         mailbox: Mailbox,
     ) -> io::Result<Shard> {
-        let eventfd = shared.eventfds[p.id.0 as usize];
+        let eventfd = shared.wakers.fd(p.id.0 as usize).as_raw_fd();
         let ring = build_ring(p.ring_entries)?;
         let bufs = BufRing::register(&ring, p.buffer_count, p.buffer_size)?;
         let links = p
@@ -362,7 +357,7 @@ impl Shard {
             if !self.p.busy_poll.is_zero() {
                 self.busy_poll();
             }
-            self.shared.parked[me].store(true, Ordering::SeqCst);
+            self.shared.wakers.park(me);
             let wait = if self.mailbox.has_mail() {
                 Duration::ZERO
             } else {
@@ -371,7 +366,7 @@ impl Shard {
             let ts = types::Timespec::from(wait);
             let args = types::SubmitArgs::new().timespec(&ts);
             let waited = self.ring.submitter().submit_with_args(1, &args);
-            self.shared.parked[me].store(false, Ordering::SeqCst);
+            self.shared.wakers.unpark(me);
             match waited {
                 Ok(_) => {}
                 Err(e)
@@ -390,7 +385,7 @@ impl Shard {
             self.mailbox.retry_backlog();
             self.flush();
             let shared = &self.shared;
-            self.mailbox.take_touched(|s| shared.wake(s));
+            self.mailbox.take_touched(|s| shared.wakers.wake(s));
 
             if self.shared.stop.load(Ordering::Relaxed) && !self.stopping {
                 self.begin_stop();
@@ -507,7 +502,7 @@ impl Shard {
         }
         if self.wake_armed {
             // Complete our own armed read so nothing of ours stays in flight.
-            notify(self.eventfd);
+            self.shared.wakers.notify(self.p.id.0 as usize);
         }
         for idx in self.conns.live() {
             self.close_conn(idx, CloseReason::Shutdown);
