@@ -13,8 +13,9 @@ use std::thread::JoinHandle;
 use io_uring::{opcode, Probe};
 
 use crate::config::Config;
+use crate::connection::Network;
 use crate::shard::mailbox::Mailbox;
-use crate::shard::xport::{ListenerXport, Network};
+use crate::shard::ListenerSpec;
 use crate::shard::{self, Shard, ShardParams, ShardStats, Shared, StatsSnapshot};
 
 /// File descriptors a gate needs beyond one per client connection: per shard
@@ -122,12 +123,16 @@ fn probe_kernel_here() -> Result<(), StartError> {
             "multishot recv/accept with DEFER_TASKRUN (Linux >= 6.1)",
         ));
     }
-    let ring = shard::build_ring(64).map_err(|e| match e.raw_os_error() {
+    let ring = shard::Ring::new(64, 8, 512).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOSYS) | Some(libc::EPERM) => {
             missing("io_uring_setup (disabled: check kernel.io_uring_disabled)")
         }
-        _ => missing("IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN"),
+        Some(libc::EINVAL) => missing(
+            "IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, or IORING_REGISTER_PBUF_RING",
+        ),
+        _ => missing("io_uring ring with a provided-buffer ring"),
     })?;
+    let ring = ring.io_uring();
     let params = ring.params();
     if !params.is_feature_ext_arg() {
         return Err(missing("IORING_FEAT_EXT_ARG (wait with timeout)"));
@@ -145,14 +150,12 @@ fn probe_kernel_here() -> Result<(), StartError> {
         (opcode::Send::CODE, "IORING_OP_SEND"),
         (opcode::Connect::CODE, "IORING_OP_CONNECT"),
         (opcode::Read::CODE, "IORING_OP_READ"),
-        (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+        (opcode::AsyncCancel2::CODE, "IORING_OP_ASYNC_CANCEL"),
     ] {
         if !probe.is_supported(code) {
             return Err(missing(name));
         }
     }
-    shard::BufRing::register(&ring, 8, 512)
-        .map_err(|_| missing("IORING_REGISTER_PBUF_RING (provided buffer rings)"))?;
     Ok(())
 }
 
@@ -246,7 +249,7 @@ impl Gate {
         let n = cfg.shards.cores.len();
         let (tcp_listeners, tcp_addr) = bind_all(tcp.addr, tcp.backlog, n, "network.tcp.addr")?;
         let tcp_tls = load_tls(tcp.tls_files(), "network.tcp")?;
-        let tcp_xport = ListenerXport {
+        let tcp_xport = ListenerSpec {
             network: if tcp_tls.is_some() {
                 Network::Tls
             } else {
@@ -268,7 +271,7 @@ impl Gate {
             ws_addr = Some(a);
             ws_listeners = ls.into_iter().map(Some).collect();
             let tls = load_tls(ws.tls_files(), "network.ws")?;
-            ws_xport = Some(ListenerXport {
+            ws_xport = Some(ListenerSpec {
                 network: if tls.is_some() {
                     Network::Wss
                 } else {
@@ -278,7 +281,7 @@ impl Gate {
                 tls,
             });
         }
-        let listeners: Vec<Vec<(std::net::TcpListener, ListenerXport)>> = tcp_listeners
+        let listeners: Vec<Vec<(std::net::TcpListener, ListenerSpec)>> = tcp_listeners
             .into_iter()
             .zip(ws_listeners)
             .map(|(t, w)| {
@@ -307,7 +310,7 @@ impl Gate {
             .zip(mailboxes)
             .enumerate()
         {
-            let p = ShardParams::from_config(cfg, i as u16, *core);
+            let p = ShardParams::from_config(cfg, i as u16);
             let shared = shared.clone();
             let ready = ready_tx.clone();
             let core = *core;

@@ -24,12 +24,14 @@
 
 pub mod codec;
 pub mod config;
+pub mod connection;
 pub mod gate;
 pub mod ids;
 pub mod link;
 pub mod node;
 pub mod session;
 pub mod shard;
+pub mod stats;
 pub mod tls;
 pub mod ws;
 

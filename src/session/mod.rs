@@ -1,8 +1,9 @@
 //! Per-connection session state: who the client is and when it must be
-//! closed. Pure: no sockets, no clock (`now` is passed in as [`Millis`] since
-//! the shard started), no channels. The shard owns one [`Session`] per
-//! connection and asks it, whenever a timer fires, whether the connection has
-//! expired and when to look again.
+//! closed for silence (heartbeat) or for not logging in (authorize). Pure:
+//! no sockets, no clock (`now` is passed in as [`Millis`] since the shard
+//! started), no channels. Each [`crate::connection::Connection`] owns one
+//! [`Session`] and asks it, when its timer fires, whether it has expired and
+//! when to look again.
 
 mod settings;
 
@@ -125,8 +126,6 @@ pub struct Session {
     last_rx: Millis,
     /// When the authorize window (re)started.
     auth_from: Millis,
-    /// A TLS/WebSocket handshake must finish by then (0: no handshake pending).
-    handshake_until: Millis,
 }
 
 impl Session {
@@ -138,24 +137,7 @@ impl Session {
             settings: Settings::default(),
             last_rx: now,
             auth_from: now,
-            handshake_until: 0,
         }
-    }
-
-    /// Call at accept for a transport with a handshake (TLS, WebSocket): the
-    /// session expires with `HandshakeTimeout` unless it completes by `deadline`.
-    pub fn handle_handshake_started(&mut self, deadline: Millis) {
-        self.handshake_until = deadline.max(1);
-    }
-
-    /// Call when the transport handshake completed.
-    pub fn handle_handshake_done(&mut self) {
-        self.handshake_until = 0;
-    }
-
-    /// True while a transport handshake is pending.
-    pub fn is_handshaking(&self) -> bool {
-        self.handshake_until != 0
     }
 
     /// Call for every read that delivered bytes: the client is alive.
@@ -189,9 +171,6 @@ impl Session {
 
     /// Whether the session has expired at `now`, and why. Call when a timer fires.
     pub fn poll_expired(&self, now: Millis, rules: &Rules) -> Option<CloseReason> {
-        if self.handshake_until != 0 && now >= self.handshake_until {
-            return Some(CloseReason::HandshakeTimeout);
-        }
         if let Some(idle) = rules.idle_ms() {
             if now >= self.last_rx + idle {
                 return Some(CloseReason::HeartbeatTimeout);
@@ -210,8 +189,7 @@ impl Session {
         let idle = rules.idle_ms().map(|i| self.last_rx + i);
         let auth = (rules.authorize_ms > 0 && !self.is_bound())
             .then(|| self.auth_from + rules.authorize_ms);
-        let handshake = (self.handshake_until != 0).then_some(self.handshake_until);
-        [idle, auth, handshake].into_iter().flatten().min()
+        [idle, auth].into_iter().flatten().min()
     }
 }
 
@@ -288,19 +266,6 @@ mod tests {
             s.poll_expired(2000, &r),
             Some(CloseReason::HeartbeatTimeout)
         );
-    }
-
-    #[test]
-    fn handshake_deadline_comes_first_and_clears() {
-        let r = rules(1000, 0);
-        let mut s = Session::new(sid(), 0);
-        s.handle_handshake_started(300);
-        assert!(s.is_handshaking());
-        assert_eq!(s.next_deadline(&r), Some(300));
-        assert_eq!(s.poll_expired(300, &r), Some(CloseReason::HandshakeTimeout));
-        s.handle_handshake_done();
-        assert_eq!(s.next_deadline(&r), Some(2000));
-        assert_eq!(s.poll_expired(300, &r), None);
     }
 
     #[test]

@@ -83,38 +83,41 @@ impl BufRing {
             tail: 0,
         };
         // SAFETY: the ring memory is page aligned, holds `count` entries and
-        // stays mapped until `Drop`, which runs only after the shard's io_uring
-        // (declared before the BufRing in `Shard`) has been dropped or the
-        // group unregistered.
+        // stays mapped until `Drop`, which `Ring` runs only after its io_uring
+        // has been dropped (and never while an operation is in flight).
         unsafe {
             ring.submitter()
                 .register_buf_ring_with_flags(ring_mem as u64, count, CLIENT_BGID, 0)?
         };
         for bid in 0..count {
-            br.push(bid);
+            // SAFETY: at registration no buffer is on the ring yet; each id once.
+            unsafe { br.push(bid) };
         }
         br.publish();
         Ok(br)
     }
 
-    /// Size of each buffer.
-    pub fn buf_size(&self) -> u32 {
-        self.size
-    }
-
     /// The first `len` bytes of buffer `bid`, as filled by a completed receive.
     ///
-    /// Valid until the buffer is handed back with [`BufRing::push`].
-    pub fn slice(&self, bid: u16, len: usize) -> &[u8] {
+    /// # Safety
+    /// The kernel must have handed buffer `bid` out in a completion that
+    /// reported `len` bytes, and the buffer must not have been pushed back
+    /// since (the kernel may be writing into a buffer on the ring).
+    pub unsafe fn slice(&self, bid: u16, len: usize) -> &[u8] {
         assert!(bid < self.count && len <= self.size as usize);
-        // SAFETY: bid < count, so the buffer lies inside the mapping; the
-        // kernel wrote `len` bytes into it and will not touch it again until
-        // we push it back onto the ring, which takes `&mut self`.
+        // SAFETY: bid < count, so the buffer lies inside the mapping; by the
+        // caller's contract the kernel wrote `len` bytes into it and does not
+        // own it until it is pushed back, which takes `&mut self`.
         unsafe { std::slice::from_raw_parts(self.bufs.add(bid as usize * self.size as usize), len) }
     }
 
     /// Hands buffer `bid` back (visible to the kernel after [`BufRing::publish`]).
-    pub fn push(&mut self, bid: u16) {
+    ///
+    /// # Safety
+    /// `bid` must be a buffer the kernel handed out and that was not pushed
+    /// back since: pushing an id twice lets the kernel fill one buffer for
+    /// two receives.
+    pub unsafe fn push(&mut self, bid: u16) {
         let mask = self.count - 1;
         // SAFETY: the index is masked into 0..count, inside the ring mapping;
         // the kernel reads entries only between its head and the published
@@ -139,8 +142,9 @@ impl BufRing {
 impl Drop for BufRing {
     fn drop(&mut self) {
         // SAFETY: both regions were mapped in `register` with these lengths.
-        // `Shard` drops its IoUring before its BufRing, so the kernel no longer
-        // references them.
+        // `Ring` drops its IoUring before its BufRing, so the kernel no longer
+        // references them. (On a failed `register` the ring was never
+        // registered.)
         unsafe {
             libc::munmap(self.ring.cast(), self.ring_bytes);
             libc::munmap(self.bufs.cast(), self.bufs_bytes);

@@ -1,77 +1,93 @@
-//! The shard: one io_uring event loop per pinned core. It owns its listener,
-//! its client connections, its links to every node and its timers; nothing
-//! here is shared with another shard except atomic counters and the global
-//! connection count.
+//! The shard: one io_uring event loop per pinned core. It owns its
+//! listeners, its client sockets, its links to every node and its timers;
+//! nothing here is shared with another shard except atomic counters, the
+//! global connection count and the mailboxes.
+//!
+//! The shard keeps descriptors and in-flight operations only. What a
+//! connection *means* — framing, phases, deadlines, outbound accounting, the
+//! one close path — lives in [`crate::connection`], and every buffer the
+//! kernel may touch lives in the [`ring::Ring`]'s in-flight table.
 //!
 //! One loop turn:
 //!
 //! ```text
-//!  submit_and_wait(1, timeout = next timer tick)
+//!  ring.wait(1, timeout)          (after announcing "parked", see wake.rs)
 //!    └─ drain every completion:
-//!         accept  → new connection, multishot recv armed into the buffer ring
-//!         recv    → decode packets → deliveries batched per node link,
-//!                   heartbeat/error replies queued on the connection
-//!         link rx → node frames → replies queued on their connections
-//!         send    → advance / finish the connection's or link's write
-//!  publish returned read buffers (one store), re-arm exhausted receives
-//!  run due timers (idle / authorize deadlines, link pings and reconnects)
-//!  flush: one send per dirty connection, one batch send per node link
+//!         accept  → Connection::new, multishot recv armed into the buffer ring
+//!         recv    → Connection::handle_recv → events: requests batched per node link
+//!         link rx → node frames → calls and pushes queued on their connections
+//!         send    → finish a partial write, or Connection::handle_sent
+//!  drain the inbox (bounded), publish returned read buffers, re-arm receives
+//!  run due timers (Connection::handle_timeout, link pings and reconnects)
+//!  flush: Connection::poll_transmit → one send per connection, one batch per link
 //! ```
 //!
-//! Everything the loop calls to understand bytes (codec, session, link
-//! framing) is pure and tested without a ring.
+//! | file          | what it owns                                                  |
+//! |---------------|---------------------------------------------------------------|
+//! | `ring`        | io_uring, the in-flight table, the shutdown that waits        |
+//! | `bufring`     | the provided read buffers (unsafe internals of `ring`)        |
+//! | `clients`     | client sockets: accept, recv, send, timers, close bookkeeping |
+//! | `nodes`       | links to nodes: connect, hello, ping, reconnect with backoff  |
+//! | `routes`      | route → node links, round robin                               |
+//! | `node_calls`  | what nodes ask (calls) and are told (events), across shards   |
+//! | `mailbox`     | cross-shard messages and bounded inboxes                      |
+//! | `wake`        | waking a parked shard                                         |
+//! | `directory`   | this shard's partition of uid → session                       |
+//! | `rooms`       | channel membership of this shard's sessions                   |
+//! | `timer`       | the hashed timer wheel                                        |
+//! | `listener`    | listening sockets and what each serves                        |
 
 mod bufring;
-mod calls;
-mod conn;
+mod clients;
 mod directory;
-mod link;
+mod listener;
 pub mod mailbox;
-mod ops;
+mod node_calls;
+mod nodes;
+pub mod ring;
 mod rooms;
-pub mod stats;
+mod routes;
 mod timer;
 pub mod wake;
-pub mod xport;
 
 use std::io;
-use std::net::TcpListener;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::codec::PacketOptions;
 use crate::config::{Config, HeartbeatMechanism, LinkConfig, SessionConfig};
+use crate::connection::{BufPool, ConnEvent, ConnRules};
 use crate::ids::ShardId;
-use crate::session::{CloseReason, Millis, Rules};
+use crate::session::{Millis, Rules};
+pub use crate::stats::{ShardStats, StatsSnapshot};
 
-pub use bufring::BufRing;
-pub use stats::{ShardStats, StatsSnapshot};
+pub use listener::{ensure_port_free, listen, ListenerSpec};
+pub use ring::Ring;
 pub use timer::TimerWheel;
 pub use wake::Wakers;
 
-use conn::Slab;
+use clients::Clients;
 use directory::Directory;
-use link::{Link, RouteTable};
+use listener::Listener;
 use mailbox::Mailbox;
-use ops::{pack, unpack, Op};
+use nodes::Link;
+use ring::Completion;
 use rooms::Rooms;
-use xport::ListenerXport;
+use routes::RouteTable;
 
 /// Milliseconds per timer-wheel tick.
 const TICK_MS: u64 = 10;
 /// Longest the loop sleeps without a completion, so timers run on time.
 const MAX_WAIT: Duration = Duration::from_millis(20);
-/// Spare buffers kept per shard for connection writes (so idle connections hold none).
-const POOL_MAX: usize = 256;
-/// Buffers larger than this are not pooled (a burst should not pin memory).
-const POOL_BUF_MAX: usize = 64 * 1024;
-/// How long a stopping shard waits for its operations to complete.
+/// How long a stopping shard waits for its connections and links to close.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Most cross-shard messages handled per loop turn (the rest wait a turn,
+/// so a flood from other shards cannot starve this shard's own sockets).
+const MAIL_PER_TURN: usize = 4096;
 
 /// State shared by every shard of one gate.
 #[derive(Debug)]
@@ -113,18 +129,12 @@ pub struct ShardParams {
     pub id: ShardId,
     /// Number of shards in the gate.
     pub shards: u16,
-    /// Core to pin to.
-    pub core: usize,
     /// The gate's instance id (sent to nodes).
     pub gate_id: String,
-    /// Client packet format.
-    pub packet: PacketOptions,
-    /// Session rules.
-    pub rules: Rules,
+    /// Rules every connection follows.
+    pub conn: ConnRules,
     /// Connections allowed across shards.
     pub max_connections: usize,
-    /// Outbound bytes queued per client before `overflow`.
-    pub max_outbound: usize,
     /// io_uring submission queue entries.
     pub ring_entries: u32,
     /// Provided read buffers.
@@ -139,22 +149,26 @@ pub struct ShardParams {
     pub session: SessionConfig,
     /// Poll this long before sleeping (zero: never spin).
     pub busy_poll: Duration,
-    /// WebSocket upgrade rules, when a WebSocket listener is served.
-    pub ws_policy: Option<Arc<crate::ws::HandshakePolicy>>,
 }
 
 impl ShardParams {
-    /// Parameters of shard `id` (pinned to `core`) from a validated config.
-    pub fn from_config(cfg: &Config, id: u16, core: usize) -> Self {
+    /// Parameters of shard `id` from a validated config.
+    pub fn from_config(cfg: &Config, id: u16) -> Self {
         ShardParams {
             id: ShardId(id),
             shards: cfg.shards.cores.len() as u16,
-            core,
             gate_id: cfg.gate.id.clone(),
-            packet: cfg.packet,
-            rules: Rules::from_tcp(&cfg.network.tcp),
+            conn: ConnRules {
+                packet: cfg.packet,
+                session: Rules::from_tcp(&cfg.network.tcp),
+                max_outbound: cfg.network.tcp.max_outbound_bytes,
+                ws: cfg
+                    .network
+                    .ws
+                    .enabled
+                    .then(|| Arc::new(crate::ws::HandshakePolicy::from_config(&cfg.network.ws))),
+            },
             max_connections: cfg.network.tcp.max_connections,
-            max_outbound: cfg.network.tcp.max_outbound_bytes,
             ring_entries: cfg.shards.ring_entries,
             buffer_count: cfg.shards.buffer_count,
             buffer_size: cfg.shards.buffer_size,
@@ -162,82 +176,58 @@ impl ShardParams {
             nodes: cfg.nodes.iter().map(|n| n.addr).collect(),
             session: cfg.session.clone(),
             busy_poll: cfg.shards.busy_poll,
-            ws_policy: cfg
-                .network
-                .ws
-                .enabled
-                .then(|| Arc::new(crate::ws::HandshakePolicy::from_config(&cfg.network.ws))),
         }
     }
-}
 
-/// Builds a shard ring with the setup flags ringgate relies on.
-pub fn build_ring(entries: u32) -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_cqsize(entries * 4)
-        .build(entries)
-}
-
-/// One listening socket of a shard and what it serves.
-struct Listener {
-    sock: TcpListener,
-    xport: ListenerXport,
-    armed: bool,
+    fn packet(&self) -> &PacketOptions {
+        &self.conn.packet
+    }
 }
 
 /// A shard's event loop and everything it owns.
 ///
-/// Field order matters: `ring` is dropped before `bufs`, `conns` and `links`,
-/// so the kernel has let go of their memory before it is freed.
+/// `ring` is declared first: dropping the shard (clean stop, error, panic)
+/// cancels and waits for every operation before the sockets close.
 pub struct Shard {
-    ring: IoUring,
-    bufs: BufRing,
+    ring: Ring,
     p: ShardParams,
     shared: Arc<Shared>,
     listeners: Vec<Listener>,
-    ws_policy: Option<Arc<crate::ws::HandshakePolicy>>,
     /// Accepting paused until this time (after EMFILE and the like).
     accept_paused_until: Millis,
-    conns: Slab,
+    clients: Clients,
     links: Vec<Link>,
     routes: RouteTable,
     mailbox: Mailbox,
     dir: Directory,
     rooms: Rooms,
     wheel: TimerWheel<(u32, u32)>,
-    /// Connections with bytes queued since the last flush.
-    dirty: Vec<u32>,
-    /// Connections whose multishot receive must be re-armed after buffers return.
-    rearm: Vec<u32>,
     /// Decode buffer for reads of connections that hold no partial packet.
     scratch: BytesMut,
     /// Spare write buffers.
-    pool: Vec<BytesMut>,
+    pool: BufPool,
+    /// Events of the connection being handled (reused).
+    events: Vec<ConnEvent>,
+    /// Completions of this turn (reused).
+    done: Vec<Completion>,
     epoch: Instant,
     now: Millis,
+    unix_nanos: i64,
     next_tick_heartbeat: Millis,
-    eventfd: RawFd,
-    wake_buf: Box<u64>,
     wake_armed: bool,
     stopping: bool,
-    fired: Vec<(u32, u32)>,
-    cqes: Vec<(u64, i32, u32)>,
 }
 
 impl Shard {
-    /// Builds a shard around an already-listening socket. Call on the shard's
+    /// Builds a shard around already-listening sockets. Call on the shard's
     /// own thread: the ring is single-issuer.
     pub fn new(
         p: ShardParams,
-        listeners: Vec<(TcpListener, ListenerXport)>,
+        listeners: Vec<(std::net::TcpListener, ListenerSpec)>,
         shared: Arc<Shared>,
         mailbox: Mailbox,
     ) -> io::Result<Shard> {
-        let eventfd = shared.wakers.fd(p.id.0 as usize).as_raw_fd();
-        let ring = build_ring(p.ring_entries)?;
-        let bufs = BufRing::register(&ring, p.buffer_count, p.buffer_size)?;
+        let ring = Ring::new(p.ring_entries, p.buffer_count, p.buffer_size)?;
         let links = p
             .nodes
             .iter()
@@ -245,148 +235,80 @@ impl Shard {
             .collect();
         Ok(Shard {
             ring,
-            bufs,
             shared,
-            listeners: listeners
-                .into_iter()
-                .map(|(sock, xport)| Listener {
-                    sock,
-                    xport,
-                    armed: false,
-                })
-                .collect(),
-            ws_policy: p.ws_policy.clone(),
+            listeners: listeners.into_iter().map(Listener::new).collect(),
             accept_paused_until: 0,
-            conns: Slab::default(),
+            clients: Clients::default(),
             links,
             routes: RouteTable::default(),
             mailbox,
             dir: Directory::default(),
             rooms: Rooms::default(),
             wheel: TimerWheel::new(4096, 0),
-            dirty: Vec::new(),
-            rearm: Vec::new(),
             scratch: BytesMut::with_capacity(64 * 1024),
-            pool: Vec::new(),
+            pool: BufPool::default(),
+            events: Vec::new(),
+            done: Vec::with_capacity(1024),
             epoch: Instant::now(),
             now: 0,
-            next_tick_heartbeat: p.rules.heartbeat_ms,
-            eventfd,
-            wake_buf: Box::new(0),
+            unix_nanos: 0,
+            next_tick_heartbeat: p.conn.session.heartbeat_ms,
             wake_armed: false,
             stopping: false,
-            fired: Vec::new(),
-            cqes: Vec::with_capacity(1024),
             p,
         })
+    }
+
+    fn me(&self) -> usize {
+        self.p.id.0 as usize
     }
 
     fn stats(&self) -> &ShardStats {
         &self.shared.stats[self.p.id.0 as usize]
     }
 
-    /// Queues a submission, flushing the queue to the kernel if it is full.
-    ///
-    /// # Safety
-    /// Every buffer or address `e` points at must stay valid and untouched
-    /// until the operation's completion has been reaped.
-    unsafe fn push(&mut self, e: &squeue::Entry) {
-        loop {
-            // SAFETY: forwarded to the caller's contract.
-            if unsafe { self.ring.submission().push(e) }.is_ok() {
-                return;
-            }
-            if let Err(err) = self.ring.submit() {
-                if err.raw_os_error() != Some(libc::EBUSY) {
-                    tracing::error!(shard = self.p.id.0, %err, "io_uring submit failed");
-                }
-            }
-        }
-    }
-
     fn arm_accept(&mut self) {
         if self.stopping || self.now < self.accept_paused_until {
             return;
         }
-        for li in 0..self.listeners.len() {
-            if self.listeners[li].armed {
-                continue;
+        for (li, l) in self.listeners.iter_mut().enumerate() {
+            if !l.armed {
+                l.armed = true;
+                self.ring.accept_multi(l.sock.as_raw_fd(), li);
             }
-            let e = opcode::AcceptMulti::new(types::Fd(self.listeners[li].sock.as_raw_fd()))
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
-                .user_data(pack(Op::Accept, li as u32));
-            // SAFETY: multishot accept references no memory of ours.
-            unsafe { self.push(&e) };
-            self.listeners[li].armed = true;
         }
     }
 
     fn arm_wake(&mut self) {
-        if self.wake_armed {
-            return;
+        if !self.wake_armed && !self.stopping {
+            self.wake_armed = true;
+            let fd = self.shared.wakers.fd(self.me()).as_raw_fd();
+            self.ring.read_eventfd(fd);
         }
-        let e = opcode::Read::new(
-            types::Fd(self.eventfd),
-            (&mut *self.wake_buf as *mut u64).cast(),
-            8,
-        )
-        .build()
-        .user_data(pack(Op::Wake, 0));
-        // SAFETY: `wake_buf` is a Box owned by the shard, never moved or read
-        // while the read is armed, and freed only after the ring is dropped.
-        unsafe { self.push(&e) };
-        self.wake_armed = true;
     }
 
     fn update_now(&mut self) {
         self.now = self.epoch.elapsed().as_millis() as Millis;
+        if self.p.packet().heartbeat_time {
+            self.unix_nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0);
+        }
     }
 
-    /// Runs the loop until the gate stops. Returns when every operation has
-    /// completed (or the stop grace period ran out).
+    /// Runs the loop until the gate stops and every connection and link has
+    /// closed (or the stop grace period ran out). Whatever way this returns
+    /// or unwinds, dropping the shard's [`Ring`] waits for the kernel to let
+    /// go of every buffer first.
     pub fn run(mut self) -> io::Result<()> {
         self.arm_accept();
         self.arm_wake();
         self.link_housekeeping();
         let mut stop_deadline = None;
-        let me = self.p.id.0 as usize;
         loop {
-            // Park: announce it, then look at the inbox once more, so a sender
-            // either sees `parked` and writes our eventfd or its message is seen here.
-            if !self.p.busy_poll.is_zero() {
-                self.busy_poll();
-            }
-            self.shared.wakers.park(me);
-            let wait = if self.mailbox.has_mail() {
-                Duration::ZERO
-            } else {
-                MAX_WAIT
-            };
-            let ts = types::Timespec::from(wait);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            let waited = self.ring.submitter().submit_with_args(1, &args);
-            self.shared.wakers.unpark(me);
-            match waited {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                    ) => {}
-                Err(e) => return Err(e),
-            }
-            self.update_now();
-            self.drain_completions();
-            self.drain_mail();
-            self.bufs.publish();
-            self.rearm_receives();
-            self.run_timers();
-            self.mailbox.retry_backlog();
-            self.flush();
-            let shared = &self.shared;
-            self.mailbox.take_touched(|s| shared.wakers.wake(s));
-
+            self.park_and_wait()?;
+            self.turn();
             if self.shared.stop.load(Ordering::Relaxed) && !self.stopping {
                 self.begin_stop();
                 stop_deadline = Some(Instant::now() + STOP_GRACE);
@@ -399,29 +321,55 @@ impl Shard {
                 if Instant::now() >= deadline {
                     tracing::warn!(
                         shard = self.p.id.0,
-                        "stop grace period ran out with operations in flight"
+                        in_flight = self.ring.in_flight(),
+                        "stop grace period ran out; cancelling what is left"
                     );
-                    // The kernel may still own buffers: leak them rather than free memory it could write.
-                    std::mem::forget(self);
                     return Ok(());
                 }
             }
         }
     }
 
+    /// Announces "parked", waits in the ring (not at all if mail is there),
+    /// then un-parks: see [`wake`] for why senders never miss us.
+    fn park_and_wait(&mut self) -> io::Result<()> {
+        if !self.p.busy_poll.is_zero() {
+            self.busy_poll();
+        }
+        let me = self.me();
+        self.shared.wakers.park(me);
+        let wait = if self.mailbox.has_mail() {
+            Duration::ZERO
+        } else {
+            MAX_WAIT
+        };
+        let waited = self.ring.wait(wait);
+        self.shared.wakers.unpark(me);
+        waited
+    }
+
+    /// One loop turn after the wait.
+    fn turn(&mut self) {
+        self.update_now();
+        self.drain_completions();
+        self.drain_mail();
+        self.ring.publish();
+        self.rearm_receives();
+        self.run_timers();
+        self.reap_closed();
+        self.mailbox.retry_backlog();
+        self.flush();
+        let shared = &self.shared;
+        self.mailbox.take_touched(|s| shared.wakers.wake(s));
+    }
+
     /// Spins for up to `busy_poll`, reaping completions without sleeping,
-    /// until one arrives or mail does. Each round is a non-blocking
-    /// `io_uring_enter(GETEVENTS)`, which also runs the ring's deferred task work.
+    /// until one arrives or mail does.
     fn busy_poll(&mut self) {
         let until = Instant::now() + self.p.busy_poll;
-        let zero = types::Timespec::new();
         loop {
-            let args = types::SubmitArgs::new().timespec(&zero);
-            let _ = self.ring.submitter().submit_with_args(1, &args);
-            if !self.ring.completion().is_empty()
-                || self.mailbox.has_mail()
-                || Instant::now() >= until
-            {
+            let _ = self.ring.wait(Duration::ZERO);
+            if self.ring.has_completions() || self.mailbox.has_mail() || Instant::now() >= until {
                 return;
             }
             std::hint::spin_loop();
@@ -429,49 +377,59 @@ impl Shard {
     }
 
     fn drain_completions(&mut self) {
-        self.cqes.clear();
-        self.cqes.extend(
-            self.ring
-                .completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
-        for i in 0..self.cqes.len() {
-            let (ud, res, flags) = self.cqes[i];
-            let Some((op, idx)) = unpack(ud) else {
-                tracing::error!(ud, "completion with unknown user_data");
-                continue;
-            };
-            match op {
-                Op::Accept => self.on_accept(idx as usize, res, flags),
-                Op::Recv => self.on_recv(idx, res, flags),
-                Op::Send => self.on_send(idx, res),
-                Op::LinkConnect => self.on_link_connect(idx as usize, res),
-                Op::LinkRecv => self.on_link_recv(idx as usize, res),
-                Op::LinkSend => self.on_link_send(idx as usize, res),
-                Op::Wake => {
+        let mut done = std::mem::take(&mut self.done);
+        self.ring.completions(&mut done);
+        for c in done.drain(..) {
+            match c {
+                Completion::Accept {
+                    listener,
+                    res,
+                    more,
+                } => self.on_accept(listener, res, more),
+                Completion::Recv {
+                    client,
+                    res,
+                    more,
+                    buf,
+                } => self.on_recv(client, res, more, buf),
+                Completion::Send {
+                    owner,
+                    res,
+                    buf,
+                    off,
+                } => match owner {
+                    ring::Owner::Client(idx) => self.on_client_send(idx, res, buf, off),
+                    ring::Owner::Link(i) => self.on_link_send(i, res, buf, off),
+                },
+                Completion::Connect { link, res } => self.on_link_connect(link, res),
+                Completion::LinkRecv { link, res, buf } => self.on_link_recv(link, res, buf),
+                Completion::Wake => {
                     self.wake_armed = false;
-                    if !self.stopping {
-                        self.arm_wake();
-                    }
+                    self.arm_wake();
                 }
-                Op::Cancel => {}
             }
+        }
+        self.done = done;
+    }
+
+    /// Handles what other shards sent, at most [`MAIL_PER_TURN`] messages.
+    fn drain_mail(&mut self) {
+        for _ in 0..MAIL_PER_TURN {
+            let Some(m) = self.mailbox.try_recv() else {
+                return;
+            };
+            self.on_mail(m);
         }
     }
 
     fn run_timers(&mut self) {
-        let tick = self.now / TICK_MS;
-        let mut fired = std::mem::take(&mut self.fired);
-        self.wheel.advance(tick, &mut fired);
-        for (slot, gen) in fired.drain(..) {
-            self.on_conn_timer(slot, gen);
-        }
-        self.fired = fired;
-        if self.p.rules.mechanism == HeartbeatMechanism::Tick
-            && self.p.rules.heartbeat_ms > 0
+        self.run_client_timers();
+        let rules = self.p.conn.session;
+        if rules.mechanism == HeartbeatMechanism::Tick
+            && rules.heartbeat_ms > 0
             && self.now >= self.next_tick_heartbeat
         {
-            self.next_tick_heartbeat = self.now + self.p.rules.heartbeat_ms;
+            self.next_tick_heartbeat = self.now + rules.heartbeat_ms;
             self.tick_heartbeats();
         }
         self.link_housekeeping();
@@ -479,11 +437,7 @@ impl Shard {
     }
 
     fn flush(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for idx in dirty.drain(..) {
-            self.flush_conn(idx);
-        }
-        self.dirty = dirty;
+        self.flush_clients();
         for i in 0..self.links.len() {
             self.flush_link(i);
         }
@@ -491,22 +445,16 @@ impl Shard {
 
     fn begin_stop(&mut self) {
         self.stopping = true;
-        for li in 0..self.listeners.len() {
-            if self.listeners[li].armed {
-                let e = opcode::AsyncCancel::new(pack(Op::Accept, li as u32))
-                    .build()
-                    .user_data(pack(Op::Cancel, 0));
-                // SAFETY: a cancel references no memory of ours.
-                unsafe { self.push(&e) };
+        for l in &self.listeners {
+            if l.armed {
+                self.ring.cancel_fd(l.sock.as_raw_fd());
             }
         }
         if self.wake_armed {
             // Complete our own armed read so nothing of ours stays in flight.
-            self.shared.wakers.notify(self.p.id.0 as usize);
+            self.shared.wakers.notify(self.me());
         }
-        for idx in self.conns.live() {
-            self.close_conn(idx, CloseReason::Shutdown);
-        }
+        self.close_all_clients();
         for i in 0..self.links.len() {
             self.link_down(i, "gate stopping");
         }
@@ -515,57 +463,7 @@ impl Shard {
     fn is_drained(&self) -> bool {
         self.listeners.iter().all(|l| !l.armed)
             && !self.wake_armed
-            && self.conns.is_empty()
+            && self.clients.is_empty()
             && self.links.iter().all(Link::is_idle)
     }
-
-    fn take_buf(&mut self) -> BytesMut {
-        self.pool.pop().unwrap_or_default()
-    }
-
-    fn give_buf(&mut self, mut b: BytesMut) {
-        if b.capacity() > 0 && b.capacity() <= POOL_BUF_MAX && self.pool.len() < POOL_MAX {
-            b.clear();
-            self.pool.push(b);
-        }
-    }
-}
-
-/// A close-on-exec TCP socket for `addr`'s family with `SO_REUSEADDR`.
-fn tcp_socket(addr: std::net::SocketAddr) -> io::Result<socket2::Socket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    s.set_reuse_address(true)?;
-    Ok(s)
-}
-
-/// Creates the listening socket of one shard: `SO_REUSEPORT`, so every shard
-/// binds its own listener on the same port and the kernel spreads connections.
-pub fn listen(addr: std::net::SocketAddr, backlog: u32) -> io::Result<TcpListener> {
-    let s = tcp_socket(addr)?;
-    s.set_reuse_port(true)?;
-    s.bind(&addr.into())?;
-    s.listen(backlog.min(i32::MAX as u32) as i32)?;
-    Ok(s.into())
-}
-
-/// Fails with `AddrInUse` if any socket already listens on `addr`, including
-/// another process's `SO_REUSEPORT` listeners, which would otherwise silently
-/// share the port (and its clients) with this gate.
-pub fn ensure_port_free(addr: std::net::SocketAddr) -> io::Result<()> {
-    let s = tcp_socket(addr)?;
-    s.bind(&addr.into()).map_err(|e| {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            io::Error::new(
-                io::ErrorKind::AddrInUse,
-                "address already in use (is another gate running?)",
-            )
-        } else {
-            e
-        }
-    })
 }

@@ -1,4 +1,5 @@
-//! The shard's links to backend nodes (gate side) and its route table.
+//! The shard's links to backend nodes (gate side): connect, hello, ping,
+//! reconnect with backoff, and the frames they carry.
 //!
 //! Each shard dials every configured node once. A link's life:
 //!
@@ -11,18 +12,14 @@
 //! turn and written with one send at the end of it. Replies arrive as batches
 //! and are queued on their connections.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use bytes::BytesMut;
-use io_uring::{opcode, types};
 use prost::Message;
 
-use super::ops::{pack, Op};
+use super::ring::Owner;
 use super::{Shard, ShardStats};
-use crate::codec::ext;
 use crate::ids::SessionId;
 use crate::link::proto::{to_gate, to_node, GateHello, Ping, Pong, ToGate, ToGateBatch, ToNode};
 use crate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
@@ -61,15 +58,14 @@ pub enum LinkState {
 pub struct Link {
     /// The node's address.
     pub addr: SocketAddr,
-    sockaddr: Box<socket2::SockAddr>,
     /// Current state.
     pub state: LinkState,
-    fd: RawFd,
+    /// The socket, while there is one.
+    fd: Option<OwnedFd>,
+    /// Bytes of an incomplete frame (lent to the ring while a read is in flight).
     rbuf: BytesMut,
     /// Messages waiting for the end of the loop turn.
     pub batch: BatchBuf,
-    sending: BytesMut,
-    sent: usize,
     connect_inflight: bool,
     recv_inflight: bool,
     send_inflight: bool,
@@ -91,13 +87,10 @@ impl Link {
     pub fn new(addr: SocketAddr, max_frame: usize) -> Self {
         Link {
             addr,
-            sockaddr: Box::new(addr.into()),
             state: LinkState::Down { retry_at: 0 },
-            fd: -1,
+            fd: None,
             rbuf: BytesMut::new(),
             batch: BatchBuf::new(max_frame),
-            sending: BytesMut::new(),
-            sent: 0,
             connect_inflight: false,
             recv_inflight: false,
             send_inflight: false,
@@ -125,68 +118,9 @@ impl Link {
     fn ops_inflight(&self) -> bool {
         self.connect_inflight || self.recv_inflight || self.send_inflight
     }
-}
 
-/// A multiplicative hasher for small integer keys (routes): the default
-/// SipHash costs more than the rest of a route lookup.
-#[derive(Default)]
-pub struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_i32(&mut self, n: i32) {
-        self.0 = (n as u32 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-struct RouteEntry {
-    links: Vec<usize>,
-    next: usize,
-}
-
-/// Route → the links whose nodes announced it.
-#[derive(Default)]
-pub struct RouteTable {
-    map: HashMap<i32, RouteEntry, BuildHasherDefault<IntHasher>>,
-}
-
-impl RouteTable {
-    /// Rebuilds the table from what every link's node announced.
-    pub fn rebuild(&mut self, links: &[Link]) {
-        self.map.clear();
-        for (i, l) in links.iter().enumerate() {
-            for r in &l.routes {
-                self.map
-                    .entry(*r)
-                    .or_insert_with(|| RouteEntry {
-                        links: Vec::new(),
-                        next: 0,
-                    })
-                    .links
-                    .push(i);
-            }
-        }
-    }
-
-    /// An active link serving `route` (round robin), or the error code for the client.
-    pub fn pick(&mut self, route: i32, links: &[Link]) -> Result<usize, u8> {
-        let e = self.map.get_mut(&route).ok_or(ext::NO_ROUTE)?;
-        let n = e.links.len();
-        for k in 0..n {
-            let i = e.links[(e.next + k) % n];
-            if links[i].is_active() {
-                e.next = (e.next + k + 1) % n;
-                return Ok(i);
-            }
-        }
-        Err(ext::NODE_DOWN)
+    fn raw_fd(&self) -> i32 {
+        self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
 }
 
@@ -203,11 +137,7 @@ impl Shard {
                 LinkState::Connecting { deadline }
                     if now >= deadline && self.links[i].connect_inflight =>
                 {
-                    let e = opcode::AsyncCancel::new(pack(Op::LinkConnect, i as u32))
-                        .build()
-                        .user_data(pack(Op::Cancel, i as u32));
-                    // SAFETY: a cancel references no memory of ours.
-                    unsafe { self.push(&e) };
+                    self.ring.cancel_fd(self.links[i].raw_fd());
                     self.links[i].state = LinkState::Connecting {
                         deadline: Millis::MAX,
                     };
@@ -232,36 +162,23 @@ impl Shard {
     }
 
     fn start_connect(&mut self, i: usize) {
-        // SAFETY: plain socket(2) call; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                if self.links[i].addr.is_ipv4() {
-                    libc::AF_INET
-                } else {
-                    libc::AF_INET6
-                },
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-            )
+        let addr = self.links[i].addr;
+        let sock = match super::listener::tcp_socket(addr) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(shard = self.p.id.0, node = %addr, %err, "cannot create a link socket");
+                self.schedule_retry(i);
+                return;
+            }
         };
-        if fd < 0 {
-            let err = std::io::Error::last_os_error();
-            tracing::warn!(shard = self.p.id.0, node = %self.links[i].addr, %err, "cannot create a link socket");
-            self.schedule_retry(i);
-            return;
-        }
-        super::conn::set_nodelay(fd);
+        let _ = sock.set_tcp_nodelay(true);
         let deadline = self.now + self.p.link.connect_timeout.as_millis() as Millis;
         let l = &mut self.links[i];
-        l.fd = fd;
         l.state = LinkState::Connecting { deadline };
         l.connect_inflight = true;
-        let e = opcode::Connect::new(types::Fd(fd), l.sockaddr.as_ptr().cast(), l.sockaddr.len())
-            .build()
-            .user_data(pack(Op::LinkConnect, i as u32));
-        // SAFETY: the address lives in a Box owned by the link, which lives as
-        // long as the shard; it is never modified.
-        unsafe { self.push(&e) };
+        let fd = OwnedFd::from(sock);
+        self.ring.connect(fd.as_raw_fd(), addr, i);
+        l.fd = Some(fd);
     }
 
     fn schedule_retry(&mut self, i: usize) {
@@ -296,7 +213,7 @@ impl Shard {
             } else {
                 tracing::debug!(shard = self.p.id.0, node = %l.addr, %err, attempt = l.failures, "node still unreachable");
             }
-            close_link_fd(l);
+            l.fd = None;
             self.schedule_retry(i);
             return;
         }
@@ -319,24 +236,19 @@ impl Shard {
 
     fn arm_link_recv(&mut self, i: usize) {
         let l = &mut self.links[i];
-        if l.recv_inflight || l.fd < 0 {
+        if l.recv_inflight || l.fd.is_none() {
             return;
         }
-        l.rbuf.reserve(LINK_READ);
-        let spare = l.rbuf.spare_capacity_mut();
-        let (ptr, len) = (spare.as_mut_ptr().cast::<u8>(), spare.len() as u32);
+        let mut buf = std::mem::take(&mut l.rbuf);
+        buf.reserve(LINK_READ);
         l.recv_inflight = true;
-        let e = opcode::Recv::new(types::Fd(l.fd), ptr, len)
-            .build()
-            .user_data(pack(Op::LinkRecv, i as u32));
-        // SAFETY: the spare capacity of `rbuf` belongs to the link, which is
-        // never freed; `rbuf` is not read, grown or moved while `recv_inflight`.
-        unsafe { self.push(&e) };
+        self.ring.recv(l.raw_fd(), buf, i);
     }
 
-    pub(super) fn on_link_recv(&mut self, i: usize, res: i32) {
+    pub(super) fn on_link_recv(&mut self, i: usize, res: i32, buf: BytesMut) {
         let l = &mut self.links[i];
         l.recv_inflight = false;
+        l.rbuf = buf;
         if l.state == LinkState::Closing {
             self.finish_close(i);
             return;
@@ -350,9 +262,14 @@ impl Shard {
             self.link_down_owned(i, why);
             return;
         }
-        // SAFETY: the kernel wrote `res` bytes into the spare capacity we passed.
-        unsafe { l.rbuf.set_len(l.rbuf.len() + res as usize) };
         l.last_rx = self.now;
+        if self.decode_link_frames(i) {
+            self.arm_link_recv(i);
+        }
+    }
+
+    /// Handles every complete frame in the link's buffer; false if the link went down.
+    fn decode_link_frames(&mut self, i: usize) -> bool {
         loop {
             let l = &mut self.links[i];
             match decode_frame(&mut l.rbuf, l.max_frame) {
@@ -362,23 +279,22 @@ impl Shard {
                         for m in batch.msgs {
                             if let Err(why) = self.on_node_msg(i, m) {
                                 self.link_down(i, why);
-                                return;
+                                return false;
                             }
                         }
                     }
                     Err(e) => {
                         self.link_down_owned(i, format!("bad batch from node: {e}"));
-                        return;
+                        return false;
                     }
                 },
-                Ok(None) => break,
+                Ok(None) => return true,
                 Err(e) => {
                     self.link_down_owned(i, e.to_string());
-                    return;
+                    return false;
                 }
             }
         }
-        self.arm_link_recv(i);
     }
 
     fn on_node_msg(&mut self, i: usize, m: ToGate) -> Result<(), &'static str> {
@@ -466,14 +382,11 @@ impl Shard {
         // Messages not yet written are lost with the link; their clients get
         // "node down" replies on their next requests.
         let _ = l.batch.take();
-        // SAFETY: shutting down our own socket; it stays open until finish_close.
-        unsafe { libc::shutdown(l.fd, libc::SHUT_RDWR) };
-        if l.connect_inflight {
-            let e = opcode::AsyncCancel::new(pack(Op::LinkConnect, i as u32))
-                .build()
-                .user_data(pack(Op::Cancel, i as u32));
-            // SAFETY: a cancel references no memory of ours.
-            unsafe { self.push(&e) };
+        if let Some(fd) = &l.fd {
+            let _ = socket2::SockRef::from(fd).shutdown(std::net::Shutdown::Both);
+            if l.connect_inflight {
+                self.ring.cancel_fd(fd.as_raw_fd());
+            }
         }
         self.finish_close(i);
     }
@@ -483,10 +396,8 @@ impl Shard {
         if l.state != LinkState::Closing || l.ops_inflight() {
             return;
         }
-        close_link_fd(l);
+        l.fd = None; // closes the socket: no operation on it is in flight
         l.rbuf = BytesMut::new();
-        l.sending = BytesMut::new();
-        l.sent = 0;
         self.schedule_retry(i);
     }
 
@@ -498,25 +409,12 @@ impl Shard {
         {
             return;
         }
-        l.sending = l.batch.take();
-        l.sent = 0;
-        self.submit_link_send(i);
-    }
-
-    fn submit_link_send(&mut self, i: usize) {
-        let l = &mut self.links[i];
         l.send_inflight = true;
-        let buf = &l.sending[l.sent..];
-        let e = opcode::Send::new(types::Fd(l.fd), buf.as_ptr(), buf.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(pack(Op::LinkSend, i as u32));
-        // SAFETY: `sending` belongs to the link (never freed) and is not
-        // touched until this send completes (new messages go to `batch`).
-        unsafe { self.push(&e) };
+        let buf = l.batch.take();
+        self.ring.send(l.raw_fd(), buf, 0, Owner::Link(i));
     }
 
-    pub(super) fn on_link_send(&mut self, i: usize, res: i32) {
+    pub(super) fn on_link_send(&mut self, i: usize, res: i32, buf: BytesMut, off: usize) {
         let l = &mut self.links[i];
         l.send_inflight = false;
         if l.state == LinkState::Closing {
@@ -527,46 +425,10 @@ impl Shard {
             self.link_down_owned(i, std::io::Error::from_raw_os_error(-res).to_string());
             return;
         }
-        l.sent += res as usize;
-        if l.sent < l.sending.len() {
-            self.submit_link_send(i);
-        } else {
-            l.sending.clear();
-            l.sent = 0;
+        let off = off + res as usize;
+        if off < buf.len() {
+            l.send_inflight = true;
+            self.ring.send(l.raw_fd(), buf, off, Owner::Link(i));
         }
-    }
-}
-
-fn close_link_fd(l: &mut Link) {
-    if l.fd >= 0 {
-        // SAFETY: our socket, with no operation in flight.
-        unsafe { libc::close(l.fd) };
-        l.fd = -1;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn link(routes: &[i32], active: bool) -> Link {
-        let mut l = Link::new("127.0.0.1:1".parse().unwrap(), 1 << 20);
-        l.routes = routes.to_vec();
-        if active {
-            l.state = LinkState::Active;
-        }
-        l
-    }
-
-    #[test]
-    fn pick_round_robins_active_links_and_reports_why_not() {
-        let links = vec![link(&[1, 2], true), link(&[1], true), link(&[3], false)];
-        let mut t = RouteTable::default();
-        t.rebuild(&links);
-        let picks: Vec<_> = (0..4).map(|_| t.pick(1, &links).unwrap()).collect();
-        assert_eq!(picks, vec![0, 1, 0, 1]);
-        assert_eq!(t.pick(2, &links), Ok(0));
-        assert_eq!(t.pick(3, &links), Err(ext::NODE_DOWN));
-        assert_eq!(t.pick(4, &links), Err(ext::NO_ROUTE));
     }
 }

@@ -18,12 +18,17 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::codec::Packet;
+use crate::connection::Close;
+
 use super::directory::BindOutcome;
 use super::mailbox::{ReplyTo, Sent, SessionOp, ToShard};
-use super::{Shard, ShardStats, TICK_MS};
+use super::{Shard, ShardStats};
 use crate::codec;
 use crate::ids::{SessionId, UserId};
-use crate::link::proto::{self, call, target, to_node, CallResult, Code, Event, EventKind, ToNode};
+use crate::link::proto::{
+    self, call, target, to_node, CallResult, Code, Deliver, Event, EventKind, ToNode,
+};
 use crate::session::CloseReason;
 
 /// The proto's reason for a close.
@@ -45,10 +50,6 @@ pub fn proto_reason(r: CloseReason) -> proto::CloseReason {
 }
 
 impl Shard {
-    fn me(&self) -> usize {
-        self.p.id.0 as usize
-    }
-
     /// Encodes a packet once, to be shared by every session it goes to.
     fn encode_packet(
         &self,
@@ -63,7 +64,7 @@ impl Shard {
             route,
             seq,
             payload,
-            &self.p.packet,
+            self.p.packet(),
             &mut b,
         )?;
         Ok(b.freeze())
@@ -382,13 +383,6 @@ impl Shard {
         }
     }
 
-    /// Drains this shard's inbox (everything that is there now).
-    pub(super) fn drain_mail(&mut self) {
-        while let Some(m) = self.mailbox.try_recv() {
-            self.on_mail(m);
-        }
-    }
-
     /// The directory side of a bind, on the uid's home shard.
     fn dir_bind(&mut self, uid: UserId, sid: SessionId, reply: Option<ReplyTo>) {
         match self.dir.bind(uid, sid, self.p.session.rebind) {
@@ -432,7 +426,7 @@ impl Shard {
 
     /// Executes an operation on a session of this shard.
     fn exec_session(&mut self, sid: SessionId, op: SessionOp, reply: Option<ReplyTo>) {
-        let Some((idx, c)) = self.conns.by_session(sid) else {
+        let Some((idx, c)) = self.clients.by_session(sid) else {
             if let SessionOp::Attach(uid) = op {
                 // The session ended before the bind reached it: undo the directory entry.
                 self.dir_unbind(uid, sid);
@@ -445,33 +439,24 @@ impl Shard {
         };
         match op {
             SessionOp::Push(pkt) => {
-                if self.queue_encoded(idx, &pkt) {
+                if self.send_encoded(idx, &pkt) {
                     self.reply(reply, ok);
                 } else {
                     self.reply_code(reply, Code::NotFound, "session closed while pushing");
                 }
             }
             SessionOp::Kick { flush, reason } => {
-                if flush {
-                    if c.xport.as_ref().is_some_and(|x| x.is_ws()) {
-                        let mut b = BytesMut::new();
-                        crate::ws::frame::encode_close(
-                            crate::ws::close::POLICY_VIOLATION,
-                            "kicked",
-                            &mut b,
-                        );
-                        self.queue_raw(idx, &b);
-                    }
-                    self.close_after_flush(idx, reason);
+                let how = if flush {
+                    Close::AfterFlush
                 } else {
-                    self.close_conn(idx, reason);
-                    self.try_free(idx);
-                }
+                    Close::Graceful
+                };
+                self.with_conn(idx, |c, cx| c.close(reason, how, cx));
                 self.reply(reply, ok);
             }
             SessionOp::Attach(uid) => {
-                let old = c.session.uid;
-                c.session.handle_bind(uid);
+                let old = c.conn.session.uid;
+                c.conn.session.handle_bind(uid);
                 if old.0 == 0 {
                     ShardStats::add(&self.stats().bound, 1);
                 } else if old != uid {
@@ -488,12 +473,12 @@ impl Shard {
                 self.reply(reply, ok);
             }
             SessionOp::Unbind => {
-                let old = c.session.uid;
+                let old = c.conn.session.uid;
                 if old.0 != 0 {
-                    c.session.handle_unbind(self.now);
+                    c.conn.session.handle_unbind(self.now);
                     self.stats().bound.fetch_sub(1, Relaxed);
                     self.dir_unbind(old, sid);
-                    self.rearm_timer(idx);
+                    self.with_conn(idx, |_, _| ()); // re-arms its authorize timer
                     self.emit(Event {
                         kind: EventKind::EventUnbind as i32,
                         session_id: sid.0,
@@ -508,29 +493,31 @@ impl Shard {
                     self.p.session.max_settings,
                     self.p.session.max_setting_bytes,
                 );
-                match c.session.settings.apply(set, &remove, max_keys, max_bytes) {
+                match c
+                    .conn
+                    .session
+                    .settings
+                    .apply(set, &remove, max_keys, max_bytes)
+                {
                     Ok(()) => self.reply(reply, ok),
                     Err(e) => self.reply_code(reply, Code::Invalid, &e.to_string()),
                 }
             }
             SessionOp::GetIp => {
-                let (ip, port) = (c.peer.ip().to_string(), c.peer.port() as u32);
+                let peer = c.conn.peer();
+                let (ip, port) = (peer.ip().to_string(), u32::from(peer.port()));
                 self.reply(reply, CallResult { ip, port, ..ok });
             }
             SessionOp::IsOnline => self.reply(reply, CallResult { online: true, ..ok }),
             SessionOp::Subscribe(ch) => {
                 if let Some(name) = self.rooms.join(&ch, idx) {
-                    self.conns.get_mut(idx).expect("live").rooms.push(name);
+                    c.rooms.push(name);
                 }
                 self.reply(reply, ok);
             }
             SessionOp::Unsubscribe(ch) => {
                 if self.rooms.leave(&ch, idx) {
-                    self.conns
-                        .get_mut(idx)
-                        .expect("live")
-                        .rooms
-                        .retain(|r| **r != *ch);
+                    c.rooms.retain(|r| **r != *ch);
                 }
                 self.reply(reply, ok);
             }
@@ -540,12 +527,12 @@ impl Shard {
     /// Writes an encoded packet to every (bound) session of this shard.
     fn broadcast_local(&mut self, pkt: &Bytes, bound_only: bool) -> u64 {
         let mut n = 0;
-        for idx in self.conns.live() {
+        for idx in self.clients.live() {
             let bound = self
-                .conns
+                .clients
                 .get_mut(idx)
-                .is_some_and(|c| c.session.is_bound());
-            if (!bound_only || bound) && self.queue_encoded(idx, pkt) {
+                .is_some_and(|c| c.conn.session.is_bound());
+            if (!bound_only || bound) && self.send_encoded(idx, pkt) {
                 n += 1;
             }
         }
@@ -557,55 +544,115 @@ impl Shard {
         let members: Vec<u32> = self.rooms.members(channel).collect();
         let mut n = 0;
         for idx in members {
-            if self.queue_encoded(idx, pkt) {
+            if self.send_encoded(idx, pkt) {
                 n += 1;
             }
         }
         n
     }
 
-    /// Session bookkeeping when a connection closes: one disconnect event,
-    /// its user out of the directory, its channels left.
-    pub(super) fn on_session_closed(&mut self, idx: u32, reason: CloseReason) {
-        let c = self.conns.get_mut(idx).expect("closing connection is live");
-        let (sid, uid, announced) = (c.session.id, c.session.uid, c.announced);
-        let rooms = std::mem::take(&mut c.rooms);
-        for r in rooms {
+    /// Session bookkeeping when a connection closes: one disconnect event
+    /// (if nodes heard of the session), its user out of the directory, its
+    /// channels left.
+    pub(super) fn on_session_closed(&mut self, idx: u32, reason: CloseReason, opened: bool) {
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let (sid, uid) = (c.conn.id(), c.conn.session.uid);
+        for r in std::mem::take(&mut c.rooms) {
             self.rooms.leave(&r, idx);
         }
         if uid.0 != 0 {
             self.stats().bound.fetch_sub(1, Relaxed);
             self.dir_unbind(uid, sid);
         }
-        if !announced {
-            return; // nodes never heard of it (transport handshake not finished)
+        if opened {
+            self.emit(Event {
+                kind: EventKind::EventDisconnect as i32,
+                session_id: sid.0,
+                uid: uid.0,
+                reason: proto_reason(reason) as i32,
+                ..Default::default()
+            });
         }
-        self.emit(Event {
-            kind: EventKind::EventDisconnect as i32,
-            session_id: sid.0,
-            uid: uid.0,
-            reason: proto_reason(reason) as i32,
-            ..Default::default()
-        });
     }
 
-    /// Makes sure a timer entry exists for the connection's next deadline.
-    pub(super) fn rearm_timer(&mut self, idx: u32) {
-        let rules = self.p.rules;
-        let gen = self.conns.gen(idx);
-        let Some(c) = self.conns.get_mut(idx) else {
+    /// The transport handshake is done: nodes hear of the session.
+    pub(super) fn on_opened(&mut self, idx: u32) {
+        let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
-        let linger = (c.linger_until != 0).then_some(c.linger_until);
-        if let Some(at) = [c.session.next_deadline(&rules), linger]
-            .into_iter()
-            .flatten()
-            .min()
-        {
-            let tick = at.div_ceil(TICK_MS);
-            if c.timer_at == 0 || tick < c.timer_at {
-                c.timer_at = tick;
-                self.wheel.insert(tick, (idx, gen));
+        let peer = c.conn.peer();
+        let ev = Event {
+            kind: EventKind::EventConnect as i32,
+            session_id: c.conn.id().0,
+            ip: peer.ip().to_string(),
+            port: u32::from(peer.port()),
+            network: c.conn.network().as_str().into(),
+            ..Default::default()
+        };
+        self.emit(ev);
+    }
+
+    /// Routes one client request to a node, or answers it with an error.
+    pub(super) fn dispatch(&mut self, idx: u32, p: Packet) {
+        match self.routes.pick(p.route, &self.links) {
+            Ok(link) => {
+                let deliver_settings = self.p.session.deliver_settings;
+                let Some(c) = self.clients.get_mut(idx) else {
+                    return;
+                };
+                let s = &c.conn.session;
+                let msg = ToNode {
+                    msg: Some(to_node::Msg::Deliver(Deliver {
+                        session_id: s.id.0,
+                        uid: s.uid.0,
+                        route: p.route,
+                        seq: p.seq,
+                        payload: p.payload,
+                        settings: if deliver_settings {
+                            s.settings.to_map()
+                        } else {
+                            Default::default()
+                        },
+                    })),
+                };
+                self.links[link].batch.push(&msg);
+                ShardStats::add(&self.stats().to_node, 1);
+            }
+            Err(code) => {
+                let st = self.stats();
+                ShardStats::add(
+                    if code == codec::ext::NO_ROUTE {
+                        &st.no_route
+                    } else {
+                        &st.node_down
+                    },
+                    1,
+                );
+                tracing::debug!(idx, route = p.route, code, "request not routable");
+                self.with_conn(idx, |c, cx| c.send_packet(code, p.route, p.seq, &[], cx));
+            }
+        }
+    }
+
+    /// Delivers a node's packet to a session of this shard.
+    pub(super) fn deliver_push(
+        &mut self,
+        sid: SessionId,
+        ext: u32,
+        route: i32,
+        seq: i32,
+        payload: &[u8],
+    ) {
+        match self.clients.by_session(sid) {
+            Some((idx, _)) => {
+                let ext = (ext & 0x7f) as u8;
+                self.with_conn(idx, |c, cx| c.send_packet(ext, route, seq, payload, cx));
+            }
+            None => {
+                ShardStats::add(&self.stats().push_misses, 1);
+                tracing::debug!(session = %sid, "push for a session that is gone");
             }
         }
     }

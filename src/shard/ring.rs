@@ -1,0 +1,480 @@
+//! The shard's io_uring and everything the kernel may touch: the only place
+//! in ringgate that submits operations, and the only owner of their memory
+//! while they are in flight.
+//!
+//! ```text
+//!  submit: Ring::send(fd, buf) ──▶ ops[i] = Pending::Send { buf } ──▶ SQE(user_data = i)
+//!  reap:   CQE(user_data = i)  ──▶ ops[i] taken ──▶ Completion::Send { buf } back to the shard
+//! ```
+//!
+//! Every buffer, address or counter an operation points at moves into the
+//! in-flight table ([`Pending`]) when it is submitted and comes back in its
+//! [`Completion`] when the kernel is done with it (multishot operations stay
+//! until their last completion). Nothing the kernel may still write is ever
+//! freed: dropping the [`Ring`] — on a clean stop, an error return or a
+//! panic unwinding through the shard — cancels every operation and waits
+//! for their completions first; if the kernel does not let go within
+//! [`DROP_GRACE`], the memory is leaked rather than freed.
+//!
+//! Reads of client connections land in the provided-buffer ring
+//! ([`super::bufring`]); a completion hands out a [`RecvBuf`] token, the
+//! only way to read that buffer and, consumed by [`Ring::recycle`], the
+//! only way to give it back, so no buffer id can be returned twice.
+
+use std::io;
+use std::mem::ManuallyDrop;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use super::bufring::BufRing;
+
+/// How long dropping a ring waits for cancelled operations to complete.
+pub const DROP_GRACE: Duration = Duration::from_secs(2);
+/// `user_data` of cancel requests, whose own completions carry nothing we need.
+const CANCEL_UD: u64 = u64::MAX;
+
+/// Who a send belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A client connection (its slot).
+    Client(u32),
+    /// A node link (its index).
+    Link(usize),
+}
+
+/// An operation in flight and the memory it lends the kernel.
+enum Pending {
+    Accept {
+        listener: usize,
+    },
+    Recv {
+        client: u32,
+    },
+    Send {
+        owner: Owner,
+        buf: BytesMut,
+        off: usize,
+    },
+    Connect {
+        link: usize,
+        _addr: Box<socket2::SockAddr>,
+    },
+    LinkRecv {
+        link: usize,
+        buf: BytesMut,
+    },
+    Wake {
+        _buf: Box<u64>,
+    },
+}
+
+/// A provided read buffer filled by a completed receive: read it with
+/// [`Ring::recv_data`], give it back with [`Ring::recycle`].
+#[must_use = "a RecvBuf not recycled is a read buffer lost to the ring"]
+#[derive(Debug)]
+pub struct RecvBuf {
+    bid: u16,
+    len: u32,
+}
+
+/// A finished (or, for multishot operations, progressing) operation.
+#[derive(Debug)]
+pub enum Completion {
+    /// A connection accepted, or an accept error.
+    Accept {
+        /// Listener index.
+        listener: usize,
+        /// The new socket, or why accept failed.
+        res: io::Result<OwnedFd>,
+        /// The multishot accept is still armed.
+        more: bool,
+    },
+    /// Bytes (in `buf`), end of stream (0) or -errno for a client.
+    Recv {
+        /// Client slot.
+        client: u32,
+        /// Bytes, 0 or -errno.
+        res: i32,
+        /// The multishot receive is still armed.
+        more: bool,
+        /// The buffer holding the bytes, when `res > 0`.
+        buf: Option<RecvBuf>,
+    },
+    /// A send wrote `res` bytes of `buf[off..]` (or failed), and gives `buf` back.
+    Send {
+        /// Whose send.
+        owner: Owner,
+        /// Bytes written or -errno.
+        res: i32,
+        /// The buffer.
+        buf: BytesMut,
+        /// Where the send started in `buf`.
+        off: usize,
+    },
+    /// A node link's connect finished.
+    Connect {
+        /// Link index.
+        link: usize,
+        /// 0 or -errno.
+        res: i32,
+    },
+    /// A node link's read appended `res` bytes to `buf` (or failed).
+    LinkRecv {
+        /// Link index.
+        link: usize,
+        /// Bytes, 0 or -errno.
+        res: i32,
+        /// The read buffer, its length grown by what was read.
+        buf: BytesMut,
+    },
+    /// The shard's eventfd was written (a wake-up).
+    Wake,
+}
+
+/// The in-flight table: slot `i` is the operation with `user_data == i`.
+#[derive(Default)]
+struct Table {
+    slots: Vec<Option<Pending>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Table {
+    fn insert(&mut self, p: Pending) -> u64 {
+        self.len += 1;
+        if let Some(i) = self.free.pop() {
+            self.slots[i as usize] = Some(p);
+            return u64::from(i);
+        }
+        self.slots.push(Some(p));
+        self.slots.len() as u64 - 1
+    }
+
+    fn remove(&mut self, i: usize) -> Option<Pending> {
+        let p = self.slots.get_mut(i)?.take()?;
+        self.free.push(i as u32);
+        self.len -= 1;
+        Some(p)
+    }
+}
+
+/// A shard's io_uring, its provided read buffers and its in-flight table.
+///
+/// Field order matters for the leak path only; [`Drop`] waits for every
+/// operation before any field is dropped.
+pub struct Ring {
+    ring: ManuallyDrop<IoUring>,
+    bufs: ManuallyDrop<BufRing>,
+    ops: ManuallyDrop<Table>,
+    /// Completions copied out of the queue (reused every turn).
+    cq: Vec<(u64, i32, u32)>,
+}
+
+/// Builds a ring with the setup flags ringgate relies on.
+fn build(entries: u32) -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(entries * 4)
+        .build(entries)
+}
+
+impl Ring {
+    /// A ring of `entries` submissions with `buf_count` provided read
+    /// buffers of `buf_size` bytes. Call on the thread that will use it
+    /// (the ring is single-issuer).
+    pub fn new(entries: u32, buf_count: u16, buf_size: u32) -> io::Result<Ring> {
+        let ring = build(entries)?;
+        let bufs = BufRing::register(&ring, buf_count, buf_size)?;
+        Ok(Ring {
+            ring: ManuallyDrop::new(ring),
+            bufs: ManuallyDrop::new(bufs),
+            ops: ManuallyDrop::new(Table::default()),
+            cq: Vec::with_capacity(1024),
+        })
+    }
+
+    /// The underlying ring (for feature probes).
+    pub fn io_uring(&self) -> &IoUring {
+        &self.ring
+    }
+
+    /// Operations in flight.
+    pub fn in_flight(&self) -> usize {
+        self.ops.len
+    }
+
+    /// Queues a submission whose memory the table owns, flushing the queue
+    /// to the kernel if it is full.
+    fn push(&mut self, e: squeue::Entry) {
+        loop {
+            // SAFETY: every pointer in `e` points into memory owned by an
+            // entry of `self.ops` (or into the provided-buffer ring), which
+            // stays allocated and untouched until its completion is reaped
+            // in `completions`, or until `Drop` has waited for it.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return;
+            }
+            if let Err(err) = self.ring.submit() {
+                if err.raw_os_error() != Some(libc::EBUSY) {
+                    tracing::error!(%err, "io_uring submit failed");
+                }
+            }
+        }
+    }
+
+    /// Arms a multishot accept on listener `listener`'s socket.
+    pub fn accept_multi(&mut self, fd: RawFd, listener: usize) {
+        let ud = self.ops.insert(Pending::Accept { listener });
+        let e = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ud);
+        self.push(e);
+    }
+
+    /// Arms a multishot receive into the provided buffers for a client.
+    pub fn recv_multi(&mut self, fd: RawFd, client: u32) {
+        let ud = self.ops.insert(Pending::Recv { client });
+        let e = opcode::RecvMulti::new(types::Fd(fd), super::bufring::CLIENT_BGID)
+            .build()
+            .user_data(ud);
+        self.push(e);
+    }
+
+    /// Sends `buf[off..]`; the buffer comes back in [`Completion::Send`].
+    pub fn send(&mut self, fd: RawFd, buf: BytesMut, off: usize, owner: Owner) {
+        let (ptr, len) = (buf[off..].as_ptr(), (buf.len() - off) as u32);
+        // The BytesMut's heap memory does not move when the struct moves into the table.
+        let ud = self.ops.insert(Pending::Send { owner, buf, off });
+        let e = opcode::Send::new(types::Fd(fd), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(ud);
+        self.push(e);
+    }
+
+    /// Connects a node link's socket to `addr`.
+    pub fn connect(&mut self, fd: RawFd, addr: SocketAddr, link: usize) {
+        let addr = Box::new(socket2::SockAddr::from(addr));
+        let (ptr, len) = (addr.as_ptr().cast(), addr.len());
+        let ud = self.ops.insert(Pending::Connect { link, _addr: addr });
+        self.push(
+            opcode::Connect::new(types::Fd(fd), ptr, len)
+                .build()
+                .user_data(ud),
+        );
+    }
+
+    /// Reads into the spare capacity of `buf` (reserve before calling); the
+    /// buffer comes back, grown by what was read, in [`Completion::LinkRecv`].
+    pub fn recv(&mut self, fd: RawFd, mut buf: BytesMut, link: usize) {
+        let spare = buf.spare_capacity_mut();
+        let (ptr, len) = (spare.as_mut_ptr().cast::<u8>(), spare.len() as u32);
+        let ud = self.ops.insert(Pending::LinkRecv { link, buf });
+        self.push(
+            opcode::Recv::new(types::Fd(fd), ptr, len)
+                .build()
+                .user_data(ud),
+        );
+    }
+
+    /// Arms a read of the shard's eventfd; it completes as [`Completion::Wake`].
+    pub fn read_eventfd(&mut self, fd: RawFd) {
+        let mut b = Box::new(0u64);
+        let ptr = (&mut *b as *mut u64).cast::<u8>();
+        let ud = self.ops.insert(Pending::Wake { _buf: b });
+        self.push(
+            opcode::Read::new(types::Fd(fd), ptr, 8)
+                .build()
+                .user_data(ud),
+        );
+    }
+
+    /// Cancels every operation on `fd`; each still completes (usually with
+    /// `-ECANCELED`), and only then is its memory given back.
+    pub fn cancel_fd(&mut self, fd: RawFd) {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+            .build()
+            .user_data(CANCEL_UD);
+        self.push(e);
+    }
+
+    /// Submits what is queued and waits up to `timeout` for one completion.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True when completions wait to be reaped.
+    pub fn has_completions(&mut self) -> bool {
+        !self.ring.completion().is_empty()
+    }
+
+    /// Moves every available completion into `out`, handing back the memory
+    /// of operations that finished.
+    pub fn completions(&mut self, out: &mut Vec<Completion>) {
+        let mut cq = std::mem::take(&mut self.cq);
+        cq.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for &(ud, res, flags) in &cq {
+            if ud == CANCEL_UD {
+                continue;
+            }
+            if let Some(c) = self.complete(ud as usize, res, flags) {
+                out.push(c);
+            }
+        }
+        cq.clear();
+        self.cq = cq;
+    }
+
+    fn complete(&mut self, i: usize, res: i32, flags: u32) -> Option<Completion> {
+        let more = cqueue::more(flags);
+        let Some(p) = (if more {
+            self.peek(i)
+        } else {
+            self.ops.remove(i)
+        }) else {
+            tracing::error!(user_data = i, "completion for no operation in flight");
+            return None;
+        };
+        Some(match p {
+            Pending::Accept { listener } => {
+                let res = if res >= 0 {
+                    // SAFETY: a successful accept completion's result is a new
+                    // descriptor the kernel just created for us; nothing else owns it.
+                    Ok(unsafe { OwnedFd::from_raw_fd(res) })
+                } else {
+                    Err(io::Error::from_raw_os_error(-res))
+                };
+                Completion::Accept {
+                    listener,
+                    res,
+                    more,
+                }
+            }
+            Pending::Recv { client } => {
+                let buf = (res > 0).then(|| RecvBuf {
+                    bid: cqueue::buffer_select(flags)
+                        .expect("a receive with data names its buffer"),
+                    len: res as u32,
+                });
+                Completion::Recv {
+                    client,
+                    res,
+                    more,
+                    buf,
+                }
+            }
+            Pending::Send { owner, buf, off } => Completion::Send {
+                owner,
+                res,
+                buf,
+                off,
+            },
+            Pending::Connect { link, .. } => Completion::Connect { link, res },
+            Pending::LinkRecv { link, mut buf } => {
+                if res > 0 {
+                    // SAFETY: the kernel wrote `res` bytes into the spare
+                    // capacity handed to it in `recv`, which started at `len`.
+                    unsafe { buf.set_len(buf.len() + res as usize) };
+                }
+                Completion::LinkRecv { link, res, buf }
+            }
+            Pending::Wake { .. } => Completion::Wake,
+        })
+    }
+
+    /// A copy of a multishot operation's entry, which stays in flight.
+    fn peek(&self, i: usize) -> Option<Pending> {
+        match self.ops.slots.get(i)?.as_ref()? {
+            Pending::Accept { listener } => Some(Pending::Accept {
+                listener: *listener,
+            }),
+            Pending::Recv { client } => Some(Pending::Recv { client: *client }),
+            _ => None,
+        }
+    }
+
+    /// The bytes a receive delivered.
+    pub fn recv_data(&self, b: &RecvBuf) -> &[u8] {
+        // SAFETY: a RecvBuf is made only in `complete`, from the kernel's
+        // completion naming buffer `bid` with `len` bytes; the buffer is not
+        // handed back (so not reused by the kernel) until `recycle` consumes
+        // the token.
+        unsafe { self.bufs.slice(b.bid, b.len as usize) }
+    }
+
+    /// Gives a read buffer back (visible to the kernel after [`Ring::publish`]).
+    pub fn recycle(&mut self, b: RecvBuf) {
+        // SAFETY: the token is consumed, so this buffer id is pushed once per
+        // completion that handed it out.
+        unsafe { self.bufs.push(b.bid) };
+    }
+
+    /// Publishes recycled read buffers to the kernel (one store per loop turn).
+    pub fn publish(&mut self) {
+        self.bufs.publish();
+    }
+}
+
+impl Drop for Ring {
+    /// Cancels everything in flight and waits for the completions, so no
+    /// memory the kernel may write is freed. Runs on every exit of the shard
+    /// loop: clean stop, error and panic.
+    fn drop(&mut self) {
+        let deadline = Instant::now() + DROP_GRACE;
+        if self.ops.len > 0 {
+            let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                .build()
+                .user_data(CANCEL_UD);
+            self.push(e);
+        }
+        let mut out = Vec::new();
+        while self.ops.len > 0 && Instant::now() < deadline {
+            let _ = self.wait(Duration::from_millis(50));
+            self.completions(&mut out);
+            // Returned buffers are dropped here: their operations are over.
+            for c in out.drain(..) {
+                if let Completion::Recv { buf: Some(b), .. } = c {
+                    self.recycle(b);
+                }
+            }
+        }
+        if self.ops.len > 0 {
+            tracing::error!(
+                in_flight = self.ops.len,
+                "io_uring operations did not complete after cancel: leaking their memory"
+            );
+            return; // ring, buffers and table stay allocated (ManuallyDrop)
+        }
+        // SAFETY: nothing is in flight, so the kernel references none of this
+        // memory; each field is dropped exactly once, the ring first so the
+        // buffer group is unregistered before its memory is unmapped.
+        unsafe {
+            ManuallyDrop::drop(&mut self.ring);
+            ManuallyDrop::drop(&mut self.bufs);
+            ManuallyDrop::drop(&mut self.ops);
+        }
+    }
+}
