@@ -33,4 +33,4 @@ pub mod shard;
 pub mod tls;
 pub mod ws;
 
-pub use ids::{Route, SessionId, ShardId, UserId};
+pub use ids::{SessionId, ShardId, UserId};
