@@ -1,9 +1,28 @@
 #!/usr/bin/env bash
-# Runs ringgate's whole test suite: unit, property and integration tests of
-# every workspace member, including the independent Python due client.
+# Runs ringgate's whole test suite: style checks (rustfmt, clippy), then unit,
+# property and integration tests of every workspace member, including the
+# independent Python due client.
 # Installs what the tests need first (idempotent), so it works on a fresh clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Style first, so a formatting slip or a lint fails the suite before anything
+# is installed or built for the tests: `cargo fmt` clean and `cargo clippy
+# -D warnings` clean are part of passing (STYLE.md, workspace hygiene).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+if ! cargo fmt --all -- --check; then
+  echo "scripts/test.sh: FAILED: the code is not formatted as rustfmt formats it" \
+    "(diff above). Run 'cargo fmt --all' and commit the result." >&2
+  exit 1
+fi
+if ! cargo clippy --workspace --all-targets -- -D warnings; then
+  echo "scripts/test.sh: FAILED: clippy reported warnings, which the suite denies" \
+    "(above). Fix them; 'cargo clippy --workspace --all-targets -- -D warnings'" \
+    "shows them again." >&2
+  exit 1
+fi
 
 # What the tests need beyond Rust (each step is skipped when already there):
 # - python3 for tests/clients (due_client.py and check_gate.py: stdlib only);

@@ -1,4 +1,4 @@
-//! Newtypes shared by every layer: who a shard, a session, a user and a route are.
+//! Newtypes shared by every layer: who a shard, a session and a user are.
 
 use std::fmt;
 
@@ -89,10 +89,6 @@ impl UserId {
     }
 }
 
-/// A client route: which node service handles a packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Route(pub i32);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,11 +114,6 @@ mod tests {
         assert_eq!(id.to_string(), "3:42");
         // The counter never spills into the shard bits.
         assert_eq!(SessionId::new(ShardId(1), u64::MAX).shard(), ShardId(1));
-        let id = SessionId::from_slot(ShardId(2), 0xabc_def1, 12345);
-        assert_eq!(
-            (id.shard(), id.generation(), id.slot()),
-            (ShardId(2), 0xabc_def1, 12345)
-        );
         let id = SessionId::from_slot(ShardId(2), 0xabc_def1, 12345);
         assert_eq!(
             (id.shard(), id.generation(), id.slot()),

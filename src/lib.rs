@@ -35,4 +35,4 @@ pub mod stats;
 pub mod tls;
 pub mod ws;
 
-pub use ids::{Route, SessionId, ShardId, UserId};
+pub use ids::{SessionId, ShardId, UserId};

@@ -270,23 +270,6 @@ impl TlsConn {
     pub fn wants_write(&self) -> bool {
         self.conn.wants_write()
     }
-
-    /// The peer closed its side (close_notify): no more plaintext will come.
-    #[must_use]
-    pub fn peer_closed(&self) -> bool {
-        self.peer_closed
-    }
-
-    /// Queues a close_notify alert (then take and send the ciphertext).
-    pub fn send_close_notify(&mut self) {
-        self.conn.send_close_notify();
-    }
-
-    /// The server name the client asked for (SNI), once the hello is read.
-    #[must_use]
-    pub fn server_name(&self) -> Option<&str> {
-        self.conn.server_name()
-    }
 }
 
 #[cfg(test)]

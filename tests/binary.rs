@@ -154,6 +154,8 @@ fn gate_binary_with_the_echo_node_example_serves_clients() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // SIGTERM stops it cleanly.
+    // SAFETY: kill(2) reads no memory of ours. The pid is our child's, not
+    // yet waited for (we hold its `Child`), so it cannot name another process.
     unsafe { libc::kill(gate.0.id() as i32, libc::SIGTERM) };
     let end = Instant::now() + Duration::from_secs(5);
     loop {

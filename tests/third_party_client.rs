@@ -67,12 +67,15 @@ fn python_client_passes_every_scenario_then_sees_node_down_and_recovery() {
     node.shutdown();
 }
 
+/// Also with `heartbeat_time`: the client takes the time only from a
+/// heartbeat whose header has the time bit (0xC0), as due's readers do.
 #[test]
-fn python_client_with_little_endian_one_byte_routes_no_seq() {
+fn python_client_with_little_endian_one_byte_routes_no_seq_timed_heartbeats() {
     let st = stack(|c| {
         c.packet.byte_order = ringgate::codec::ByteOrder::Little;
         c.packet.route_bytes = 1;
         c.packet.seq_bytes = 0;
+        c.packet.heartbeat_time = true;
     });
     let (ok, out) = check(
         st.gate.tcp_addr(),
@@ -83,6 +86,7 @@ fn python_client_with_little_endian_one_byte_routes_no_seq() {
             "1",
             "--seq-bytes",
             "0",
+            "--heartbeat-time",
             "--scenario",
             "heartbeat",
             "--scenario",
@@ -98,4 +102,8 @@ fn python_client_with_little_endian_one_byte_routes_no_seq() {
         ],
     );
     assert!(ok, "python scenarios failed:\n{out}");
+    assert!(
+        out.contains("(header 0xC0)"),
+        "no timed heartbeat in:\n{out}"
+    );
 }

@@ -1075,7 +1075,8 @@ fn server_heartbeats_are_binary_messages() {
             (true, OP_BINARY, 13),
             "{payload:?}"
         );
-        assert_eq!(&payload[..5], &[0, 0, 0, 9, 0x80]);
+        // Size 9; header 0xC0: heartbeat (bit 7), a time follows (bit 6).
+        assert_eq!(&payload[..5], &[0, 0, 0, 9, 0xc0]);
         let t = i64::from_be_bytes(payload[5..].try_into().unwrap());
         assert!((now_ns() - t).abs() < 5_000_000_000, "heartbeat time {t}");
         // Answering keeps the connection alive past 2 x interval.

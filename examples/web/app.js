@@ -9,7 +9,8 @@
 //   seq    i16  (absent in heartbeats)
 //   payload     UTF-8 text here
 //
-// A heartbeat is size 1, header 0x80 (the gate's may carry 8 more bytes of time).
+// A heartbeat is size 1, header 0x80; the gate's may carry 8 more bytes of time
+// (size 9, header 0xC0). Any header with bit 7 set is a heartbeat here.
 "use strict";
 
 const LITTLE_ENDIAN = false; // [packet] byte_order = "big"

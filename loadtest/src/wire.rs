@@ -181,6 +181,29 @@ mod tests {
     }
 
     #[test]
+    fn timed_heartbeats_decode_with_or_without_the_time_bit() {
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut wire = BytesMut::new();
+        encode_heartbeat(Some(7), &opts(), &mut wire);
+        assert_eq!(wire[4], 0xc0, "due's form: heartbeat bit and time bit");
+        // The same heartbeat as a sender that marks the time by size only.
+        wire.extend_from_slice(&[0, 0, 0, 9, 0x80, 0, 0, 0, 0, 0, 0, 0, 8]);
+        (&a).write_all(&wire).unwrap();
+        let mut got = Vec::new();
+        read_frames(&b, &mut BytesMut::new(), &mut Vec::new(), &opts(), |f| {
+            got.push(f)
+        });
+        assert_eq!(
+            got,
+            [
+                Frame::Heartbeat { time: Some(7) },
+                Frame::Heartbeat { time: Some(8) }
+            ]
+        );
+    }
+
+    #[test]
     fn garbage_is_a_codec_error() {
         let (a, b) = UnixStream::pair().unwrap();
         b.set_nonblocking(true).unwrap();

@@ -7,11 +7,14 @@
 //!
 //! ```text
 //!  size   u32   bytes that follow (header+route+seq+payload), byte order configurable
-//!  header u8    bit 7 = heartbeat; bits 6..0 = extension code (0 from due clients)
+//!  header u8    bit 7 = heartbeat; bits 6..0 = extension code (0 from due clients);
+//!               in a heartbeat, bit 6 = a time follows
 //!  route  i8|i16|i32   route_bytes = 1|2|4     — absent in heartbeats
 //!  seq    -|i8|i16|i32 seq_bytes = 0|1|2|4     — absent in heartbeats
 //!  payload      at most buffer_bytes
-//!  heartbeat:   size=1, header=0x80; with heartbeat_time size=9 and an i64 unix-nanos
+//!  heartbeat:   size=1, header=0x80
+//!  timed heartbeat (heartbeat_time): size=9, header=0xC0 (bit 6 = time follows),
+//!               then an i64 unix-nanos
 //! ```
 //!
 //! For example, with the defaults (big-endian, route 2, seq 2) route 7, seq 1
@@ -25,9 +28,23 @@
 //!  68 69         payload "hi"
 //! ```
 //!
-//! A heartbeat is any header with bit 7 set (its low bits are ignored) and a
-//! size of 1 or 9. Sizes in [`CodecError::TooLarge`] are values of the size
-//! field, and its `max` is [`max_size`].
+//! A heartbeat with the time, due-style, is 13 bytes:
+//!
+//! ```text
+//!  00 00 00 09               size = 9 (1 header + 8 time)
+//!  c0                        header: heartbeat (bit 7), time follows (bit 6)
+//!  18 16 68 7e c0 57 00 00   time: i64 unix nanos (2025-01-01T00:00:00Z)
+//! ```
+//!
+//! due's readers (Go `packet.ReadBuffer`) read the 8 time bytes only when
+//! bit 6 is set, so [`encode_heartbeat`] always sets it with a time. Readers
+//! that decide by the size field (due's TypeScript client, older due) see
+//! the same 13 bytes. [`decode`] accepts what either kind of sender writes:
+//! a header with bit 7 set is a heartbeat; bit 6 set means size 9 with a
+//! time; bit 6 clear means size 1, or size 9 with a time (senders that mark
+//! the time by size only). Bits 5..0 of a heartbeat header are ignored.
+//! Sizes in [`CodecError::TooLarge`] are values of the size field, and its
+//! `max` is [`max_size`].
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -127,6 +144,9 @@ pub enum CodecError {
 pub const SIZE_BYTES: usize = 4;
 /// Header bit marking a heartbeat.
 pub const HEARTBEAT_BIT: u8 = 0x80;
+/// Header bit marking a heartbeat that carries the sender's time (due's
+/// `heartbeatTimeBit`); only meaningful together with [`HEARTBEAT_BIT`].
+pub const HEARTBEAT_TIME_BIT: u8 = 0x40;
 /// Header bits carrying the extension code.
 pub const EXT_MASK: u8 = 0x7f;
 /// Size field of a heartbeat without time (the header alone).
@@ -178,6 +198,9 @@ pub fn decode(src: &mut BytesMut, opts: &PacketOptions) -> Result<Option<Frame>,
     };
 
     if header & HEARTBEAT_BIT != 0 {
+        if header & HEARTBEAT_TIME_BIT != 0 && size != HEARTBEAT_TIME_SIZE {
+            return Err(CodecError::Malformed("heartbeat time bit without size 9"));
+        }
         if size != HEARTBEAT_SIZE && size != HEARTBEAT_TIME_SIZE {
             return Err(CodecError::Malformed("heartbeat size is neither 1 nor 9"));
         }
@@ -185,7 +208,8 @@ pub fn decode(src: &mut BytesMut, opts: &PacketOptions) -> Result<Option<Frame>,
             src.reserve(total - src.len());
             return Ok(None);
         }
-        // The bytes after the header: none for size 1, the time for size 9.
+        // The bytes after the header: none for size 1, the time for size 9
+        // (whether or not the sender set the time bit).
         let time = src[SIZE_BYTES + 1..total]
             .first_chunk::<8>()
             .map(|&t| i64_from(t, order));
@@ -281,22 +305,23 @@ pub fn encode_data(
     Ok(())
 }
 
-/// Appends a heartbeat to `dst`: 5 bytes, or 13 with `time` when `Some`.
+/// Appends a heartbeat to `dst`: 5 bytes with header 0x80, or with `time`
+/// 13 bytes with header 0xC0 (the time bit set, as due's readers need).
 ///
 /// `opts.heartbeat_time` is not consulted: the caller decides whether to
 /// send the time. Only `byte_order` applies.
 pub fn encode_heartbeat(time: Option<i64>, opts: &PacketOptions, dst: &mut BytesMut) {
     let order = opts.byte_order;
     let mut frame = [0u8; SIZE_BYTES + HEARTBEAT_TIME_SIZE];
-    let size = match time {
-        None => HEARTBEAT_SIZE,
+    let (size, header) = match time {
+        None => (HEARTBEAT_SIZE, HEARTBEAT_BIT),
         Some(t) => {
             frame[SIZE_BYTES + 1..].copy_from_slice(&i64_bytes(t, order));
-            HEARTBEAT_TIME_SIZE
+            (HEARTBEAT_TIME_SIZE, HEARTBEAT_BIT | HEARTBEAT_TIME_BIT)
         }
     };
     frame[..SIZE_BYTES].copy_from_slice(&u32_bytes(size as u32, order));
-    frame[SIZE_BYTES] = HEARTBEAT_BIT;
+    frame[SIZE_BYTES] = header;
     dst.extend_from_slice(&frame[..SIZE_BYTES + size]);
 }
 

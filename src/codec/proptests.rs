@@ -89,7 +89,28 @@ proptest! {
             }
         };
         prop_assert_eq!(wire.len(), expected_len);
+        let expected_header = match &frame {
+            Frame::Heartbeat { time: None } => 0x80,
+            Frame::Heartbeat { time: Some(_) } => 0xc0,
+            Frame::Data(p) => p.ext,
+        };
+        prop_assert_eq!(wire[SIZE_BYTES], expected_header);
         prop_assert_eq!(decode(&mut wire, &o), Ok(Some(frame)));
+        prop_assert!(wire.is_empty());
+    }
+
+    /// A timed heartbeat decodes to the same time whatever the sender put in
+    /// bits 6..0 of its header: due's 0xC0 form and the size-only 0x80 form.
+    #[test]
+    fn timed_heartbeat_decodes_with_any_low_header_bits(
+        o in arb_options(),
+        time in any::<i64>(),
+        low in 0u8..=EXT_MASK,
+    ) {
+        let mut wire = BytesMut::new();
+        encode_heartbeat(Some(time), &o, &mut wire);
+        wire[SIZE_BYTES] = HEARTBEAT_BIT | low;
+        prop_assert_eq!(decode(&mut wire, &o), Ok(Some(Frame::Heartbeat { time: Some(time) })));
         prop_assert!(wire.is_empty());
     }
 

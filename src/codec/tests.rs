@@ -135,21 +135,53 @@ fn heartbeats() {
     #[rustfmt::skip]
     check(Frame::Heartbeat { time: Some(t) }, &big, &[
         0x00, 0x00, 0x00, 0x09,                         // size = 9 (BE)
-        0x80,                                           // header: heartbeat
+        0xc0,                                           // header: heartbeat, time follows
         0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // time (i64 BE)
     ]);
     #[rustfmt::skip]
     check(Frame::Heartbeat { time: Some(t) }, &little, &[
         0x09, 0x00, 0x00, 0x00,                         // size = 9 (LE)
-        0x80,                                           // header: heartbeat
+        0xc0,                                           // header: heartbeat, time follows
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // time (i64 LE)
     ]);
     #[rustfmt::skip]
     check(Frame::Heartbeat { time: Some(-1) }, &little, &[
         0x09, 0x00, 0x00, 0x00,                         // size = 9 (LE)
-        0x80,                                           // header: heartbeat
+        0xc0,                                           // header: heartbeat, time follows
         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // time = -1
     ]);
+}
+
+/// Senders that mark the time by size alone (as ringgate did before it set
+/// the time bit) still decode; the encoder never writes this form.
+#[test]
+fn timed_heartbeat_without_the_time_bit_decodes_by_size() {
+    #[rustfmt::skip]
+    let big = [
+        0x00, 0x00, 0x00, 0x09,                         // size = 9 (BE)
+        0x80,                                           // header: heartbeat, no time bit
+        0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // time (i64 BE)
+    ];
+    let frame = decode_exact(&big, &opts(Big, 2, 2));
+    assert_eq!(
+        frame,
+        Frame::Heartbeat {
+            time: Some(0x0102_0304_0506_0708)
+        }
+    );
+    #[rustfmt::skip]
+    let little = [
+        0x09, 0x00, 0x00, 0x00,                         // size = 9 (LE)
+        0x80,                                           // header: heartbeat, no time bit
+        0x64, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // time = 100 (i64 LE)
+    ];
+    let frame = decode_exact(&little, &opts(Little, 1, 0));
+    assert_eq!(frame, Frame::Heartbeat { time: Some(100) });
+    // Re-encoding writes the due form: same bytes but the header is 0xC0.
+    let mut again = encoded(&frame, &opts(Little, 1, 0));
+    assert_eq!(again[4], 0xc0);
+    again[4] = 0x80;
+    assert_eq!(again, little);
 }
 
 #[test]
@@ -163,9 +195,9 @@ fn heartbeat_layout_ignores_route_seq_and_heartbeat_time() {
                         ..opts(order, rb, sb)
                     };
                     let (plain, timed) = if size_be {
-                        ("00000001 80", "00000009 80 0000000000000064")
+                        ("00000001 80", "00000009 c0 0000000000000064")
                     } else {
-                        ("01000000 80", "09000000 80 6400000000000000")
+                        ("01000000 80", "09000000 c0 6400000000000000")
                     };
                     check(Frame::Heartbeat { time: None }, &o, &hex(plain));
                     check(Frame::Heartbeat { time: Some(100) }, &o, &hex(timed));
@@ -177,8 +209,20 @@ fn heartbeat_layout_ignores_route_seq_and_heartbeat_time() {
 
 #[test]
 fn heartbeat_ignores_extension_bits() {
-    let frame = decode_exact(&hex("00000001 85"), &PacketOptions::default());
-    assert_eq!(frame, Frame::Heartbeat { time: None });
+    let o = PacketOptions::default();
+    // Bits 5..0 are ignored, with or without the time bit.
+    assert_eq!(
+        decode_exact(&hex("00000001 85"), &o),
+        Frame::Heartbeat { time: None }
+    );
+    assert_eq!(
+        decode_exact(&hex("00000009 ff 0000000000000007"), &o),
+        Frame::Heartbeat { time: Some(7) }
+    );
+    assert_eq!(
+        decode_exact(&hex("00000009 bf 0000000000000007"), &o),
+        Frame::Heartbeat { time: Some(7) }
+    );
 }
 
 /// Every byte order × route width × seq width, as fields separated by spaces:
@@ -388,6 +432,8 @@ fn small_limits_reject_data_once_the_header_shows_it() {
         decode(&mut BytesMut::from(&hex("00000009 00")[..]), &o),
         Err(tl)
     );
+    let hb = decode_exact(&hex("00000009 c0 0000000000000001"), &o);
+    assert_eq!(hb, Frame::Heartbeat { time: Some(1) });
     let hb = decode_exact(&hex("00000009 80 0000000000000001"), &o);
     assert_eq!(hb, Frame::Heartbeat { time: Some(1) });
 }
@@ -409,6 +455,9 @@ fn malformed_input() {
     malformed("00000005 80"); // heartbeat of size 5, detected from the header
     malformed("00000005 80 00000000"); // heartbeat of size 5, complete
     malformed("00000002 80 00"); // heartbeat of size 2
+    malformed("00000001 c0"); // time bit without a time: size 1
+    malformed("00000002 c0 00"); // time bit, size 2
+    malformed("0000000a c0 0000000000000000 00"); // time bit, size 10
 }
 
 #[test]

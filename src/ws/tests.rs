@@ -528,7 +528,8 @@ fn packets_out_are_one_frame_each() {
     dst.clear();
     packet::encode_heartbeat(Some(42), &opts, &mut dst);
     assert_eq!(&dst[..2], [0x82, 13]);
-    assert_eq!(&dst[2..7], [0, 0, 0, 9, 0x80]);
+    assert_eq!(&dst[2..7], [0, 0, 0, 9, 0xc0]); // size 9; heartbeat, time follows
+    assert_eq!(&dst[7..], 42i64.to_be_bytes());
     dst.clear();
     packet::encode_heartbeat(None, &opts, &mut dst);
     assert_eq!(&dst[..], [0x82, 5, 0, 0, 0, 1, 0x80]);

@@ -173,7 +173,11 @@ def scenario_heartbeat(ctx: Ctx) -> str:
                 raise ScenarioFailed(f"malformed reply: {e}")
             if pkt[0] == "heartbeat":
                 dt = time.monotonic() - t0
-                extra = f", server time {pkt[1]}" if pkt[1] is not None else ""
+                if pkt[1] is None and ctx.args.heartbeat_time:
+                    raise ScenarioFailed("heartbeat reply carries no time (--heartbeat-time: "
+                                         "expected size 9, header 0xC0)")
+                # A time in the reply was decoded only if its header had the time bit 0x40.
+                extra = f", server time {pkt[1]} (header 0xC0)" if pkt[1] is not None else ""
                 return f"reply in {dt:.3f}s{extra}"
             raise ScenarioFailed(f"unexpected packet instead of heartbeat: {describe(pkt)}")
 
@@ -368,6 +372,9 @@ def main(argv=None) -> int:
                    help="scenario to run (repeatable); 'all' = " + ", ".join(ALL_SCENARIOS))
     p.add_argument("--heartbeat-interval", type=float, default=1.0,
                    help="gate's heartbeat interval in seconds (idle scenario)")
+    p.add_argument("--heartbeat-time", action="store_true",
+                   help="the gate has heartbeat_time = true: its heartbeat reply must carry "
+                        "the time (size 9, header 0xC0)")
     p.add_argument("--timeout", type=float, default=5.0, help="per-response timeout (echo)")
     p.add_argument("--echo-route", type=int, default=1)
     p.add_argument("--unknown-route", type=int, default=None,

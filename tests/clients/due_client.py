@@ -4,13 +4,15 @@
 Written from the wire spec only (see README.md in this directory)::
 
     size    u32   bytes that follow (header + route + seq + payload), configured byte order
-    header  u8    bit 7 = heartbeat flag, bits 6..0 = extension code (0 = ordinary packet)
+    header  u8    bit 7 = heartbeat flag, bits 6..0 = extension code (0 = ordinary packet);
+                  in a heartbeat, bit 6 = an i64 time follows
     route   signed int of route_bytes (1|2|4)           -- absent in heartbeats
     seq     signed int of seq_bytes (0|1|2|4; 0=absent)  -- absent in heartbeats
     payload opaque, at most buffer_bytes
 
     heartbeat: size=1, header=0x80.  A server heartbeat may carry an i64 unix-nanos
-    timestamp after the header (size=9).
+    timestamp after the header: then size=9 and header=0xC0 (due's readers read the
+    8 time bytes only when bit 6 is set, so a timed heartbeat without it is an error).
 
 ringgate extension: a server data packet with a non-zero extension code is an error
 reply for the request with the same route/seq (payload empty):
@@ -47,6 +49,7 @@ __all__ = [
 
 SIZE_BYTES = 4
 HEARTBEAT_FLAG = 0x80
+HEARTBEAT_TIME_FLAG = 0x40
 EXT_MASK = 0x7F
 HEARTBEAT_TIME_BYTES = 8
 
@@ -159,7 +162,8 @@ class PacketFormat:
     def encode_heartbeat(self, time_ns: int | None = None) -> bytes:
         if time_ns is None:
             return self._size.pack(1) + bytes((HEARTBEAT_FLAG,))
-        return self._size.pack(1 + HEARTBEAT_TIME_BYTES) + bytes((HEARTBEAT_FLAG,)) + self._time.pack(time_ns)
+        header = HEARTBEAT_FLAG | HEARTBEAT_TIME_FLAG
+        return self._size.pack(1 + HEARTBEAT_TIME_BYTES) + bytes((header,)) + self._time.pack(time_ns)
 
     # -- decoding ---------------------------------------------------------
     def check_size(self, size: int) -> None:
@@ -179,12 +183,20 @@ class PacketFormat:
             raise ProtocolError("empty packet body")
         header = body[0]
         if header & HEARTBEAT_FLAG:
-            if header & EXT_MASK:
+            if header & EXT_MASK & ~HEARTBEAT_TIME_FLAG:
                 raise ProtocolError(f"heartbeat with non-zero extension bits (header=0x{header:02x})")
-            if len(body) == 1:
+            timed = bool(header & HEARTBEAT_TIME_FLAG)
+            if len(body) == 1 and not timed:
                 return ("heartbeat", None)
-            if len(body) == 1 + HEARTBEAT_TIME_BYTES:
+            if len(body) == 1 + HEARTBEAT_TIME_BYTES and timed:
                 return ("heartbeat", self._time.unpack_from(body, 1)[0])
+            if len(body) == 1 + HEARTBEAT_TIME_BYTES:
+                raise ProtocolError("heartbeat carries a time (size 9) but header 0x80 lacks the "
+                                    "time bit 0x40: due's readers would take the time as the "
+                                    "next packet")
+            if timed:
+                raise ProtocolError(f"heartbeat with the time bit (header=0x{header:02x}) has size "
+                                    f"{len(body)}, expected 9")
             raise ProtocolError(f"heartbeat with unexpected size {len(body)} (expected 1 or 9)")
         if len(body) < self.data_overhead:
             raise ProtocolError(f"data packet of size {len(body)} shorter than header+route+seq "

@@ -41,6 +41,8 @@ FAULT_MODES = {
     "no-oversize-close",  # do not close on oversize size prefix (wait for the body instead)
     "node-down",          # answer route 1 with ext=2
     "tick",               # send unsolicited heartbeats (with timestamp) every 50 ms
+    "time",               # answer heartbeats with a timed heartbeat (header 0xC0, size 9)
+    "time-no-bit",        # answer heartbeats with a time but header 0x80 (size 9): due misreads it
     "fragment",           # write replies in random small pieces, with tiny pauses
 }
 
@@ -123,9 +125,10 @@ class FakeGate:
         body += payload
         return self._u32(len(body)) + body
 
-    def _heartbeat(self, with_time: bool) -> bytes:
+    def _heartbeat(self, with_time: bool, time_bit: bool = True) -> bytes:
         if with_time:
-            return self._u32(9) + b"\x80" + time.time_ns().to_bytes(8, self.order, signed=True)
+            header = b"\xc0" if time_bit else b"\x80"
+            return self._u32(9) + header + time.time_ns().to_bytes(8, self.order, signed=True)
         return self._u32(1) + b"\x80"
 
     # -- connection handling -------------------------------------------------------------
@@ -190,7 +193,11 @@ class FakeGate:
                     self.packets_in += 1
                 header = body[0]
                 if header & 0x80:
-                    if "no-heartbeat" not in self.modes:
+                    if "time" in self.modes:
+                        out.append(self._heartbeat(True))
+                    elif "time-no-bit" in self.modes:
+                        out.append(self._heartbeat(True, time_bit=False))
+                    elif "no-heartbeat" not in self.modes:
                         out.append(self._heartbeat(False))
                     continue
                 route = self._int(body[1:1 + self.rb])
@@ -234,7 +241,24 @@ class CodecTests(unittest.TestCase):
         self.assertEqual(f.encode_data(0x01020304, 258, b"x"),
                          b"\x0a\x00\x00\x00" + b"\x00" + b"\x04\x03\x02\x01" + b"\x02\x01\x00\x00" + b"x")
         self.assertEqual(f.encode_heartbeat(), b"\x01\x00\x00\x00\x80")
-        self.assertEqual(f.encode_heartbeat(0x0102), b"\x09\x00\x00\x00\x80\x02\x01" + b"\x00" * 6)
+        self.assertEqual(f.encode_heartbeat(0x0102), b"\x09\x00\x00\x00\xc0\x02\x01" + b"\x00" * 6)
+
+    def test_timed_heartbeat_needs_the_time_bit(self):
+        f = PacketFormat("big", 2, 2, 5000)
+        t = (0x0102030405060708).to_bytes(8, "big")
+        # size 9, header 0xC0 (heartbeat + time bit), i64 time
+        self.assertEqual(PacketDecoder(f).feed(b"\x00\x00\x00\x09\xc0" + t),
+                         [("heartbeat", 0x0102030405060708)])
+        self.assertEqual(f.encode_heartbeat(0x0102030405060708), b"\x00\x00\x00\x09\xc0" + t)
+        # a time without the time bit: due's readers would take it as the next packet
+        with self.assertRaisesRegex(ProtocolError, "time bit"):
+            PacketDecoder(f).feed(b"\x00\x00\x00\x09\x80" + t)
+        # the time bit without a time
+        with self.assertRaisesRegex(ProtocolError, "time bit"):
+            PacketDecoder(f).feed(b"\x00\x00\x00\x01\xc0")
+        # other extension bits stay errors in a heartbeat
+        with self.assertRaises(ProtocolError):
+            PacketDecoder(f).feed(b"\x00\x00\x00\x09\xc1" + t)
 
     def test_golden_route1_seq0(self):
         f = PacketFormat("big", 1, 0, 16)
@@ -432,6 +456,22 @@ class CheckGateTests(unittest.TestCase):
                 rc, out = run_check(g.port, *args)
                 self.assertFail(rc, out, name, reason)
                 self.assertEqual(out.count("FAIL"), 1, out)
+
+    def test_heartbeat_time(self):
+        hb = ["--scenario", "heartbeat"]
+        with FakeGate(modes=["time"]) as g:
+            rc, out = run_check(g.port, *hb, "--heartbeat-time")
+        self.assertPass(rc, out, "heartbeat")
+        self.assertIn("(header 0xC0)", out)
+        with FakeGate(modes=["time"], byte_order="little") as g:
+            rc, out = run_check(g.port, *hb, "--heartbeat-time", "--byte-order", "little")
+        self.assertPass(rc, out, "heartbeat")
+        with FakeGate(modes=["time-no-bit"]) as g:
+            rc, out = run_check(g.port, *hb)
+        self.assertFail(rc, out, "heartbeat", "lacks the time bit")
+        with FakeGate() as g:
+            rc, out = run_check(g.port, *hb, "--heartbeat-time")
+        self.assertFail(rc, out, "heartbeat", "carries no time")
 
     def test_node_down(self):
         with FakeGate(modes=["node-down"]) as g:

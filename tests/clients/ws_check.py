@@ -258,7 +258,12 @@ def scenario_heartbeat(ctx: Ctx) -> str:
         pkt = ctx.recv_packet(ws, timeout=2.0, skip_heartbeats=False)
         if pkt[0] != "heartbeat":
             raise ScenarioFailed(f"expected a heartbeat back, got {pkt!r}")
-        return f"reply in {time.monotonic() - t0:.3f}s"
+        if pkt[1] is None and ctx.args.heartbeat_time:
+            raise ScenarioFailed("heartbeat reply carries no time (--heartbeat-time: "
+                                 "expected size 9, header 0xC0)")
+        # A time in the reply was decoded only if its header had the time bit 0x40.
+        extra = f", server time {pkt[1]} (header 0xC0)" if pkt[1] is not None else ""
+        return f"reply in {time.monotonic() - t0:.3f}s{extra}"
 
 
 def scenario_echo(ctx: Ctx) -> str:
@@ -467,6 +472,9 @@ def main(argv=None) -> int:
     p.add_argument("--echo-requests", type=int, default=100, help="requests per connection")
     p.add_argument("--window", type=int, default=10, help="requests in flight per connection")
     p.add_argument("--chat-uid", type=int, default=4200, help="first of the two chat users")
+    p.add_argument("--heartbeat-time", action="store_true",
+                   help="the gate has heartbeat_time = true: its heartbeat reply must carry "
+                        "the time (size 9, header 0xC0)")
     p.add_argument("--seed", type=int, default=None)
     add_packet_args(p)
     args = p.parse_args(argv)
