@@ -385,9 +385,15 @@ fn push_by_user_id_reaches_each_user_once_across_shards() {
     assert!(gates.is_online(Target::User(UserId(5))).unwrap());
     let stat = gates.stat().unwrap();
     assert_eq!((stat.connections, stat.bound), (200, 200));
-    // Multicast to users on both shards.
+    // Multicast to users on both shards, and to one who is not online: the
+    // answer counts the sessions found, not the targets named.
     let n = gates
-        .multicast([UserId(1), UserId(2), UserId(3)], 78, 0, "multi")
+        .multicast(
+            [UserId(1), UserId(2), UserId(999), UserId(3)],
+            78,
+            0,
+            "multi",
+        )
         .unwrap();
     assert_eq!(n, 3);
     for c in clients.iter_mut().take(3) {

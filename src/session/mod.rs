@@ -1,7 +1,7 @@
 //! Per-connection session state: who the client is and when it must be
 //! closed for silence (heartbeat) or for not logging in (authorize). Pure:
 //! no sockets, no clock (`now` is passed in as [`Millis`] since the shard
-//! started), no channels. Each [`crate::connection::Connection`] owns one
+//! started), no channels. Each connection (`connection::Connection`) owns one
 //! [`Session`] and asks it, when its timer fires, whether it has expired and
 //! when to look again.
 

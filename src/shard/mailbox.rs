@@ -27,14 +27,25 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::ids::{SessionId, UserId};
 use crate::session::CloseReason;
 
-/// Where to send a call's result: the node (by its index in `[[nodes]]`,
-/// the same on every shard) and the call id it gave.
+/// Where a call's result goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReplyTo {
-    /// Index of the node's link on every shard.
-    pub node: u16,
-    /// The node's call id.
-    pub call_id: u64,
+pub enum ReplyTo {
+    /// To the node that made the call: its link index (the same on every
+    /// shard, `[[nodes]]` order) and the call id it gave.
+    Node {
+        /// Index of the node's link on every shard.
+        node: u16,
+        /// The node's call id.
+        call_id: u64,
+    },
+    /// One target of a multicast: counted by gather `id` on shard `shard`,
+    /// which answers the node once every target has been.
+    Gather {
+        /// The shard that holds the gather.
+        shard: u16,
+        /// The gather's id there.
+        id: u32,
+    },
 }
 
 /// An operation on one session, executed by the shard that owns it.
@@ -124,6 +135,14 @@ pub enum ToShard {
         /// Only sessions with a bound user.
         bound_only: bool,
     },
+    /// One target of gather `id` (held by this shard) was (`found`) or was
+    /// not delivered.
+    Gathered {
+        /// The gather.
+        id: u32,
+        /// The target's session was found and the packet queued.
+        found: bool,
+    },
     /// Write an encoded packet to this shard's members of a channel.
     Publish {
         /// The channel.
@@ -139,7 +158,7 @@ impl ToShard {
         match self {
             ToShard::Session { op, .. } | ToShard::Uid { op, .. } => op.droppable(),
             ToShard::Broadcast { .. } | ToShard::Publish { .. } => true,
-            ToShard::DirBind { .. } | ToShard::DirUnbind { .. } => false,
+            ToShard::DirBind { .. } | ToShard::DirUnbind { .. } | ToShard::Gathered { .. } => false,
         }
     }
 

@@ -33,6 +33,7 @@
 //! | `mailbox`     | cross-shard messages and bounded inboxes                      |
 //! | `wake`        | waking a parked shard                                         |
 //! | `directory`   | this shard's partition of uid → session                       |
+//! | `gather`      | multicast results counted across shards                       |
 //! | `rooms`       | channel membership of this shard's sessions                   |
 //! | `timer`       | the hashed timer wheel                                        |
 //! | `listener`    | listening sockets and what each serves                        |
@@ -40,6 +41,7 @@
 mod bufring;
 mod clients;
 mod directory;
+mod gather;
 mod listener;
 pub mod mailbox;
 mod node_calls;
@@ -72,6 +74,7 @@ pub use wake::Wakers;
 
 use clients::Clients;
 use directory::Directory;
+use gather::Gathers;
 use listener::Listener;
 use mailbox::Mailbox;
 use nodes::Link;
@@ -200,6 +203,8 @@ pub struct Shard {
     routes: RouteTable,
     mailbox: Mailbox,
     dir: Directory,
+    /// Multicasts waiting for their targets' reports.
+    gathers: Gathers,
     rooms: Rooms,
     wheel: TimerWheel<(u32, u32)>,
     /// Decode buffer for reads of connections that hold no partial packet.
@@ -243,6 +248,7 @@ impl Shard {
             routes: RouteTable::default(),
             mailbox,
             dir: Directory::default(),
+            gathers: Gathers::default(),
             rooms: Rooms::default(),
             wheel: TimerWheel::new(4096, 0),
             scratch: BytesMut::with_capacity(64 * 1024),

@@ -72,23 +72,39 @@ impl Shard {
 
     /// Answers a call on this shard's link to the node that made it.
     pub(super) fn reply(&mut self, to: Option<ReplyTo>, r: CallResult) {
-        let Some(to) = to else { return };
-        let r = CallResult {
-            call_id: to.call_id,
-            ..r
+        let (node, call_id) = match to {
+            None => return,
+            Some(ReplyTo::Node { node, call_id }) => (node, call_id),
+            Some(ReplyTo::Gather { shard, id }) => {
+                let found = r.code == Code::Ok as i32;
+                if usize::from(shard) == self.me() {
+                    return self.on_gathered(id, found);
+                }
+                return self.send_to(usize::from(shard), ToShard::Gathered { id, found });
+            }
         };
-        match self.links.get_mut(to.node as usize) {
+        let r = CallResult { call_id, ..r };
+        match self.links.get_mut(node as usize) {
             Some(l) if l.is_active() => l.batch.push(&ToNode {
                 msg: Some(to_node::Msg::Result(r)),
             }),
             _ => {
                 ShardStats::add(&self.stats().results_dropped, 1);
-                tracing::debug!(
-                    node = to.node,
-                    call_id = to.call_id,
-                    "call result dropped: link not up"
-                );
+                tracing::debug!(node, call_id, "call result dropped: link not up");
             }
+        }
+    }
+
+    /// One multicast target reported; the last one answers the node.
+    fn on_gathered(&mut self, id: u32, found: bool) {
+        if let Some((to, delivered)) = self.gathers.report(id, found) {
+            self.reply(
+                Some(to),
+                CallResult {
+                    delivered,
+                    ..Default::default()
+                },
+            );
         }
     }
 
@@ -200,7 +216,7 @@ impl Shard {
     /// A call from node `node` (its link index).
     pub(super) fn on_call(&mut self, node: usize, c: proto::Call) {
         ShardStats::add(&self.stats().calls, 1);
-        let reply = (c.call_id != 0).then_some(ReplyTo {
+        let reply = (c.call_id != 0).then_some(ReplyTo::Node {
             node: node as u16,
             call_id: c.call_id,
         });
@@ -217,17 +233,18 @@ impl Shard {
                     Ok(p) => p,
                     Err(e) => return self.reply_code(reply, Code::Invalid, &e.to_string()),
                 };
-                let n = m.targets.len() as u64;
+                // Answered with the number of targets found, once all reported.
+                let each = match reply {
+                    Some(to) if !m.targets.is_empty() => Some(ReplyTo::Gather {
+                        shard: self.p.id.0,
+                        id: self.gathers.start(m.targets.len(), to),
+                    }),
+                    Some(_) => return self.reply(reply, CallResult::default()),
+                    None => None,
+                };
                 for t in m.targets {
-                    self.route_target(Some(t), SessionOp::Push(pkt.clone()), None);
+                    self.route_target(Some(t), SessionOp::Push(pkt.clone()), each);
                 }
-                self.reply(
-                    reply,
-                    CallResult {
-                        delivered: n,
-                        ..Default::default()
-                    },
-                );
             }
             call::Op::Broadcast(b) => {
                 let pkt = match self.encode_packet(0, b.route, b.seq, &b.payload) {
@@ -374,6 +391,7 @@ impl Shard {
             ToShard::DirUnbind { uid, sid } => {
                 self.dir.unbind_if(uid, sid);
             }
+            ToShard::Gathered { id, found } => self.on_gathered(id, found),
             ToShard::Broadcast { packet, bound_only } => {
                 self.broadcast_local(&packet, bound_only);
             }
