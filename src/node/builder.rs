@@ -1,11 +1,10 @@
 //! [`NodeBuilder`]: what a node serves and how, with every default stated.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Context, EventContext, EventKind, GateClient, Node, NodeError, Shared};
+use super::{Context, EventContext, EventKind, GateClient, Node, NodeError};
 
 /// Largest link frame accepted by default (`link.max_frame_bytes` of the
 /// gate's config has the same default): 16 MiB.
@@ -228,7 +227,6 @@ impl NodeBuilder {
                 TcpListener::bind(addr).map_err(|source| NodeError::Bind { addr, source })?
             }
         };
-        let local_addr = listener.local_addr()?;
         let node_id = self
             .node_id
             .unwrap_or_else(|| default_node_id(&self.service));
@@ -243,19 +241,7 @@ impl NodeBuilder {
             idle_timeout: self.idle_timeout,
             max_write_backlog: self.max_write_backlog,
         };
-        let shared = Arc::new(Shared {
-            settings,
-            gates: GateClient::new(self.call_timeout),
-            stop: AtomicBool::new(false),
-            next_link: AtomicU64::new(1),
-            live: Mutex::default(),
-            pool: Mutex::new(None),
-        });
-        Ok(Node {
-            shared,
-            listener,
-            local_addr,
-        })
+        Node::new(settings, GateClient::new(self.call_timeout), listener)
     }
 }
 

@@ -88,11 +88,12 @@ impl Pool {
     }
 }
 
-/// Spawns the workers (if any) and installs their pool in `shared`.
-pub(crate) fn start(shared: &Arc<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
+/// Spawns the workers, if any; returns their pool (for the link readers)
+/// and their threads (to join at shutdown).
+pub(crate) fn start(shared: &Arc<Shared>) -> io::Result<(Option<Arc<Pool>>, Vec<JoinHandle<()>>)> {
     let n = shared.settings.workers;
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok((None, Vec::new()));
     }
     let mut txs = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n);
@@ -105,8 +106,7 @@ pub(crate) fn start(shared: &Arc<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
         txs.push(tx);
         threads.push(t);
     }
-    *shared.pool.lock().unwrap() = Some(Arc::new(Pool { txs }));
-    Ok(threads)
+    Ok((Some(Arc::new(Pool { txs })), threads))
 }
 
 /// A worker's loop: until its channel closes.
