@@ -10,9 +10,9 @@ use bytes::Bytes;
 use tracing::error;
 
 use super::builder::Handler;
-use super::gate::{call_msg, Via};
-use super::link::{push_msg, Link};
-use super::ops::valid;
+use super::gate::Via;
+use super::link::Link;
+use super::messages::{call_msg, push_msg, push_op, valid};
 use super::{GateClient, NodeError, Target};
 use crate::ids::{SessionId, UserId};
 use crate::link::proto::{call, CallResult, Deliver};
@@ -97,7 +97,7 @@ impl Origin<'_> {
                 return link.push(s, route, seq, payload, 0);
             }
         }
-        self.cast(Via::To(to), super::ops::op::push(to, route, seq, payload))
+        self.cast(Via::To(to), push_op(to, route, seq, payload))
     }
 }
 
@@ -134,8 +134,8 @@ macro_rules! origin_methods {
             seq: i32,
             payload: impl Into<::bytes::Bytes>,
         ) -> Result<(), $crate::node::NodeError> {
-            let to = $crate::node::ops::valid(to.into())?;
-            let op = $crate::node::ops::op::push(to, route, seq, payload.into());
+            let to = $crate::node::messages::valid(to.into())?;
+            let op = $crate::node::messages::push_op(to, route, seq, payload.into());
             self.origin
                 .call($crate::node::gate::Via::To(to), op)
                 .map(drop)
@@ -160,8 +160,8 @@ macro_rules! origin_methods {
         /// ([`GateClient::bind`](crate::node::GateClient::bind)); on success
         /// `uid()` returns it.
         pub fn bind(&mut self, uid: $crate::UserId) -> Result<(), $crate::node::NodeError> {
-            $crate::node::ops::valid_bind(uid)?;
-            let op = $crate::node::ops::op::bind(self.this_session(), uid);
+            $crate::node::messages::valid_bind(uid)?;
+            let op = $crate::node::messages::bind_op(self.this_session(), uid);
             let via = $crate::node::gate::Via::To($crate::node::Target::User(uid));
             self.origin.call(via, op)?;
             self.set_uid(uid);
@@ -170,8 +170,8 @@ macro_rules! origin_methods {
 
         /// [`bind`](Self::bind) without waiting.
         pub fn bind_nowait(&mut self, uid: $crate::UserId) -> Result<(), $crate::node::NodeError> {
-            $crate::node::ops::valid_bind(uid)?;
-            let op = $crate::node::ops::op::bind(self.this_session(), uid);
+            $crate::node::messages::valid_bind(uid)?;
+            let op = $crate::node::messages::bind_op(self.this_session(), uid);
             let via = $crate::node::gate::Via::To($crate::node::Target::User(uid));
             self.origin.cast(via, op)
         }
@@ -180,7 +180,7 @@ macro_rules! origin_methods {
         /// `uid()` returns `UserId(0)`.
         pub fn unbind(&mut self) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::unbind(to);
+            let op = $crate::node::messages::unbind_op(to);
             self.origin.call($crate::node::gate::Via::To(to), op)?;
             self.set_uid($crate::UserId(0));
             Ok(())
@@ -189,7 +189,7 @@ macro_rules! origin_methods {
         /// [`unbind`](Self::unbind) without waiting.
         pub fn unbind_nowait(&mut self) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::unbind(to);
+            let op = $crate::node::messages::unbind_op(to);
             self.origin.cast($crate::node::gate::Via::To(to), op)
         }
 
@@ -201,7 +201,7 @@ macro_rules! origin_methods {
             remove: &[&str],
         ) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::settings(to, set, remove);
+            let op = $crate::node::messages::settings_op(to, set, remove);
             self.origin
                 .call($crate::node::gate::Via::To(to), op)
                 .map(drop)
@@ -214,7 +214,7 @@ macro_rules! origin_methods {
             remove: &[&str],
         ) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::settings(to, set, remove);
+            let op = $crate::node::messages::settings_op(to, set, remove);
             self.origin.cast($crate::node::gate::Via::To(to), op)
         }
 
@@ -222,7 +222,7 @@ macro_rules! origin_methods {
         /// `flush`, replies batched so far included) and waits for the gate.
         pub fn kick(&mut self, flush: bool) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::kick(to, flush);
+            let op = $crate::node::messages::kick_op(to, flush);
             self.origin
                 .call($crate::node::gate::Via::To(to), op)
                 .map(drop)
@@ -231,14 +231,14 @@ macro_rules! origin_methods {
         /// [`kick`](Self::kick) without waiting; batched after the replies.
         pub fn kick_nowait(&mut self, flush: bool) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::kick(to, flush);
+            let op = $crate::node::messages::kick_op(to, flush);
             self.origin.cast($crate::node::gate::Via::To(to), op)
         }
 
         /// Adds this session to channel `channel` and waits for the gate.
         pub fn subscribe(&mut self, channel: &str) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::subscribe(channel, &[to]);
+            let op = $crate::node::messages::subscribe_op(channel, &[to]);
             self.origin
                 .call($crate::node::gate::Via::To(to), op)
                 .map(drop)
@@ -247,14 +247,14 @@ macro_rules! origin_methods {
         /// [`subscribe`](Self::subscribe) without waiting.
         pub fn subscribe_nowait(&mut self, channel: &str) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::subscribe(channel, &[to]);
+            let op = $crate::node::messages::subscribe_op(channel, &[to]);
             self.origin.cast($crate::node::gate::Via::To(to), op)
         }
 
         /// Removes this session from channel `channel` and waits for the gate.
         pub fn unsubscribe(&mut self, channel: &str) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::unsubscribe(channel, &[to]);
+            let op = $crate::node::messages::unsubscribe_op(channel, &[to]);
             self.origin
                 .call($crate::node::gate::Via::To(to), op)
                 .map(drop)
@@ -263,7 +263,7 @@ macro_rules! origin_methods {
         /// [`unsubscribe`](Self::unsubscribe) without waiting.
         pub fn unsubscribe_nowait(&mut self, channel: &str) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
-            let op = $crate::node::ops::op::unsubscribe(channel, &[to]);
+            let op = $crate::node::messages::unsubscribe_op(channel, &[to]);
             self.origin.cast($crate::node::gate::Via::To(to), op)
         }
     };

@@ -13,7 +13,8 @@ use tracing::error;
 
 use super::builder::EventHandler;
 use super::context::{origin_methods, Origin};
-use super::link::{push_msg, Link};
+use super::link::Link;
+use super::messages::push_msg;
 use super::{CloseReason, EventKind, GateClient};
 use crate::ids::{SessionId, UserId};
 use crate::link::proto::Event;

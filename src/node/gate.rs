@@ -10,9 +10,10 @@ use std::time::Duration;
 use super::builder::DEFAULT_CALL_TIMEOUT;
 use super::calls::Calls;
 use super::link::Link;
+use super::messages::call_msg;
 use super::{NodeError, Target};
 use crate::ids::SessionId;
-use crate::link::proto::{call, to_gate, Call, CallResult, ToGate};
+use crate::link::proto::{call, CallResult};
 
 /// Talks to the gates connected to this node: packets to sessions and users,
 /// binds, kicks, settings, channels, queries (see the operations below).
@@ -310,16 +311,6 @@ impl GateClient {
 impl GateLinks {
     fn link(&self, shard: u16) -> Option<Arc<Link>> {
         self.links.get(usize::from(shard))?.clone()
-    }
-}
-
-/// Builds a `ToGate::Call`.
-pub(crate) fn call_msg(call_id: u64, op: call::Op) -> ToGate {
-    ToGate {
-        msg: Some(to_gate::Msg::Call(Call {
-            call_id,
-            op: Some(op),
-        })),
     }
 }
 

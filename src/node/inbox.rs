@@ -27,8 +27,9 @@ use tracing::warn;
 
 use super::calls::Waker;
 use super::link::Link;
+use super::messages::pong_msg;
 use super::{GateClient, NodeError};
-use crate::link::proto::{to_gate, to_node, Pong, ToGate, ToNodeBatch};
+use crate::link::proto::{to_node, ToNodeBatch};
 use crate::link::{decode_frame, LinkError};
 
 /// Bytes asked of each `recv`.
@@ -186,10 +187,7 @@ impl Inbox {
             to_node::Msg::Result(r) => self.gates.resolve(r),
             to_node::Msg::Ping(p) if pumping => {
                 if let Some(link) = &self.link {
-                    let pong = ToGate {
-                        msg: Some(to_gate::Msg::Pong(Pong { nonce: p.nonce })),
-                    };
-                    let _ = link.send(&pong);
+                    let _ = link.send(&pong_msg(p.nonce));
                 }
             }
             m => self.queue.push_back(m),

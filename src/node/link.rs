@@ -15,11 +15,12 @@ use super::builder::{Settings, HANDSHAKE_TIMEOUT};
 use super::context::{run_handler, Context};
 use super::event::{run_event_handler, EventContext};
 use super::inbox::{self, Inbox, Next};
+use super::messages::{pong_msg, push_msg};
 use super::worker::{Job, Pool, Work};
 use super::writer::{Closed, Writer};
 use super::{EventKind, NodeError, Shared};
 use crate::ids::{SessionId, ShardId};
-use crate::link::proto::{to_gate, to_node, Deliver, Event, NodeHello, Pong, Push, ToGate};
+use crate::link::proto::{to_gate, to_node, Deliver, Event, NodeHello, ToGate};
 use crate::link::{BatchBuf, LinkError, PROTOCOL_VERSION};
 
 /// While a worker's queue is full, the reader keeps reading its link (to
@@ -69,19 +70,6 @@ impl Link {
         if self.writer.send_frames(frames).is_err() {
             debug!(gate = %self.gate_id, shard = self.shard.0, "node: link closed, replies dropped");
         }
-    }
-}
-
-/// Builds a `ToGate::Push`.
-pub(crate) fn push_msg(session_id: u64, route: i32, seq: i32, payload: Bytes, ext: u32) -> ToGate {
-    ToGate {
-        msg: Some(to_gate::Msg::Push(Push {
-            session_id,
-            route,
-            seq,
-            payload,
-            ext,
-        })),
     }
 }
 
@@ -255,9 +243,7 @@ impl Reader<'_> {
                 Ok(())
             }
             to_node::Msg::Ping(p) => {
-                out.push(&ToGate {
-                    msg: Some(to_gate::Msg::Pong(Pong { nonce: p.nonce })),
-                });
+                out.push(&pong_msg(p.nonce));
                 Ok(())
             }
             to_node::Msg::Pong(_) => Ok(()),

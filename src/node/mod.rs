@@ -119,6 +119,7 @@ mod event;
 mod gate;
 mod inbox;
 mod link;
+mod messages;
 mod ops;
 mod server;
 mod types;
