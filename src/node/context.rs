@@ -11,7 +11,7 @@ use tracing::error;
 
 use super::builder::Handler;
 use super::gate::Via;
-use super::link::Link;
+use super::link_handle::Link;
 use super::messages::{call_msg, push_msg, push_op, valid};
 use super::{GateClient, NodeError, Target};
 use crate::ids::{SessionId, UserId};
@@ -73,9 +73,6 @@ impl Origin<'_> {
             return Ok(());
         }
         link.send(&call_msg(0, op))
-            .map_err(|_| NodeError::NotConnected {
-                shard: link.shard.0,
-            })
     }
 
     /// A packet without result: a plain `Push` on the session's own link

@@ -13,7 +13,7 @@ use tracing::error;
 
 use super::builder::EventHandler;
 use super::context::{origin_methods, Origin};
-use super::link::Link;
+use super::link_handle::Link;
 use super::messages::push_msg;
 use super::{CloseReason, EventKind, GateClient};
 use crate::ids::{SessionId, UserId};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::builder::DEFAULT_CALL_TIMEOUT;
 use super::calls::Calls;
-use super::link::Link;
+use super::link_handle::Link;
 use super::messages::call_msg;
 use super::{NodeError, Target};
 use crate::ids::SessionId;
@@ -228,11 +228,9 @@ impl GateClient {
     pub(crate) fn call_on(&self, link: &Link, op: call::Op) -> Result<CallResult, NodeError> {
         let calls = &self.inner.calls;
         let waiting = calls.register(link.gate_id.clone(), link.shard.0);
-        if link.send(&call_msg(waiting.id, op)).is_err() {
+        if let Err(e) = link.send(&call_msg(waiting.id, op)) {
             calls.forget(waiting.id);
-            return Err(NodeError::NotConnected {
-                shard: link.shard.0,
-            });
+            return Err(e);
         }
         calls.wait(waiting, self.timeout)
     }
@@ -247,9 +245,6 @@ impl GateClient {
     pub(crate) fn cast(&self, via: Via, op: call::Op) -> Result<(), NodeError> {
         let link = self.pick(via)?;
         link.send(&call_msg(0, op))
-            .map_err(|_| NodeError::NotConnected {
-                shard: link.shard.0,
-            })
     }
 
     /// Hands a `CallResult` read on any link to the caller waiting for it.

@@ -26,7 +26,7 @@ use prost::Message;
 use tracing::warn;
 
 use super::calls::Waker;
-use super::link::Link;
+use super::link_handle::Link;
 use super::messages::pong_msg;
 use super::{GateClient, NodeError};
 use crate::link::proto::{to_node, ToNodeBatch};

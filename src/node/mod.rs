@@ -118,13 +118,13 @@ mod error;
 mod event;
 mod gate;
 mod inbox;
-mod link;
+mod link_handle;
 mod messages;
 mod ops;
+mod reader;
 mod server;
 mod types;
 mod worker;
-mod writer;
 
 pub use builder::{
     NodeBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,

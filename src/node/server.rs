@@ -15,8 +15,9 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use super::builder::{NodeBuilder, Settings};
+use super::reader;
 use super::worker::{self, Pool};
-use super::{link, GateClient, NodeError};
+use super::{GateClient, NodeError};
 
 /// Entry point of the SDK: see [`Node::builder`].
 ///
@@ -246,7 +247,7 @@ fn spawn_link(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let spawned = thread::Builder::new()
         .name("ringgate-node-link".into())
         .spawn(move || {
-            link::serve(&sh, stream, peer, id, pool);
+            reader::serve(&sh, stream, peer, id, pool);
             sh.live.lock().unwrap().sockets.retain(|(i, _)| *i != id);
         });
     match spawned {

@@ -17,7 +17,7 @@ use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendErro
 use super::calls;
 use super::context::{run_handler, Context};
 use super::event::{run_event_handler, EventContext};
-use super::link::Link;
+use super::link_handle::Link;
 use super::{EventKind, Shared};
 use crate::link::proto::{Deliver, Event};
 use crate::link::BatchBuf;

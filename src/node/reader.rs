@@ -1,5 +1,6 @@
-//! One gate link: the handshake and the reader thread that takes messages
-//! from the link's [`Inbox`] and runs (or dispatches) handlers.
+//! The reader thread of one gate link: the handshake, then the loop that
+//! takes messages from the link's [`Inbox`] and runs handlers inline or
+//! hands them to the workers.
 
 use std::cell::RefCell;
 use std::io;
@@ -8,16 +9,16 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::builder::{Settings, HANDSHAKE_TIMEOUT};
 use super::context::{run_handler, Context};
 use super::event::{run_event_handler, EventContext};
 use super::inbox::{self, Inbox, Next};
+use super::link_handle::{Link, Writer};
 use super::messages::{pong_msg, push_msg};
 use super::worker::{Job, Pool, Work};
-use super::writer::{Closed, Writer};
 use super::{EventKind, NodeError, Shared};
 use crate::ids::{SessionId, ShardId};
 use crate::link::proto::{to_gate, to_node, Deliver, Event, NodeHello, ToGate};
@@ -27,51 +28,6 @@ use crate::link::{BatchBuf, LinkError, PROTOCOL_VERSION};
 /// resolve call results workers wait for) until this many messages are
 /// queued in its inbox; then it simply waits.
 const MAX_QUEUED_WHILE_FULL: usize = 4096;
-
-/// A link that completed its handshake: who is on the other side, and the
-/// shared write half.
-pub(crate) struct Link {
-    /// `GateHello.gate_id`.
-    pub(crate) gate_id: Arc<str>,
-    /// `GateHello.shard`: sessions of this shard are reachable here.
-    pub(crate) shard: ShardId,
-    /// `GateHello.shards`: how many shards the gate runs.
-    pub(crate) shard_count: u16,
-    /// Frames towards this gate stay below this size: the smaller of our
-    /// `max_frame_bytes` and the gate's (`GateHello.max_frame_bytes`).
-    pub(crate) frame_limit: usize,
-    writer: Writer,
-}
-
-impl Link {
-    /// Sends one `Push` (batched with whatever else is pending).
-    pub(crate) fn push(
-        &self,
-        session: SessionId,
-        route: i32,
-        seq: i32,
-        payload: Bytes,
-        ext: u32,
-    ) -> Result<(), NodeError> {
-        self.writer
-            .send(&push_msg(session.0, route, seq, payload, ext))
-            .map_err(|Closed| NodeError::NotConnected {
-                shard: self.shard.0,
-            })
-    }
-
-    /// Sends one message (batched with whatever else is pending).
-    pub(crate) fn send(&self, msg: &ToGate) -> Result<(), Closed> {
-        self.writer.send(msg)
-    }
-
-    /// Sends a whole batch of framed messages; drops it if the link closed.
-    pub(crate) fn send_frames(&self, frames: BytesMut) {
-        if self.writer.send_frames(frames).is_err() {
-            debug!(gate = %self.gate_id, shard = self.shard.0, "node: link closed, replies dropped");
-        }
-    }
-}
 
 /// Body of a link's reader thread: handshake, then serve until the gate
 /// closes the link, it breaks the protocol, or the node shuts down.
@@ -106,7 +62,7 @@ pub(crate) fn serve(
     let (gate, shard) = (&link.gate_id, link.shard.0);
     let r = reader.run(&link);
     shared.gates.remove(&link);
-    link.writer.close();
+    link.close();
     let stopping = shared.stop.load(std::sync::atomic::Ordering::SeqCst);
     match r {
         _ if stopping => info!(%peer, %gate, shard, "node: link down (node shutting down)"),
@@ -174,23 +130,24 @@ impl Reader<'_> {
             0 => self.settings.max_frame_bytes,
             gate => gate.min(self.settings.max_frame_bytes),
         };
-        let link = Arc::new(Link {
-            gate_id: hello.gate_id.into(),
-            shard: ShardId(shard),
+        let writer = Writer::corked(
+            stream,
+            &hello_reply,
+            frame_limit,
+            self.settings.max_write_backlog,
+        );
+        let link = Arc::new(Link::new(
+            hello.gate_id.into(),
+            ShardId(shard),
             shard_count,
             frame_limit,
-            writer: Writer::corked(
-                stream,
-                &hello_reply,
-                frame_limit,
-                self.settings.max_write_backlog,
-            ),
-        });
+            writer,
+        ));
         if let Some(old) = self.shared.gates.insert(link.clone()) {
             warn!(gate = %link.gate_id, shard, "node: gate reopened a link, closing the old one");
-            old.writer.close();
+            old.close();
         }
-        if link.writer.uncork().is_err() {
+        if link.uncork().is_err() {
             self.shared.gates.remove(&link);
             return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
         }
