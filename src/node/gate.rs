@@ -8,9 +8,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::builder::DEFAULT_CALL_TIMEOUT;
-use super::calls::Calls;
 use super::link_handle::Link;
 use super::messages::call_msg;
+use super::pending::PendingCalls;
 use super::{NodeError, Target};
 use crate::ids::SessionId;
 use crate::link::proto::{call, CallResult};
@@ -71,7 +71,7 @@ pub struct GateClient {
 
 struct Inner {
     reg: RwLock<Vec<GateLinks>>,
-    calls: Calls,
+    calls: Arc<PendingCalls>,
     /// Spreads calls that may go on any link over the live links.
     rotor: AtomicUsize,
 }
@@ -114,7 +114,7 @@ impl GateClient {
         GateClient {
             inner: Arc::new(Inner {
                 reg: RwLock::default(),
-                calls: Calls::default(),
+                calls: Arc::default(),
                 rotor: AtomicUsize::new(0),
             }),
             gate: None,
@@ -245,6 +245,12 @@ impl GateClient {
     pub(crate) fn cast(&self, via: Via, op: call::Op) -> Result<(), NodeError> {
         let link = self.pick(via)?;
         link.send(&call_msg(0, op))
+    }
+
+    /// The table of this client's pending calls, where a link's inbox hands
+    /// the results it reads.
+    pub(crate) fn pending_calls(&self) -> Arc<PendingCalls> {
+        self.inner.calls.clone()
     }
 
     /// Hands a `CallResult` read on any link to the caller waiting for it.

@@ -112,7 +112,6 @@
 //! [`GateClient::gate`] must name the gate.
 
 mod builder;
-mod calls;
 mod context;
 mod error;
 mod event;
@@ -121,6 +120,7 @@ mod inbox;
 mod link_handle;
 mod messages;
 mod ops;
+mod pending;
 mod reader;
 mod server;
 mod types;

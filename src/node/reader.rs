@@ -15,9 +15,10 @@ use tracing::{debug, info, warn};
 use super::builder::{Settings, HANDSHAKE_TIMEOUT};
 use super::context::{run_handler, Context};
 use super::event::{run_event_handler, EventContext};
-use super::inbox::{self, Inbox, Next};
+use super::inbox::{Inbox, Next};
 use super::link_handle::{Link, Writer};
 use super::messages::{pong_msg, push_msg};
+use super::pending;
 use super::worker::{Job, Pool, Work};
 use super::{EventKind, NodeError, Shared};
 use crate::ids::{SessionId, ShardId};
@@ -41,8 +42,9 @@ pub(crate) fn serve(
     let inbox = Inbox::new(
         stream,
         shared.settings.max_frame_bytes,
-        shared.gates.clone(),
+        shared.gates.pending_calls(),
     );
+    let waker = inbox.waker();
     let mut reader = Reader {
         shared,
         settings: &shared.settings,
@@ -51,7 +53,7 @@ pub(crate) fn serve(
         pool,
     };
     // From here on, calls made on this thread keep reading this link.
-    let _installed = inbox::install(reader.inbox.clone());
+    let _reading = pending::reader_thread(reader.inbox.clone(), waker);
     let link = match reader.handshake() {
         Ok(link) => link,
         Err(e) => {
@@ -78,8 +80,9 @@ struct Reader<'a> {
     shared: &'a Arc<Shared>,
     settings: &'a Settings,
     peer: SocketAddr,
-    /// Shared with the thread-local of this thread (see [`inbox::current`]);
-    /// never borrowed while a handler runs.
+    /// Also registered with [`pending::reader_thread`], so calls made on
+    /// this thread read it while they wait; never borrowed while a handler
+    /// runs.
     inbox: Rc<RefCell<Inbox>>,
     pool: Option<Arc<Pool>>,
 }

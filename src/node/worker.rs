@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 
-use super::calls;
 use super::context::{run_handler, Context};
 use super::event::{run_event_handler, EventContext};
 use super::link_handle::Link;
+use super::pending;
 use super::{EventKind, Shared};
 use crate::link::proto::{Deliver, Event};
 use crate::link::BatchBuf;
@@ -134,9 +134,9 @@ fn flush(outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
 /// far are written now: a drain of handlers that each wait must not hold
 /// earlier replies back until the last one is done.
 fn run(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
-    let waits = calls::waits();
+    let waits = pending::waits();
     run_one(shared, job, outs);
-    if calls::waits() != waits {
+    if pending::waits() != waits {
         flush(outs);
     }
 }
