@@ -4,6 +4,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::gate_client::DEFAULT_CALL_TIMEOUT;
 use super::{Context, EventContext, EventKind, GateClient, Node, NodeError};
 
 /// Largest link frame accepted by default (`link.max_frame_bytes` of the
@@ -21,11 +22,6 @@ pub const DEFAULT_MAX_WRITE_BACKLOG: usize = 32 << 20;
 pub const DEFAULT_WORKER_QUEUE: usize = 4096;
 /// Time a new link has to send its `GateHello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a blocking call waits for the gate's result by default: far
-/// above a gate's cross-shard round trip (microseconds), short enough that a
-/// handler stuck on a vanished gate gives up before the gate would close the
-/// link for silence (3 heartbeat intervals of 1 s).
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A route handler.
 pub(crate) type Handler = Box<dyn Fn(&mut Context<'_>) + Send + Sync + 'static>;

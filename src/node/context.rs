@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tracing::error;
 
 use super::builder::Handler;
-use super::gate::Via;
+use super::gate_client::Via;
 use super::link_handle::Link;
 use super::messages::{call_msg, push_msg, push_op, valid};
 use super::{GateClient, NodeError, Target};
@@ -134,7 +134,7 @@ macro_rules! origin_methods {
             let to = $crate::node::messages::valid(to.into())?;
             let op = $crate::node::messages::push_op(to, route, seq, payload.into());
             self.origin
-                .call($crate::node::gate::Via::To(to), op)
+                .call($crate::node::gate_client::Via::To(to), op)
                 .map(drop)
         }
 
@@ -159,7 +159,7 @@ macro_rules! origin_methods {
         pub fn bind(&mut self, uid: $crate::UserId) -> Result<(), $crate::node::NodeError> {
             $crate::node::messages::valid_bind(uid)?;
             let op = $crate::node::messages::bind_op(self.this_session(), uid);
-            let via = $crate::node::gate::Via::To($crate::node::Target::User(uid));
+            let via = $crate::node::gate_client::Via::To($crate::node::Target::User(uid));
             self.origin.call(via, op)?;
             self.set_uid(uid);
             Ok(())
@@ -169,7 +169,7 @@ macro_rules! origin_methods {
         pub fn bind_nowait(&mut self, uid: $crate::UserId) -> Result<(), $crate::node::NodeError> {
             $crate::node::messages::valid_bind(uid)?;
             let op = $crate::node::messages::bind_op(self.this_session(), uid);
-            let via = $crate::node::gate::Via::To($crate::node::Target::User(uid));
+            let via = $crate::node::gate_client::Via::To($crate::node::Target::User(uid));
             self.origin.cast(via, op)
         }
 
@@ -178,7 +178,8 @@ macro_rules! origin_methods {
         pub fn unbind(&mut self) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::unbind_op(to);
-            self.origin.call($crate::node::gate::Via::To(to), op)?;
+            self.origin
+                .call($crate::node::gate_client::Via::To(to), op)?;
             self.set_uid($crate::UserId(0));
             Ok(())
         }
@@ -187,7 +188,7 @@ macro_rules! origin_methods {
         pub fn unbind_nowait(&mut self) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::unbind_op(to);
-            self.origin.cast($crate::node::gate::Via::To(to), op)
+            self.origin.cast($crate::node::gate_client::Via::To(to), op)
         }
 
         /// Sets and removes settings of this session and waits for the gate
@@ -200,7 +201,7 @@ macro_rules! origin_methods {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::settings_op(to, set, remove);
             self.origin
-                .call($crate::node::gate::Via::To(to), op)
+                .call($crate::node::gate_client::Via::To(to), op)
                 .map(drop)
         }
 
@@ -212,7 +213,7 @@ macro_rules! origin_methods {
         ) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::settings_op(to, set, remove);
-            self.origin.cast($crate::node::gate::Via::To(to), op)
+            self.origin.cast($crate::node::gate_client::Via::To(to), op)
         }
 
         /// Closes this session (after sending what is queued for it if
@@ -221,7 +222,7 @@ macro_rules! origin_methods {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::kick_op(to, flush);
             self.origin
-                .call($crate::node::gate::Via::To(to), op)
+                .call($crate::node::gate_client::Via::To(to), op)
                 .map(drop)
         }
 
@@ -229,7 +230,7 @@ macro_rules! origin_methods {
         pub fn kick_nowait(&mut self, flush: bool) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::kick_op(to, flush);
-            self.origin.cast($crate::node::gate::Via::To(to), op)
+            self.origin.cast($crate::node::gate_client::Via::To(to), op)
         }
 
         /// Adds this session to channel `channel` and waits for the gate.
@@ -237,7 +238,7 @@ macro_rules! origin_methods {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::subscribe_op(channel, &[to]);
             self.origin
-                .call($crate::node::gate::Via::To(to), op)
+                .call($crate::node::gate_client::Via::To(to), op)
                 .map(drop)
         }
 
@@ -245,7 +246,7 @@ macro_rules! origin_methods {
         pub fn subscribe_nowait(&mut self, channel: &str) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::subscribe_op(channel, &[to]);
-            self.origin.cast($crate::node::gate::Via::To(to), op)
+            self.origin.cast($crate::node::gate_client::Via::To(to), op)
         }
 
         /// Removes this session from channel `channel` and waits for the gate.
@@ -253,7 +254,7 @@ macro_rules! origin_methods {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::unsubscribe_op(channel, &[to]);
             self.origin
-                .call($crate::node::gate::Via::To(to), op)
+                .call($crate::node::gate_client::Via::To(to), op)
                 .map(drop)
         }
 
@@ -261,7 +262,7 @@ macro_rules! origin_methods {
         pub fn unsubscribe_nowait(&mut self, channel: &str) -> Result<(), $crate::node::NodeError> {
             let to = $crate::node::Target::Session(self.this_session());
             let op = $crate::node::messages::unsubscribe_op(channel, &[to]);
-            self.origin.cast($crate::node::gate::Via::To(to), op)
+            self.origin.cast($crate::node::gate_client::Via::To(to), op)
         }
     };
 }

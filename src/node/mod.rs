@@ -115,11 +115,11 @@ mod builder;
 mod context;
 mod error;
 mod event;
-mod gate;
+mod gate_client;
+mod gate_ops;
 mod inbox;
 mod link_handle;
 mod messages;
-mod ops;
 mod pending;
 mod reader;
 mod server;
@@ -127,13 +127,13 @@ mod types;
 mod worker;
 
 pub use builder::{
-    NodeBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
-    DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE, HANDSHAKE_TIMEOUT,
+    NodeBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_WRITE_BACKLOG,
+    DEFAULT_WORKER_QUEUE, HANDSHAKE_TIMEOUT,
 };
 pub use context::Context;
 pub use error::NodeError;
 pub use event::EventContext;
-pub use gate::GateClient;
+pub use gate_client::{GateClient, DEFAULT_CALL_TIMEOUT};
 pub use server::{Node, NodeHandle};
 pub use types::{CloseReason, EventKind, ShardStat, Stat, Target};
 

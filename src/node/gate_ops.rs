@@ -12,12 +12,16 @@
 //! | `stat` | any | [`Stat`] |
 //! | `subscribe`, `unsubscribe` | any (one target: its shard) | `()` |
 //! | `publish` | any | packets queued (when known) |
+//!
+//! Each method checks its targets, builds its `call::Op` (`messages.rs`) and
+//! hands it to the client's `call` (blocking) or `cast` (`_nowait`); which
+//! link it goes on is the client's choice, not this module's.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use super::gate::Via;
+use super::gate_client::Via;
 use super::messages::{
     bind_op, broadcast_op, kick_op, multicast_op, publish_op, push_op, settings_op, subscribe_op,
     targets, unbind_op, unsubscribe_op, valid, valid_bind,

@@ -1,19 +1,27 @@
 //! [`GateClient`]: the node's table of live links, keyed by (gate id, shard),
 //! which link a call goes on, and the calls waiting for their results.
 //!
-//! The operations themselves (push, bind, kick, ...) are in `ops.rs`.
+//! The operations themselves (push, bind, kick, ...) are in `gate_ops.rs`.
+//! This module must not know them, nor read links: it takes a ready
+//! `call::Op`, picks the link it goes on, sends it, and leaves the wait for
+//! its result to the pending table (`pending.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::builder::DEFAULT_CALL_TIMEOUT;
 use super::link_handle::Link;
 use super::messages::call_msg;
 use super::pending::PendingCalls;
 use super::{NodeError, Target};
 use crate::ids::SessionId;
 use crate::link::proto::{call, CallResult};
+
+/// How long a blocking call waits for the gate's result by default: far
+/// above a gate's cross-shard round trip (microseconds), short enough that a
+/// handler stuck on a vanished gate gives up before the gate would close the
+/// link for silence (3 heartbeat intervals of 1 s).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Talks to the gates connected to this node: packets to sessions and users,
 /// binds, kicks, settings, channels, queries (see the operations below).
