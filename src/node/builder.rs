@@ -4,6 +4,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::context::Handler;
+use super::event::EventHandler;
 use super::gate_client::DEFAULT_CALL_TIMEOUT;
 use super::{Context, EventContext, EventKind, GateClient, Node, NodeError};
 
@@ -22,11 +24,6 @@ pub const DEFAULT_MAX_WRITE_BACKLOG: usize = 32 << 20;
 pub const DEFAULT_WORKER_QUEUE: usize = 4096;
 /// Time a new link has to send its `GateHello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A route handler.
-pub(crate) type Handler = Box<dyn Fn(&mut Context<'_>) + Send + Sync + 'static>;
-/// An event handler (shared by the kinds it was registered for).
-pub(crate) type EventHandler = Arc<dyn Fn(&mut EventContext<'_>) + Send + Sync + 'static>;
 
 /// Configures and binds a [`Node`]; made by [`Node::builder`].
 pub struct NodeBuilder {
@@ -151,7 +148,7 @@ impl NodeBuilder {
         self
     }
 
-    /// How long a blocking call ([`GateClient::bind`], [`Context::bind`], ...)
+    /// How long a blocking call ([`GateClient::bind`], [`SessionContext::bind`](super::SessionContext::bind), ...)
     /// waits for the gate's result before failing with
     /// [`NodeError::Timeout`]. Default [`DEFAULT_CALL_TIMEOUT`].
     pub fn call_timeout(mut self, timeout: Duration) -> Self {

@@ -43,7 +43,8 @@ pub enum NodeError {
     },
     /// An operation through [`Node::gates`] while links from several gates
     /// are up: a session id or uid does not say which gate holds it. Use
-    /// [`GateClient::gate`], or the handler's [`Context::gate`].
+    /// [`GateClient::gate`], or the handler's
+    /// [`SessionContext::gate`](crate::node::SessionContext::gate).
     #[error("{gates} gates connected: use gates().gate(gate_id) to name one")]
     AmbiguousGate {
         /// How many gates have links up.

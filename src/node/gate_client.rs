@@ -27,8 +27,9 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// binds, kicks, settings, channels, queries (see the operations below).
 ///
 /// Cheap to clone, usable from any thread. Inside a handler prefer
-/// [`Context::gate`](super::Context::gate) (already bound to the request's
-/// gate) and the session shortcuts of [`Context`](super::Context).
+/// [`SessionContext::gate`](super::SessionContext::gate) (already bound to
+/// the request's gate) and the session shortcuts of
+/// [`SessionContext`](super::SessionContext).
 ///
 /// # Which gate
 ///
@@ -60,7 +61,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// session's shard, one about a user (and `bind`) on the link of the user's
 /// home shard ([`UserId::home_shard`](crate::UserId::home_shard)), others on
 /// any link. If the preferred link is down, any live link of that gate is
-/// used. A handler's client ([`Context::gate`](super::Context::gate)) sends
+/// used. A handler's client ([`SessionContext::gate`](super::SessionContext::gate)) sends
 /// the calls that may go anywhere on the request's own link, so they reach
 /// the gate in order with the handler's replies. Results are accepted on any
 /// link.

@@ -74,16 +74,17 @@
 //!
 //! # Calls to the gate
 //!
-//! [`GateClient`] (from [`Node::gates`], [`Context::gate`] or
-//! [`EventContext::gate`]) has every operation of the protocol's `Call`:
-//! push (to a session or a user), multicast, broadcast, kick, bind, unbind,
-//! settings, get_ip, is_online, stat, subscribe, unsubscribe, publish. The
-//! naming rule: **`op(..)` waits for the gate's result; `op_nowait(..)`
-//! sends call id 0 and returns at once.** Only [`Context::reply`] and
-//! [`Context::reply_with`] are neither: they answer the request and are
-//! always batched. [`Context`] and [`EventContext`] also have shortcuts for
-//! their own session (`bind`, `unbind`, `set_settings`, `kick`, `subscribe`,
-//! `unsubscribe`, each with its `_nowait`).
+//! [`GateClient`] (from [`Node::gates`], or [`SessionContext::gate`] in a
+//! handler) has every operation of the protocol's `Call`: push (to a
+//! session or a user), multicast, broadcast, kick, bind, unbind, settings,
+//! get_ip, is_online, stat, subscribe, unsubscribe, publish. The naming
+//! rule: **`op(..)` waits for the gate's result; `op_nowait(..)` sends call
+//! id 0 and returns at once.** Only [`Context::reply`] and
+//! [`SessionContext::reply_with`] are neither: they answer the request and
+//! are always batched. [`Context`] and [`EventContext`] are both a
+//! [`SessionContext`] (working on a request or an event), which has
+//! shortcuts for that session (`bind`, `unbind`, `set_settings`, `kick`,
+//! `subscribe`, `unsubscribe`, each with its `_nowait`), written once.
 //!
 //! A blocking call registers a call id (process-wide counter) in a pending
 //! table and waits at most [`NodeBuilder::call_timeout`] (default 3 s) for the
@@ -123,6 +124,7 @@ mod messages;
 mod pending;
 mod reader;
 mod server;
+mod session_context;
 mod types;
 mod worker;
 
@@ -130,11 +132,12 @@ pub use builder::{
     NodeBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_WRITE_BACKLOG,
     DEFAULT_WORKER_QUEUE, HANDSHAKE_TIMEOUT,
 };
-pub use context::Context;
+pub use context::{Context, Request};
 pub use error::NodeError;
-pub use event::EventContext;
+pub use event::{EventContext, SessionEvent};
 pub use gate_client::{GateClient, DEFAULT_CALL_TIMEOUT};
 pub use server::{Node, NodeHandle};
+pub use session_context::SessionContext;
 pub use types::{CloseReason, EventKind, ShardStat, Stat, Target};
 
 pub(crate) use server::Shared;

@@ -232,7 +232,7 @@ impl Reader<'_> {
         };
         match &self.pool {
             None => {
-                let mut ctx = Context::new(d, link, out, &self.shared.gates);
+                let mut ctx = Context::from_deliver(d, link, out, &self.shared.gates);
                 run_handler(handler, &mut ctx);
             }
             Some(pool) => self.dispatch(pool, link.clone(), Work::Deliver(d), out),
@@ -251,7 +251,7 @@ impl Reader<'_> {
         };
         match &self.pool {
             None => {
-                let mut ctx = EventContext::new(kind, e, link, out, &self.shared.gates);
+                let mut ctx = EventContext::from_event(kind, e, link, out, &self.shared.gates);
                 run_event_handler(handler, &mut ctx);
             }
             Some(pool) => self.dispatch(pool, link.clone(), Work::Event(kind, e), out),

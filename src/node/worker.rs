@@ -155,13 +155,13 @@ fn run_one(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
     match job.work {
         Work::Deliver(d) => {
             if let Some(handler) = shared.settings.handler(d.route) {
-                let mut ctx = Context::new(d, link, out, &shared.gates);
+                let mut ctx = Context::from_deliver(d, link, out, &shared.gates);
                 run_handler(handler, &mut ctx);
             }
         }
         Work::Event(kind, e) => {
             if let Some(handler) = shared.settings.event_handler(kind) {
-                let mut ctx = EventContext::new(kind, e, link, out, &shared.gates);
+                let mut ctx = EventContext::from_event(kind, e, link, out, &shared.gates);
                 run_event_handler(handler, &mut ctx);
             }
         }
