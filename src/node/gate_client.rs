@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use super::error::NodeError;
 use super::link_handle::Link;
 use super::messages::call_msg;
 use super::pending::PendingCalls;
-use super::{NodeError, Target};
+use super::types::Target;
 use crate::ids::SessionId;
 use crate::link::proto::{call, CallResult};
 

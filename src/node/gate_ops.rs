@@ -21,12 +21,13 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use super::gate_client::Via;
+use super::error::NodeError;
+use super::gate_client::{GateClient, Via};
 use super::messages::{
     bind_op, broadcast_op, kick_op, multicast_op, publish_op, push_op, settings_op, subscribe_op,
     targets, unbind_op, unsubscribe_op, valid, valid_bind,
 };
-use super::{GateClient, NodeError, Stat, Target};
+use super::types::{Stat, Target};
 use crate::ids::{SessionId, UserId};
 use crate::link::proto::{call, StatRequest};
 use crate::link::LinkError;

@@ -121,6 +121,7 @@ mod gate_ops;
 mod inbox;
 mod link_handle;
 mod messages;
+mod options;
 mod pending;
 mod reader;
 mod server;
@@ -128,16 +129,15 @@ mod session_context;
 mod types;
 mod worker;
 
-pub use builder::{
-    NodeBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_WRITE_BACKLOG,
-    DEFAULT_WORKER_QUEUE, HANDSHAKE_TIMEOUT,
-};
+pub use builder::NodeBuilder;
 pub use context::{Context, Request};
 pub use error::NodeError;
 pub use event::{EventContext, SessionEvent};
 pub use gate_client::{GateClient, DEFAULT_CALL_TIMEOUT};
+pub use options::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE,
+    HANDSHAKE_TIMEOUT,
+};
 pub use server::{Node, NodeHandle};
 pub use session_context::SessionContext;
 pub use types::{CloseReason, EventKind, ShardStat, Stat, Target};
-
-pub(crate) use server::Shared;

@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
-use super::builder::{NodeBuilder, Settings};
-use super::reader;
+use super::error::NodeError;
+use super::gate_client::GateClient;
+use super::options::Options;
+use super::reader::{self, ReaderEnv};
 use super::worker::{self, Pool};
-use super::{GateClient, NodeError};
 
-/// Entry point of the SDK: see [`Node::builder`].
+/// Entry point of the SDK: see [`Node::builder`](Node::builder).
 ///
 /// A bound, not yet running node. [`Node::run`] serves on the calling thread;
 /// [`Node::spawn`] serves in the background and returns a [`NodeHandle`].
@@ -30,11 +31,16 @@ pub struct Node {
 }
 
 /// State shared by the accept thread, link readers and workers.
-pub(crate) struct Shared {
-    pub(crate) settings: Settings,
-    pub(crate) gates: GateClient,
-    pub(crate) stop: AtomicBool,
+struct Shared {
+    /// What the builder froze; workers hold it past shutdown's joins.
+    options: Arc<Options>,
+    /// The node's client, whose registry every link joins.
+    gates: GateClient,
+    /// Set once the node shuts down.
+    stop: AtomicBool,
+    /// Ids of accepted links (for logs and the live list).
     next_link: AtomicU64,
+    /// Live links' sockets and reader threads.
     live: Mutex<Live>,
     /// The worker pool's channels; taken (and so closed) by shutdown.
     pool: Mutex<Option<Arc<Pool>>>,
@@ -48,15 +54,15 @@ struct Live {
 }
 
 impl Node {
-    /// A node serving `settings` on `listener`, not running yet.
+    /// A node serving `options` on `listener`, not running yet.
     pub(crate) fn new(
-        settings: Settings,
+        options: Options,
         gates: GateClient,
         listener: TcpListener,
     ) -> Result<Node, NodeError> {
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            settings,
+            options: Arc::new(options),
             gates,
             stop: AtomicBool::new(false),
             next_link: AtomicU64::new(1),
@@ -68,11 +74,6 @@ impl Node {
             listener,
             local_addr,
         })
-    }
-
-    /// Starts configuring a node serving `service` (announced in `NodeHello`).
-    pub fn builder(service: impl Into<String>) -> NodeBuilder {
-        NodeBuilder::new(service.into())
     }
 
     /// The address actually bound (useful after listening on port 0).
@@ -191,7 +192,7 @@ impl Drop for NodeHandle {
 
 /// Starts the workers (if any) and keeps their pool for new links.
 fn start_workers(shared: &Arc<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
-    let (pool, threads) = worker::start(shared)?;
+    let (pool, threads) = worker::start(&shared.options, &shared.gates)?;
     *shared.pool.lock().unwrap() = pool;
     Ok(threads)
 }
@@ -247,7 +248,13 @@ fn spawn_link(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let spawned = thread::Builder::new()
         .name("ringgate-node-link".into())
         .spawn(move || {
-            reader::serve(&sh, stream, peer, id, pool);
+            let env = ReaderEnv {
+                options: &sh.options,
+                gates: &sh.gates,
+                pool,
+                stop: &sh.stop,
+            };
+            reader::serve(env, stream, peer, id);
             sh.live.lock().unwrap().sockets.retain(|(i, _)| *i != id);
         });
     match spawned {
