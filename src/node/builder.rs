@@ -9,15 +9,15 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::context::{Context, Handler};
 use super::error::NodeError;
 use super::event::{EventContext, EventHandler};
 use super::gate_client::{GateClient, DEFAULT_CALL_TIMEOUT};
 use super::options::{
-    Options, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_WRITE_BACKLOG,
-    DEFAULT_WORKER_QUEUE,
+    default_node_id, Options, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE,
 };
 use super::server::Node;
 use super::types::EventKind;
@@ -171,18 +171,22 @@ impl NodeBuilder {
         self
     }
 
-    /// Checks the routes and binds the listener.
+    /// Checks the routes and event kinds, and binds the listener.
     pub fn bind(self) -> Result<Node, NodeError> {
-        let mut routes = self.routes;
-        routes.sort_by_key(|(r, _)| *r);
-        if let Some(w) = routes.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(NodeError::DuplicateRoute(w[0].0));
-        }
-        let mut events = self.events;
-        events.sort_by_key(|(k, _)| *k);
-        if let Some(w) = events.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(NodeError::DuplicateEvent(w[0].0));
-        }
+        let service = self.service;
+        let node_id = self.node_id.unwrap_or_else(|| default_node_id(&service));
+        let mut options = Options {
+            service,
+            node_id,
+            routes: self.routes,
+            events: self.events,
+            workers: self.workers,
+            worker_queue: self.worker_queue,
+            max_frame_bytes: self.max_frame_bytes,
+            idle_timeout: self.idle_timeout,
+            max_write_backlog: self.max_write_backlog,
+        };
+        options.validate()?;
         let listener = match self.listen {
             None => return Err(NodeError::NoListenAddress),
             Some(Listen::Listener(l)) => l,
@@ -190,27 +194,6 @@ impl NodeBuilder {
                 TcpListener::bind(addr).map_err(|source| NodeError::Bind { addr, source })?
             }
         };
-        let node_id = self
-            .node_id
-            .unwrap_or_else(|| default_node_id(&self.service));
-        let options = Options {
-            service: self.service,
-            node_id,
-            routes,
-            events,
-            workers: self.workers,
-            worker_queue: self.worker_queue,
-            max_frame_bytes: self.max_frame_bytes,
-            idle_timeout: self.idle_timeout,
-            max_write_backlog: self.max_write_backlog,
-        };
         Node::new(options, GateClient::new(self.call_timeout), listener)
     }
-}
-
-fn default_node_id(service: &str) -> String {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    format!("{service}-{}-{t:x}", std::process::id())
 }

@@ -2,13 +2,14 @@
 //! reason) and [`Options`], the checked set the builder hands to the running
 //! node: identity, route and event handlers, threads and link limits.
 //!
-//! Read-only once built; this module must not start anything nor touch
+//! Read-only once validated; this module must not start anything nor touch
 //! sockets. Setting the options is the builder's job (`builder.rs`), using
 //! them that of the reader, the workers and the server.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::context::Handler;
+use super::error::NodeError;
 use super::event::EventHandler;
 use super::types::EventKind;
 use crate::link::proto::{to_gate, NodeHello, ToGate};
@@ -30,8 +31,8 @@ pub const DEFAULT_WORKER_QUEUE: usize = 4096;
 /// Time a new link has to send its `GateHello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Everything the running node needs from the builder, checked (routes and
-/// event kinds sorted and unique) and frozen.
+/// Everything the running node needs from the builder; read-only once
+/// [`Options::validate`] has checked it.
 pub(crate) struct Options {
     /// The service name announced in `NodeHello`.
     pub(crate) service: String,
@@ -53,7 +54,31 @@ pub(crate) struct Options {
     pub(crate) max_write_backlog: usize,
 }
 
+/// The node id used when [`NodeBuilder::node_id`](crate::node::NodeBuilder::node_id)
+/// is not called: `"{service}-{pid}-{start time in hex}"`, unique per process
+/// start without any configuration.
+pub(crate) fn default_node_id(service: &str) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{service}-{}-{t:x}", std::process::id())
+}
+
 impl Options {
+    /// Sorts the routes and event kinds (lookups bisect them) and refuses a
+    /// route or kind given twice.
+    pub(crate) fn validate(&mut self) -> Result<(), NodeError> {
+        self.routes.sort_by_key(|(r, _)| *r);
+        if let Some(w) = self.routes.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(NodeError::DuplicateRoute(w[0].0));
+        }
+        self.events.sort_by_key(|(k, _)| *k);
+        if let Some(w) = self.events.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(NodeError::DuplicateEvent(w[0].0));
+        }
+        Ok(())
+    }
+
     /// The handler of `route`, if this node serves it.
     pub(crate) fn handler(&self, route: i32) -> Option<&Handler> {
         self.routes
