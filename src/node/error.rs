@@ -15,8 +15,9 @@ use crate::link::LinkError;
 /// Errors of the node SDK.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    /// [`NodeBuilder::bind`] was called without [`NodeBuilder::listen`] or
-    /// [`NodeBuilder::listener`].
+    /// [`NodeBuilder::bind`](crate::node::NodeBuilder::bind) was called
+    /// without [`NodeBuilder::listen`](crate::node::NodeBuilder::listen) or
+    /// [`NodeBuilder::listener`](crate::node::NodeBuilder::listener).
     #[error("node has no listen address: call .listen(addr) or .listener(l)")]
     NoListenAddress,
     /// Two handlers were registered for the same route.
@@ -34,16 +35,18 @@ pub enum NodeError {
         source: io::Error,
     },
     /// No link is up to the gate (never connected, all its links closed,
-    /// or the gate named in [`GateClient::gate`] is unknown), or the link a
-    /// call went out on closed and no other link of its gate is left.
+    /// or the gate named in [`GateClient::gate`](crate::node::GateClient::gate)
+    /// is unknown), or the link a call went out on closed and no other link
+    /// of its gate is left.
     #[error("no link to the gate (shard {shard})")]
     NotConnected {
         /// The shard the operation preferred (a session's own), else 0.
         shard: u16,
     },
-    /// An operation through [`Node::gates`] while links from several gates
-    /// are up: a session id or uid does not say which gate holds it. Use
-    /// [`GateClient::gate`], or the handler's
+    /// An operation through [`Node::gates`](crate::node::Node::gates) while
+    /// links from several gates are up: a session id or uid does not say
+    /// which gate holds it. Use
+    /// [`GateClient::gate`](crate::node::GateClient::gate), or the handler's
     /// [`SessionContext::gate`](crate::node::SessionContext::gate).
     #[error("{gates} gates connected: use gates().gate(gate_id) to name one")]
     AmbiguousGate {
@@ -74,8 +77,9 @@ pub enum NodeError {
         /// `CallResult.message`.
         message: String,
     },
-    /// No result within [`NodeBuilder::call_timeout`]. The call may still
-    /// take effect on the gate.
+    /// No result within
+    /// [`NodeBuilder::call_timeout`](crate::node::NodeBuilder::call_timeout).
+    /// The call may still take effect on the gate.
     #[error("no result from the gate within {0:?}")]
     Timeout(Duration),
     /// A link broke the protocol (oversized frame, bad batch, bad handshake);
@@ -86,7 +90,7 @@ pub enum NodeError {
     #[error("gate speaks link protocol version {0}, this node speaks {v}", v = crate::link::PROTOCOL_VERSION)]
     Version(u32),
     /// A link was silent (or could not be written) for longer than
-    /// [`NodeBuilder::idle_timeout`].
+    /// [`NodeBuilder::idle_timeout`](crate::node::NodeBuilder::idle_timeout).
     #[error("link idle for longer than {0:?}")]
     IdleTimeout(Duration),
     /// Any other socket or thread error.

@@ -120,6 +120,7 @@ impl Default for GateClient {
 }
 
 impl GateClient {
+    /// A client with no links yet, whose blocking calls wait up to `timeout`.
     pub(crate) fn new(timeout: Duration) -> Self {
         GateClient {
             inner: Arc::new(Inner {

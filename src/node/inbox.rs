@@ -9,8 +9,8 @@
 //! decoded, so requests and events still run in arrival order. That is why a
 //! blocking call from an inline handler cannot deadlock on its own reader.
 //!
-//! The inbox offers that reading to waiting calls as
-//! [`KeepReading`]; the reader registers it with
+//! The inbox offers that reading to waiting calls as [`KeepReading`]; the
+//! reader registers it with
 //! [`pending::reader_thread`](super::pending::reader_thread). It must not run
 //! handlers nor write anything but pongs: what to do with a message is the
 //! reader's business.
@@ -67,6 +67,7 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
+    /// The read side of `stream`; results go to `calls` as soon as decoded.
     pub(crate) fn new(stream: TcpStream, max_frame_bytes: usize, calls: Arc<PendingCalls>) -> Self {
         let waker = match Waker::new() {
             Ok(w) => Some(Arc::new(w)),
@@ -93,10 +94,12 @@ impl Inbox {
         self.waker.clone()
     }
 
+    /// The link's socket (the handshake clones it for the writer).
     pub(crate) fn stream(&self) -> &TcpStream {
         &self.stream
     }
 
+    /// The link the handshake made, where pongs sent while pumping go.
     pub(crate) fn set_link(&mut self, link: Arc<Link>) {
         self.link = Some(link);
     }

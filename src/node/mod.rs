@@ -111,6 +111,33 @@
 //! a handler knows only session ids and uids: with one gate connected it uses
 //! that gate; with several it fails with [`NodeError::AmbiguousGate`] and
 //! [`GateClient::gate`] must name the gate.
+//!
+//! # Layers
+//!
+//! Each file uses only files on rows below its own; files sharing a row do
+//! not use each other. This file only declares the modules and re-exports
+//! the public items; the files below import from the defining file, never
+//! through these re-exports.
+//!
+//! ```text
+//!  builder ........................ NodeBuilder, Node::builder
+//!  server ......................... Node, NodeHandle: accept loop, link threads, shutdown
+//!  reader ......................... a link's thread: handshake, read loop, run or dispatch
+//!  worker ......................... the handler pool of workers(n)
+//!  options ........................ DEFAULT_*, Options: identity, handlers, limits
+//!  context │ event ................ Context │ EventContext: a request's │ an event's fields
+//!  session_context │ gate_ops ..... SessionContext: the session's calls │ GateClient's ops
+//!  gate_client │ inbox ............ GateClient: live links, link choice │ a link's read side
+//!  link_handle │ pending .......... Link and its writer │ calls awaiting their result
+//!  messages ....................... the ToGate messages, built from SDK types
+//!  error .......................... NodeError
+//!  types .......................... Target, EventKind, CloseReason, Stat
+//! ```
+//!
+//! The SDK's one thread-local lives in `pending.rs` and is private to it: a
+//! link reader registers there how to keep reading its link, so that a
+//! blocking call made on that thread, through any [`GateClient`], reads
+//! instead of blocking (see "Blocking on a link reader thread").
 
 mod builder;
 mod context;

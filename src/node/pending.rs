@@ -150,6 +150,7 @@ impl Default for PendingCalls {
 
 /// A registered call: wait for it with [`PendingCalls::wait`].
 pub(crate) struct Waiting {
+    /// The call id to send with the call.
     pub(crate) id: u64,
     rx: Receiver<Answer>,
 }
@@ -275,6 +276,7 @@ pub(crate) struct Waker {
 }
 
 impl Waker {
+    /// A fresh non-blocking eventfd.
     pub(crate) fn new() -> io::Result<Self> {
         // SAFETY: plain syscall; the returned fd is owned below.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -287,6 +289,7 @@ impl Waker {
         })
     }
 
+    /// Makes the eventfd readable, waking a `poll` on it.
     pub(crate) fn wake(&self) {
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live buffer to our eventfd. A full
@@ -301,6 +304,7 @@ impl Waker {
         unsafe { libc::read(self.fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
     }
 
+    /// The eventfd, to `poll` beside the link's socket.
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

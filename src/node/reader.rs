@@ -221,7 +221,7 @@ impl Reader<'_> {
         };
         match &self.env.pool {
             None => {
-                let mut ctx = Context::from_deliver(d, link, out, &self.env.gates);
+                let mut ctx = Context::from_deliver(d, link, out, self.env.gates);
                 run_handler(handler, &mut ctx);
             }
             Some(pool) => self.dispatch(pool, link.clone(), Work::Deliver(d), out),
@@ -240,7 +240,7 @@ impl Reader<'_> {
         };
         match &self.env.pool {
             None => {
-                let mut ctx = EventContext::from_event(kind, e, link, out, &self.env.gates);
+                let mut ctx = EventContext::from_event(kind, e, link, out, self.env.gates);
                 run_event_handler(handler, &mut ctx);
             }
             Some(pool) => self.dispatch(pool, link.clone(), Work::Event(kind, e), out),

@@ -192,9 +192,9 @@ impl Drop for NodeHandle {
 
 /// Starts the workers (if any) and keeps their pool for new links.
 fn start_workers(shared: &Arc<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
-    let (pool, threads) = worker::start(&shared.options, &shared.gates)?;
-    *shared.pool.lock().unwrap() = pool;
-    Ok(threads)
+    let started = worker::start(&shared.options, &shared.gates)?;
+    *shared.pool.lock().unwrap() = started.pool;
+    Ok(started.threads)
 }
 
 /// Accepts gate links until `stop` is set or the listener fails for good.

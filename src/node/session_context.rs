@@ -55,6 +55,8 @@ pub struct SessionContext<'a, W> {
 }
 
 impl<'a, W> SessionContext<'a, W> {
+    /// The context of `work` for `session` (whose user is `uid`), which
+    /// came on `link`; its packets to the session are batched in `out`.
     pub(crate) fn new(
         work: W,
         session: SessionId,

@@ -34,6 +34,7 @@ const DRAIN: usize = 256;
 pub(crate) struct Job {
     /// The link it came on; replies go back there.
     pub(crate) link: Arc<Link>,
+    /// The request or event to run.
     pub(crate) work: Work,
 }
 
@@ -93,15 +94,22 @@ impl Pool {
     }
 }
 
-/// Spawns the workers, if any; returns their pool (for the link readers)
-/// and their threads (to join at shutdown).
-pub(crate) fn start(
-    options: &Arc<Options>,
-    gates: &GateClient,
-) -> io::Result<(Option<Arc<Pool>>, Vec<JoinHandle<()>>)> {
+/// The workers [`start`] spawned.
+pub(crate) struct Started {
+    /// Where the link readers send jobs; `None` with `workers(0)`.
+    pub(crate) pool: Option<Arc<Pool>>,
+    /// The worker threads, to join at shutdown (after dropping the pool).
+    pub(crate) threads: Vec<JoinHandle<()>>,
+}
+
+/// Spawns `options.workers` workers (none: handlers run inline).
+pub(crate) fn start(options: &Arc<Options>, gates: &GateClient) -> io::Result<Started> {
     let n = options.workers;
     if n == 0 {
-        return Ok((None, Vec::new()));
+        return Ok(Started {
+            pool: None,
+            threads: Vec::new(),
+        });
     }
     let mut txs = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n);
@@ -114,7 +122,10 @@ pub(crate) fn start(
         txs.push(tx);
         threads.push(t);
     }
-    Ok((Some(Arc::new(Pool { txs })), threads))
+    Ok(Started {
+        pool: Some(Arc::new(Pool { txs })),
+        threads,
+    })
 }
 
 /// A worker's loop: until its channel closes.
