@@ -1,37 +1,26 @@
-//! [`NodeBuilder`]: what a node serves and how, with every default stated.
+//! [`NodeBuilder`]: what a node serves and how, with every default stated,
+//! and [`Node::builder`], the SDK's entry point.
+//!
+//! The builder is the top of the SDK: it checks what it was given, freezes
+//! it into `Options` and hands them to `Node::new` with a bound
+//! listener. It must not start threads or read links; that is the server's
+//! job once the node runs. `Node::builder` is defined here, not beside
+//! `Node`, so that the server never has to import the builder.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Context, EventContext, EventKind, GateClient, Node, NodeError, Shared};
-
-/// Largest link frame accepted by default (`link.max_frame_bytes` of the
-/// gate's config has the same default): 16 MiB.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
-/// A link silent this long is closed by default. The gate pings idle links
-/// every `link.heartbeat_interval` (1 s by default), so 30 s only catches a
-/// gate that vanished without closing its sockets.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bytes a link's writer may hold before producers wait: 32 MiB, two default
-/// frames, enough to absorb bursts without letting a stuck gate eat memory.
-pub const DEFAULT_MAX_WRITE_BACKLOG: usize = 32 << 20;
-/// Requests queued per worker before the link reader waits (backpressure
-/// towards the gate).
-pub const DEFAULT_WORKER_QUEUE: usize = 4096;
-/// Time a new link has to send its `GateHello`.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a blocking call waits for the gate's result by default: far
-/// above a gate's cross-shard round trip (microseconds), short enough that a
-/// handler stuck on a vanished gate gives up before the gate would close the
-/// link for silence (3 heartbeat intervals of 1 s).
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// A route handler.
-pub(crate) type Handler = Box<dyn Fn(&mut Context<'_>) + Send + Sync + 'static>;
-/// An event handler (shared by the kinds it was registered for).
-pub(crate) type EventHandler = Arc<dyn Fn(&mut EventContext<'_>) + Send + Sync + 'static>;
+use super::context::{Context, Handler};
+use super::error::NodeError;
+use super::event::{EventContext, EventHandler};
+use super::gate_client::{GateClient, DEFAULT_CALL_TIMEOUT};
+use super::options::{
+    default_node_id, Options, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE,
+};
+use super::server::Node;
+use super::types::EventKind;
 
 /// Configures and binds a [`Node`]; made by [`Node::builder`].
 pub struct NodeBuilder {
@@ -53,43 +42,15 @@ enum Listen {
     Listener(TcpListener),
 }
 
-/// Everything the running node needs from the builder.
-pub(crate) struct Settings {
-    pub(crate) service: String,
-    pub(crate) node_id: String,
-    /// Sorted by route, unique.
-    pub(crate) routes: Vec<(i32, Handler)>,
-    /// Sorted by kind, unique.
-    pub(crate) events: Vec<(EventKind, EventHandler)>,
-    pub(crate) workers: usize,
-    pub(crate) worker_queue: usize,
-    pub(crate) max_frame_bytes: usize,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) max_write_backlog: usize,
-}
-
-impl Settings {
-    /// The handler of `route`, if this node serves it.
-    pub(crate) fn handler(&self, route: i32) -> Option<&Handler> {
-        self.routes
-            .binary_search_by_key(&route, |(r, _)| *r)
-            .ok()
-            .map(|i| &self.routes[i].1)
-    }
-
-    /// The handler of event `kind`, if this node subscribed to it.
-    pub(crate) fn event_handler(&self, kind: EventKind) -> Option<&EventHandler> {
-        self.events.iter().find(|(k, _)| *k == kind).map(|(_, h)| h)
-    }
-
-    /// The kinds announced in `NodeHello.events`.
-    pub(crate) fn event_kinds(&self) -> impl Iterator<Item = EventKind> + '_ {
-        self.events.iter().map(|(k, _)| *k)
+impl Node {
+    /// Starts configuring a node serving `service` (announced in `NodeHello`).
+    pub fn builder(service: impl Into<String>) -> NodeBuilder {
+        NodeBuilder::new(service.into())
     }
 }
 
 impl NodeBuilder {
-    pub(super) fn new(service: String) -> Self {
+    fn new(service: String) -> Self {
         NodeBuilder {
             service,
             node_id: None,
@@ -156,7 +117,8 @@ impl NodeBuilder {
         self
     }
 
-    /// How long a blocking call ([`GateClient::bind`], [`Context::bind`], ...)
+    /// How long a blocking call ([`GateClient::bind`],
+    /// [`SessionContext::bind`](super::SessionContext::bind), ...)
     /// waits for the gate's result before failing with
     /// [`NodeError::Timeout`]. Default [`DEFAULT_CALL_TIMEOUT`].
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
@@ -209,18 +171,22 @@ impl NodeBuilder {
         self
     }
 
-    /// Checks the routes and binds the listener.
+    /// Checks the routes and event kinds, and binds the listener.
     pub fn bind(self) -> Result<Node, NodeError> {
-        let mut routes = self.routes;
-        routes.sort_by_key(|(r, _)| *r);
-        if let Some(w) = routes.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(NodeError::DuplicateRoute(w[0].0));
-        }
-        let mut events = self.events;
-        events.sort_by_key(|(k, _)| *k);
-        if let Some(w) = events.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(NodeError::DuplicateEvent(w[0].0));
-        }
+        let service = self.service;
+        let node_id = self.node_id.unwrap_or_else(|| default_node_id(&service));
+        let mut options = Options {
+            service,
+            node_id,
+            routes: self.routes,
+            events: self.events,
+            workers: self.workers,
+            worker_queue: self.worker_queue,
+            max_frame_bytes: self.max_frame_bytes,
+            idle_timeout: self.idle_timeout,
+            max_write_backlog: self.max_write_backlog,
+        };
+        options.validate()?;
         let listener = match self.listen {
             None => return Err(NodeError::NoListenAddress),
             Some(Listen::Listener(l)) => l,
@@ -228,40 +194,6 @@ impl NodeBuilder {
                 TcpListener::bind(addr).map_err(|source| NodeError::Bind { addr, source })?
             }
         };
-        let local_addr = listener.local_addr()?;
-        let node_id = self
-            .node_id
-            .unwrap_or_else(|| default_node_id(&self.service));
-        let settings = Settings {
-            service: self.service,
-            node_id,
-            routes,
-            events,
-            workers: self.workers,
-            worker_queue: self.worker_queue,
-            max_frame_bytes: self.max_frame_bytes,
-            idle_timeout: self.idle_timeout,
-            max_write_backlog: self.max_write_backlog,
-        };
-        let shared = Arc::new(Shared {
-            settings,
-            gates: GateClient::new(self.call_timeout),
-            stop: AtomicBool::new(false),
-            next_link: AtomicU64::new(1),
-            live: Mutex::default(),
-            pool: Mutex::new(None),
-        });
-        Ok(Node {
-            shared,
-            listener,
-            local_addr,
-        })
+        Node::new(options, GateClient::new(self.call_timeout), listener)
     }
-}
-
-fn default_node_id(service: &str) -> String {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    format!("{service}-{}-{t:x}", std::process::id())
 }

@@ -9,15 +9,16 @@
 //! decoded, so requests and events still run in arrival order. That is why a
 //! blocking call from an inline handler cannot deadlock on its own reader.
 //!
-//! The inbox of the current reader thread is found through a thread-local
-//! ([`current`]), installed for as long as the reader serves its link.
+//! The inbox offers that reading to waiting calls as [`KeepReading`]; the
+//! reader registers it with
+//! [`pending::reader_thread`](super::pending::reader_thread). It must not run
+//! handlers nor write anything but pongs: what to do with a message is the
+//! reader's business.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,44 +26,15 @@ use bytes::BytesMut;
 use prost::Message;
 use tracing::warn;
 
-use super::calls::Waker;
-use super::link::Link;
-use super::{GateClient, NodeError};
-use crate::link::proto::{to_gate, to_node, Pong, ToGate, ToNodeBatch};
+use super::error::NodeError;
+use super::link_handle::Link;
+use super::messages::pong_msg;
+use super::pending::{KeepReading, PendingCalls, Waker};
+use crate::link::proto::{to_node, ToNodeBatch};
 use crate::link::{decode_frame, LinkError};
 
 /// Bytes asked of each `recv`.
 const READ_CHUNK: usize = 64 * 1024;
-
-thread_local! {
-    /// The inbox of the link this thread reads, if it is a link reader.
-    static CURRENT: RefCell<Option<Rc<RefCell<Inbox>>>> = const { RefCell::new(None) };
-}
-
-/// The inbox of the calling thread, when it is a link reader.
-pub(crate) fn current() -> Option<Rc<RefCell<Inbox>>> {
-    CURRENT.with(|c| c.borrow().clone())
-}
-
-/// The waker a call made from this thread must signal, if it is a reader.
-pub(crate) fn current_waker() -> Option<Arc<Waker>> {
-    CURRENT.with(|c| c.borrow().as_ref().and_then(|i| i.borrow().waker.clone()))
-}
-
-/// Makes `inbox` the calling thread's until the guard drops.
-pub(crate) fn install(inbox: Rc<RefCell<Inbox>>) -> Installed {
-    CURRENT.with(|c| *c.borrow_mut() = Some(inbox));
-    Installed(())
-}
-
-/// Uninstalls the thread's inbox on drop.
-pub(crate) struct Installed(());
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.borrow_mut().take());
-    }
-}
 
 /// What [`Inbox::next`] found.
 pub(crate) enum Next {
@@ -82,7 +54,8 @@ pub(crate) struct Inbox {
     /// Decoded messages not yet handled, in arrival order.
     queue: VecDeque<to_node::Msg>,
     max_frame_bytes: usize,
-    gates: GateClient,
+    /// Where call results go as soon as they are decoded.
+    calls: Arc<PendingCalls>,
     /// Set after the handshake; pongs sent while pumping go there.
     link: Option<Arc<Link>>,
     /// Wakes this thread's pump when another reader resolves its call.
@@ -94,7 +67,8 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    pub(crate) fn new(stream: TcpStream, max_frame_bytes: usize, gates: GateClient) -> Self {
+    /// The read side of `stream`; results go to `calls` as soon as decoded.
+    pub(crate) fn new(stream: TcpStream, max_frame_bytes: usize, calls: Arc<PendingCalls>) -> Self {
         let waker = match Waker::new() {
             Ok(w) => Some(Arc::new(w)),
             Err(e) => {
@@ -107,17 +81,25 @@ impl Inbox {
             buf: BytesMut::with_capacity(READ_CHUNK),
             queue: VecDeque::new(),
             max_frame_bytes,
-            gates,
+            calls,
             link: None,
             waker,
             ended: None,
         }
     }
 
+    /// What wakes this inbox's [`Inbox::pump`] when another reader resolves
+    /// a call made on this thread.
+    pub(crate) fn waker(&self) -> Option<Arc<Waker>> {
+        self.waker.clone()
+    }
+
+    /// The link's socket (the handshake clones it for the writer).
     pub(crate) fn stream(&self) -> &TcpStream {
         &self.stream
     }
 
+    /// The link the handshake made, where pongs sent while pumping go.
     pub(crate) fn set_link(&mut self, link: Arc<Link>) {
         self.link = Some(link);
     }
@@ -183,13 +165,10 @@ impl Inbox {
     /// Resolves a result now; answers a ping now if pumping; queues the rest.
     fn keep(&mut self, m: to_node::Msg, pumping: bool) {
         match m {
-            to_node::Msg::Result(r) => self.gates.resolve(r),
+            to_node::Msg::Result(r) => self.calls.resolve(r),
             to_node::Msg::Ping(p) if pumping => {
                 if let Some(link) = &self.link {
-                    let pong = ToGate {
-                        msg: Some(to_gate::Msg::Pong(Pong { nonce: p.nonce })),
-                    };
-                    let _ = link.send(&pong);
+                    let _ = link.send(&pong_msg(p.nonce));
                 }
             }
             m => self.queue.push_back(m),
@@ -304,5 +283,11 @@ impl Inbox {
                 }
             }
         }
+    }
+}
+
+impl KeepReading for Inbox {
+    fn keep_reading(&mut self, timeout: Duration) -> bool {
+        self.pump(timeout, usize::MAX)
     }
 }

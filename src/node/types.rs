@@ -2,7 +2,9 @@
 //! session events ([`EventKind`], [`CloseReason`]) and gate counts ([`Stat`]).
 //!
 //! The generated enums keep the proto's prefixes (`EventKind::EventConnect`);
-//! these are the names node authors write, converted at the link.
+//! these are the names node authors write, converted at the link. The
+//! bottom of the SDK: plain values and their conversions only; this module
+//! must not depend on any other part of it.
 
 use std::fmt;
 
@@ -52,6 +54,7 @@ impl Target {
         }
     }
 
+    /// The protocol's `Target`.
     pub(crate) fn to_proto(self) -> proto::Target {
         proto::Target {
             to: Some(match self {
@@ -86,6 +89,7 @@ impl EventKind {
         EventKind::Disconnect,
     ];
 
+    /// The protocol's `EventKind` value.
     pub(crate) fn to_proto(self) -> i32 {
         (match self {
             EventKind::Connect => proto::EventKind::EventConnect,
@@ -95,6 +99,8 @@ impl EventKind {
         }) as i32
     }
 
+    /// The kind of a protocol `EventKind` value; `None` for unspecified or
+    /// unknown (newer) kinds.
     pub(crate) fn from_proto(kind: i32) -> Option<Self> {
         match proto::EventKind::try_from(kind).ok()? {
             proto::EventKind::EventConnect => Some(EventKind::Connect),
@@ -147,6 +153,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// The reason of a protocol `CloseReason` value (unknown: `Unspecified`).
     pub(crate) fn from_proto(reason: i32) -> Self {
         use proto::CloseReason as P;
         match P::try_from(reason) {

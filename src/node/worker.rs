@@ -6,6 +6,9 @@
 //! A full channel makes the link reader wait (backpressure reaches the gate
 //! through TCP). A worker blocks for one job, drains up to [`DRAIN`] more, and
 //! writes the replies of the drain with one write per link.
+//!
+//! This module must not read links: jobs arrive from the link readers,
+//! which are above it and hand work down through [`Pool`].
 
 use std::io;
 use std::sync::Arc;
@@ -14,11 +17,13 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 
-use super::calls;
 use super::context::{run_handler, Context};
 use super::event::{run_event_handler, EventContext};
-use super::link::Link;
-use super::{EventKind, Shared};
+use super::gate_client::GateClient;
+use super::link_handle::Link;
+use super::options::Options;
+use super::pending;
+use super::types::EventKind;
 use crate::link::proto::{Deliver, Event};
 use crate::link::BatchBuf;
 
@@ -29,6 +34,7 @@ const DRAIN: usize = 256;
 pub(crate) struct Job {
     /// The link it came on; replies go back there.
     pub(crate) link: Arc<Link>,
+    /// The request or event to run.
     pub(crate) work: Work,
 }
 
@@ -88,35 +94,48 @@ impl Pool {
     }
 }
 
-/// Spawns the workers (if any) and installs their pool in `shared`.
-pub(crate) fn start(shared: &Arc<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
-    let n = shared.settings.workers;
+/// The workers [`start`] spawned.
+pub(crate) struct Started {
+    /// Where the link readers send jobs; `None` with `workers(0)`.
+    pub(crate) pool: Option<Arc<Pool>>,
+    /// The worker threads, to join at shutdown (after dropping the pool).
+    pub(crate) threads: Vec<JoinHandle<()>>,
+}
+
+/// Spawns `options.workers` workers (none: handlers run inline).
+pub(crate) fn start(options: &Arc<Options>, gates: &GateClient) -> io::Result<Started> {
+    let n = options.workers;
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(Started {
+            pool: None,
+            threads: Vec::new(),
+        });
     }
     let mut txs = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n);
     for i in 0..n {
-        let (tx, rx) = bounded(shared.settings.worker_queue);
-        let sh = shared.clone();
+        let (tx, rx) = bounded(options.worker_queue);
+        let (options, gates) = (options.clone(), gates.clone());
         let t = thread::Builder::new()
             .name(format!("ringgate-node-worker-{i}"))
-            .spawn(move || work(&sh, &rx))?;
+            .spawn(move || work(&options, &gates, &rx))?;
         txs.push(tx);
         threads.push(t);
     }
-    *shared.pool.lock().unwrap() = Some(Arc::new(Pool { txs }));
-    Ok(threads)
+    Ok(Started {
+        pool: Some(Arc::new(Pool { txs })),
+        threads,
+    })
 }
 
 /// A worker's loop: until its channel closes.
-fn work(shared: &Shared, rx: &Receiver<Job>) {
+fn work(options: &Options, gates: &GateClient, rx: &Receiver<Job>) {
     // Reply batches of this drain, one per link (usually one or two).
     let mut outs: Vec<(Arc<Link>, BatchBuf)> = Vec::new();
     while let Ok(job) = rx.recv() {
-        run(shared, job, &mut outs);
+        run(options, gates, job, &mut outs);
         for job in rx.try_iter().take(DRAIN) {
-            run(shared, job, &mut outs);
+            run(options, gates, job, &mut outs);
         }
         flush(&mut outs);
     }
@@ -133,15 +152,15 @@ fn flush(outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
 /// Runs one job. If its handler waited for the gate, the replies held so
 /// far are written now: a drain of handlers that each wait must not hold
 /// earlier replies back until the last one is done.
-fn run(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
-    let waits = calls::waits();
-    run_one(shared, job, outs);
-    if calls::waits() != waits {
+fn run(options: &Options, gates: &GateClient, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
+    let waits = pending::waits();
+    run_one(options, gates, job, outs);
+    if pending::waits() != waits {
         flush(outs);
     }
 }
 
-fn run_one(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
+fn run_one(options: &Options, gates: &GateClient, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
     let i = match outs.iter().position(|(l, _)| Arc::ptr_eq(l, &job.link)) {
         Some(i) => i,
         None => {
@@ -154,14 +173,14 @@ fn run_one(shared: &Shared, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
     // The reader checked that a handler exists before dispatching.
     match job.work {
         Work::Deliver(d) => {
-            if let Some(handler) = shared.settings.handler(d.route) {
-                let mut ctx = Context::new(d, link, out, &shared.gates);
+            if let Some(handler) = options.handler(d.route) {
+                let mut ctx = Context::from_deliver(d, link, out, gates);
                 run_handler(handler, &mut ctx);
             }
         }
         Work::Event(kind, e) => {
-            if let Some(handler) = shared.settings.event_handler(kind) {
-                let mut ctx = EventContext::new(kind, e, link, out, &shared.gates);
+            if let Some(handler) = options.event_handler(kind) {
+                let mut ctx = EventContext::from_event(kind, e, link, out, gates);
                 run_event_handler(handler, &mut ctx);
             }
         }

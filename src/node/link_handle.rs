@@ -1,19 +1,110 @@
-//! A link's write side, shared by every thread that sends to one gate shard.
+//! [`Link`]: what the rest of the SDK holds of one gate link once its
+//! handshake is done: who is on the other side (gate id, shard) and the
+//! link's write half, shared by every thread that sends to that gate shard.
+//!
+//! # Writing
 //!
 //! No writer thread: the first producer to find the writer idle becomes the
 //! *flusher* and writes on its own thread; producers arriving while a write
 //! is in flight append to the pending batch and return at once; the flusher
 //! loops until nothing is pending, sending everything that piled up in one
 //! `writev`. One syscall per batch under load, no thread hop without load.
+//!
+//! This module must not read the link (that is the inbox's and the reader's)
+//! nor know which link a message should go on (the gate client's).
 
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use tracing::debug;
 
+use super::error::NodeError;
+use super::messages::push_msg;
+use crate::ids::{SessionId, ShardId};
 use crate::link::proto::ToGate;
 use crate::link::BatchBuf;
+
+/// A link that completed its handshake: who is on the other side, and the
+/// shared write half.
+pub(crate) struct Link {
+    /// `GateHello.gate_id`.
+    pub(crate) gate_id: Arc<str>,
+    /// `GateHello.shard`: sessions of this shard are reachable here.
+    pub(crate) shard: ShardId,
+    /// `GateHello.shards`: how many shards the gate runs.
+    pub(crate) shard_count: u16,
+    /// Frames towards this gate stay below this size: the smaller of our
+    /// `max_frame_bytes` and the gate's (`GateHello.max_frame_bytes`).
+    pub(crate) frame_limit: usize,
+    writer: Writer,
+}
+
+impl Link {
+    /// The link to `shard` of gate `gate_id`, writing through `writer`
+    /// (made [`Writer::corked`] with the handshake's answer).
+    pub(crate) fn new(
+        gate_id: Arc<str>,
+        shard: ShardId,
+        shard_count: u16,
+        frame_limit: usize,
+        writer: Writer,
+    ) -> Self {
+        Link {
+            gate_id,
+            shard,
+            shard_count,
+            frame_limit,
+            writer,
+        }
+    }
+
+    /// Sends one `Push` (batched with whatever else is pending).
+    pub(crate) fn push(
+        &self,
+        session: SessionId,
+        route: i32,
+        seq: i32,
+        payload: Bytes,
+        ext: u32,
+    ) -> Result<(), NodeError> {
+        self.send(&push_msg(session.0, route, seq, payload, ext))
+    }
+
+    /// Sends one message (batched with whatever else is pending);
+    /// [`NodeError::NotConnected`] if the link is closed.
+    pub(crate) fn send(&self, msg: &ToGate) -> Result<(), NodeError> {
+        self.writer
+            .send(msg)
+            .map_err(|Closed| NodeError::NotConnected {
+                shard: self.shard.0,
+            })
+    }
+
+    /// Sends a whole batch of framed messages; drops it if the link closed.
+    pub(crate) fn send_frames(&self, frames: BytesMut) {
+        if self.writer.send_frames(frames).is_err() {
+            debug!(gate = %self.gate_id, shard = self.shard.0, "node: link closed, replies dropped");
+        }
+    }
+
+    /// Writes what was sent since the writer was made corked, and lets sends
+    /// through from now on.
+    pub(crate) fn uncork(&self) -> Result<(), NodeError> {
+        self.writer
+            .uncork()
+            .map_err(|Closed| NodeError::NotConnected {
+                shard: self.shard.0,
+            })
+    }
+
+    /// Closes the link: drops what is pending and shuts the socket, which
+    /// wakes its reader and any thread blocked writing.
+    pub(crate) fn close(&self) {
+        self.writer.close();
+    }
+}
 
 /// Chunks of at most this many buffers go into one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -42,7 +133,7 @@ struct State {
 
 /// The link is closed; nothing was (or will be) sent.
 #[derive(Debug)]
-pub(crate) struct Closed;
+struct Closed;
 
 impl Writer {
     /// A writer holding `first` and nothing is written until
@@ -71,14 +162,14 @@ impl Writer {
     }
 
     /// Writes what queued up since [`Writer::corked`] and lets sends through.
-    pub(crate) fn uncork(&self) -> Result<(), Closed> {
+    fn uncork(&self) -> Result<(), Closed> {
         let mut st = self.state.lock().unwrap();
         st.flushing = false;
         self.flush(st)
     }
 
     /// Sends one message (batched with whatever else is pending).
-    pub(crate) fn send(&self, msg: &ToGate) -> Result<(), Closed> {
+    fn send(&self, msg: &ToGate) -> Result<(), Closed> {
         let len = prost::Message::encoded_len(msg) + 6;
         let mut st = self.wait_for_room()?;
         st.batch.push(msg);
@@ -87,7 +178,7 @@ impl Writer {
     }
 
     /// Sends already framed bytes (a [`BatchBuf::take`]) as they are.
-    pub(crate) fn send_frames(&self, frames: BytesMut) -> Result<(), Closed> {
+    fn send_frames(&self, frames: BytesMut) -> Result<(), Closed> {
         if frames.is_empty() {
             return Ok(());
         }
@@ -104,7 +195,7 @@ impl Writer {
 
     /// Marks the link closed and shuts the socket, waking its reader and any
     /// thread blocked writing.
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         let mut st = self.state.lock().unwrap();
         st.closed = true;
         st.queue.clear();

@@ -1,5 +1,7 @@
 //! Calls waiting for their `CallResult`: ids, the pending table, and how a
 //! caller waits without ever blocking the thread that must read its answer.
+//! This module must not send calls nor pick links (the gate client does);
+//! it only files, waits for and hands out answers.
 //!
 //! ```text
 //!  caller ── register(id) ──▶ pending[id] = (gate, tx, waker?)
@@ -13,10 +15,24 @@
 //! caller's timeout) sends on its channel right after removing it, so a
 //! caller that finds its entry gone can wait for the answer without a
 //! deadline.
+//!
+//! # Waiting on a link reader thread
+//!
+//! A [`GateClient`](crate::node::GateClient) is `Send` and may be used on any
+//! thread, including a link reader running a handler inline; only the thread
+//! itself knows whether it is a reader. So a reader registers, for as long as
+//! it serves its link, how to keep reading that link ([`KeepReading`], with
+//! [`reader_thread`]) in this module's one thread-local, which nothing
+//! outside this file touches. A wait on such a thread keeps reading instead
+//! of blocking, and an answer resolved by another reader wakes it through
+//! the registered [`Waker`]. The same thread-local counts blocking waits
+//! ([`waits`]).
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,23 +40,83 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use tracing::debug;
 
-use super::inbox;
-use super::NodeError;
+use super::error::NodeError;
 use crate::link::proto::{CallResult, Code};
 
 /// Call ids are unique in the process (0 means "no answer wanted").
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
 
-thread_local! {
+/// How a link reader thread keeps reading its link while a call made on
+/// that thread waits for its answer (implemented by the link's inbox).
+pub(crate) trait KeepReading {
+    /// Reads what arrives within `timeout`, or until the thread's waker
+    /// fires: results resolved, pings answered, the rest queued for later.
+    /// False once the link can no longer be read.
+    fn keep_reading(&mut self, timeout: Duration) -> bool;
+}
+
+/// What this module knows about the calling thread.
+struct ThisThread {
     /// Blocking waits done by this thread so far (see [`waits`]).
-    static WAITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    waits: Cell<u64>,
+    /// Set while the thread is a link reader (see [`reader_thread`]).
+    reader: RefCell<Option<ReaderHook>>,
+}
+
+struct ReaderHook {
+    link: Rc<RefCell<dyn KeepReading>>,
+    /// What another thread resolving this thread's call signals.
+    waker: Option<Arc<Waker>>,
+}
+
+thread_local! {
+    static THIS_THREAD: ThisThread = const {
+        ThisThread {
+            waits: Cell::new(0),
+            reader: RefCell::new(None),
+        }
+    };
+}
+
+/// Declares the calling thread a link reader until the guard drops: calls
+/// made on it keep reading `link` while they wait, and are woken through
+/// `waker` (`None`: they poll in short slices). `link` must not be borrowed
+/// while a handler runs on this thread.
+pub(crate) fn reader_thread(
+    link: Rc<RefCell<dyn KeepReading>>,
+    waker: Option<Arc<Waker>>,
+) -> ReaderThread {
+    THIS_THREAD.with(|t| *t.reader.borrow_mut() = Some(ReaderHook { link, waker }));
+    ReaderThread(())
+}
+
+/// Ends [`reader_thread`] on drop.
+pub(crate) struct ReaderThread(());
+
+impl Drop for ReaderThread {
+    fn drop(&mut self) {
+        THIS_THREAD.with(|t| t.reader.borrow_mut().take());
+    }
 }
 
 /// How many blocking waits this thread has done: a worker compares it
 /// around a handler and, if it changed, writes the replies it holds at once
 /// rather than after its whole drain.
 pub(crate) fn waits() -> u64 {
-    WAITS.with(|w| w.get())
+    THIS_THREAD.with(|t| t.waits.get())
+}
+
+/// The waker of the calling thread, if it is a link reader.
+fn this_waker() -> Option<Arc<Waker>> {
+    THIS_THREAD.with(|t| t.reader.borrow().as_ref().and_then(|r| r.waker.clone()))
+}
+
+/// The link the calling thread reads, if it is a link reader; counts a wait.
+fn start_wait() -> Option<Rc<RefCell<dyn KeepReading>>> {
+    THIS_THREAD.with(|t| {
+        t.waits.set(t.waits.get() + 1);
+        t.reader.borrow().as_ref().map(|r| r.link.clone())
+    })
 }
 
 /// Independent locks of the pending table (calls from many workers at once).
@@ -50,11 +126,11 @@ const SLOTS: usize = 16;
 pub(crate) type Answer = Result<CallResult, NodeError>;
 
 /// Calls sent with a call id and not answered yet.
-pub(crate) struct Calls {
-    slots: [Mutex<HashMap<u64, Pending>>; SLOTS],
+pub(crate) struct PendingCalls {
+    slots: [Mutex<HashMap<u64, Entry>>; SLOTS],
 }
 
-struct Pending {
+struct Entry {
     /// The gate asked: its going away fails the call at once.
     gate: Arc<str>,
     /// The shard of the link the call went out on (for the error).
@@ -64,22 +140,23 @@ struct Pending {
     wake: Option<Arc<Waker>>,
 }
 
-impl Default for Calls {
+impl Default for PendingCalls {
     fn default() -> Self {
-        Calls {
+        PendingCalls {
             slots: std::array::from_fn(|_| Mutex::default()),
         }
     }
 }
 
-/// A registered call: wait for it with [`Calls::wait`].
+/// A registered call: wait for it with [`PendingCalls::wait`].
 pub(crate) struct Waiting {
+    /// The call id to send with the call.
     pub(crate) id: u64,
     rx: Receiver<Answer>,
 }
 
-impl Calls {
-    fn slot(&self, id: u64) -> &Mutex<HashMap<u64, Pending>> {
+impl PendingCalls {
+    fn slot(&self, id: u64) -> &Mutex<HashMap<u64, Entry>> {
         &self.slots[(id % SLOTS as u64) as usize]
     }
 
@@ -88,13 +165,13 @@ impl Calls {
     pub(crate) fn register(&self, gate: Arc<str>, shard: u16) -> Waiting {
         let id = NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = bounded(1);
-        let pending = Pending {
+        let entry = Entry {
             gate,
             shard,
             tx,
-            wake: inbox::current_waker(),
+            wake: this_waker(),
         };
-        self.slot(id).lock().unwrap().insert(id, pending);
+        self.slot(id).lock().unwrap().insert(id, entry);
         Waiting { id, rx }
     }
 
@@ -123,7 +200,7 @@ impl Calls {
     /// answer can come any more).
     pub(crate) fn fail_gate(&self, gate: &str) {
         for slot in &self.slots {
-            let gone: Vec<Pending> = {
+            let gone: Vec<Entry> = {
                 let mut map = slot.lock().unwrap();
                 let ids: Vec<u64> = map
                     .iter()
@@ -148,11 +225,10 @@ impl Calls {
     /// among them), pings answered, and requests and events queued to run,
     /// in order, after the current handler returns.
     pub(crate) fn wait(&self, w: Waiting, timeout: Duration) -> Result<CallResult, NodeError> {
-        WAITS.with(|n| n.set(n.get() + 1));
         let deadline = Instant::now() + timeout;
-        let got = match inbox::current() {
+        let got = match start_wait() {
             None => w.rx.recv_deadline(deadline).ok(),
-            Some(inbox) => loop {
+            Some(link) => loop {
                 match w.rx.try_recv() {
                     Ok(a) => break Some(a),
                     Err(TryRecvError::Disconnected) => break None,
@@ -162,7 +238,7 @@ impl Calls {
                 if now >= deadline {
                     break None;
                 }
-                if !inbox.borrow_mut().pump(deadline - now, usize::MAX) {
+                if !link.borrow_mut().keep_reading(deadline - now) {
                     // This link is down; the answer may still come on another.
                     break w.rx.recv_deadline(deadline).ok();
                 }
@@ -200,6 +276,7 @@ pub(crate) struct Waker {
 }
 
 impl Waker {
+    /// A fresh non-blocking eventfd.
     pub(crate) fn new() -> io::Result<Self> {
         // SAFETY: plain syscall; the returned fd is owned below.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -212,6 +289,7 @@ impl Waker {
         })
     }
 
+    /// Makes the eventfd readable, waking a `poll` on it.
     pub(crate) fn wake(&self) {
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live buffer to our eventfd. A full
@@ -226,6 +304,7 @@ impl Waker {
         unsafe { libc::read(self.fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
     }
 
+    /// The eventfd, to `poll` beside the link's socket.
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

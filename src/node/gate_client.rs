@@ -1,25 +1,36 @@
 //! [`GateClient`]: the node's table of live links, keyed by (gate id, shard),
 //! which link a call goes on, and the calls waiting for their results.
 //!
-//! The operations themselves (push, bind, kick, ...) are in `ops.rs`.
+//! The operations themselves (push, bind, kick, ...) are in `gate_ops.rs`.
+//! This module must not know them, nor read links: it takes a ready
+//! `call::Op`, picks the link it goes on, sends it, and leaves the wait for
+//! its result to the pending table (`pending.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::builder::DEFAULT_CALL_TIMEOUT;
-use super::calls::Calls;
-use super::link::Link;
-use super::{NodeError, Target};
+use super::error::NodeError;
+use super::link_handle::Link;
+use super::messages::call_msg;
+use super::pending::PendingCalls;
+use super::types::Target;
 use crate::ids::SessionId;
-use crate::link::proto::{call, to_gate, Call, CallResult, ToGate};
+use crate::link::proto::{call, CallResult};
+
+/// How long a blocking call waits for the gate's result by default: far
+/// above a gate's cross-shard round trip (microseconds), short enough that a
+/// handler stuck on a vanished gate gives up before the gate would close the
+/// link for silence (3 heartbeat intervals of 1 s).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Talks to the gates connected to this node: packets to sessions and users,
 /// binds, kicks, settings, channels, queries (see the operations below).
 ///
 /// Cheap to clone, usable from any thread. Inside a handler prefer
-/// [`Context::gate`](super::Context::gate) (already bound to the request's
-/// gate) and the session shortcuts of [`Context`](super::Context).
+/// [`SessionContext::gate`](super::SessionContext::gate) (already bound to
+/// the request's gate) and the session shortcuts of
+/// [`SessionContext`](super::SessionContext).
 ///
 /// # Which gate
 ///
@@ -51,7 +62,7 @@ use crate::link::proto::{call, to_gate, Call, CallResult, ToGate};
 /// session's shard, one about a user (and `bind`) on the link of the user's
 /// home shard ([`UserId::home_shard`](crate::UserId::home_shard)), others on
 /// any link. If the preferred link is down, any live link of that gate is
-/// used. A handler's client ([`Context::gate`](super::Context::gate)) sends
+/// used. A handler's client ([`SessionContext::gate`](super::SessionContext::gate)) sends
 /// the calls that may go anywhere on the request's own link, so they reach
 /// the gate in order with the handler's replies. Results are accepted on any
 /// link.
@@ -70,7 +81,7 @@ pub struct GateClient {
 
 struct Inner {
     reg: RwLock<Vec<GateLinks>>,
-    calls: Calls,
+    calls: Arc<PendingCalls>,
     /// Spreads calls that may go on any link over the live links.
     rotor: AtomicUsize,
 }
@@ -109,11 +120,12 @@ impl Default for GateClient {
 }
 
 impl GateClient {
+    /// A client with no links yet, whose blocking calls wait up to `timeout`.
     pub(crate) fn new(timeout: Duration) -> Self {
         GateClient {
             inner: Arc::new(Inner {
                 reg: RwLock::default(),
-                calls: Calls::default(),
+                calls: Arc::default(),
                 rotor: AtomicUsize::new(0),
             }),
             gate: None,
@@ -227,11 +239,9 @@ impl GateClient {
     pub(crate) fn call_on(&self, link: &Link, op: call::Op) -> Result<CallResult, NodeError> {
         let calls = &self.inner.calls;
         let waiting = calls.register(link.gate_id.clone(), link.shard.0);
-        if link.send(&call_msg(waiting.id, op)).is_err() {
+        if let Err(e) = link.send(&call_msg(waiting.id, op)) {
             calls.forget(waiting.id);
-            return Err(NodeError::NotConnected {
-                shard: link.shard.0,
-            });
+            return Err(e);
         }
         calls.wait(waiting, self.timeout)
     }
@@ -246,9 +256,12 @@ impl GateClient {
     pub(crate) fn cast(&self, via: Via, op: call::Op) -> Result<(), NodeError> {
         let link = self.pick(via)?;
         link.send(&call_msg(0, op))
-            .map_err(|_| NodeError::NotConnected {
-                shard: link.shard.0,
-            })
+    }
+
+    /// The table of this client's pending calls, where a link's inbox hands
+    /// the results it reads.
+    pub(crate) fn pending_calls(&self) -> Arc<PendingCalls> {
+        self.inner.calls.clone()
     }
 
     /// Hands a `CallResult` read on any link to the caller waiting for it.
@@ -310,16 +323,6 @@ impl GateClient {
 impl GateLinks {
     fn link(&self, shard: u16) -> Option<Arc<Link>> {
         self.links.get(usize::from(shard))?.clone()
-    }
-}
-
-/// Builds a `ToGate::Call`.
-pub(crate) fn call_msg(call_id: u64, op: call::Op) -> ToGate {
-    ToGate {
-        msg: Some(to_gate::Msg::Call(Call {
-            call_id,
-            op: Some(op),
-        })),
     }
 }
 

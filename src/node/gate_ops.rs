@@ -12,28 +12,25 @@
 //! | `stat` | any | [`Stat`] |
 //! | `subscribe`, `unsubscribe` | any (one target: its shard) | `()` |
 //! | `publish` | any | packets queued (when known) |
+//!
+//! Each method checks its targets, builds its `call::Op` (`messages.rs`) and
+//! hands it to the client's `call` (blocking) or `cast` (`_nowait`); which
+//! link it goes on is the client's choice, not this module's.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use super::gate::Via;
-use super::{GateClient, NodeError, Stat, Target};
-use crate::ids::{SessionId, UserId};
-use crate::link::proto::{
-    self, call, Bind, Broadcast, ChannelMembers, Kick, Multicast, PushTo, Settings, StatRequest,
+use super::error::NodeError;
+use super::gate_client::{GateClient, Via};
+use super::messages::{
+    bind_op, broadcast_op, kick_op, multicast_op, publish_op, push_op, settings_op, subscribe_op,
+    targets, unbind_op, unsubscribe_op, valid, valid_bind,
 };
+use super::types::{Stat, Target};
+use crate::ids::{SessionId, UserId};
+use crate::link::proto::{call, StatRequest};
 use crate::link::LinkError;
-
-/// Refuses `UserId(0)` ("no user") before asking the gate.
-pub(crate) fn valid(t: Target) -> Result<Target, NodeError> {
-    match t {
-        Target::User(UserId(0)) => Err(NodeError::Invalid(
-            "uid 0 means \"no user\"; target a non-zero uid".into(),
-        )),
-        t => Ok(t),
-    }
-}
 
 /// Where a call about `targets` goes: one target's shard, else any link.
 fn via_targets(targets: &[Target]) -> Via {
@@ -41,77 +38,6 @@ fn via_targets(targets: &[Target]) -> Via {
         [one] => Via::To(*one),
         _ => Via::Any,
     }
-}
-
-fn targets(list: impl IntoIterator<Item = impl Into<Target>>) -> Result<Vec<Target>, NodeError> {
-    list.into_iter().map(|t| valid(t.into())).collect()
-}
-
-fn protos(targets: &[Target]) -> Vec<proto::Target> {
-    targets.iter().map(|t| t.to_proto()).collect()
-}
-
-/// Builders of each `call::Op`, shared with the contexts' shortcuts.
-pub(crate) mod op {
-    use super::*;
-
-    pub(crate) fn push(to: Target, route: i32, seq: i32, payload: Bytes) -> call::Op {
-        call::Op::Push(PushTo {
-            target: Some(to.to_proto()),
-            route,
-            seq,
-            payload,
-            ext: 0,
-        })
-    }
-
-    pub(crate) fn kick(to: Target, flush: bool) -> call::Op {
-        call::Op::Kick(Kick {
-            target: Some(to.to_proto()),
-            flush,
-        })
-    }
-
-    pub(crate) fn bind(session: SessionId, uid: UserId) -> call::Op {
-        call::Op::Bind(Bind {
-            session_id: session.0,
-            uid: uid.0,
-        })
-    }
-
-    pub(crate) fn unbind(to: Target) -> call::Op {
-        call::Op::Unbind(to.to_proto())
-    }
-
-    pub(crate) fn settings(to: Target, set: &[(&str, &str)], remove: &[&str]) -> call::Op {
-        call::Op::Settings(Settings {
-            target: Some(to.to_proto()),
-            set: set
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            remove: remove.iter().map(|k| (*k).to_owned()).collect(),
-        })
-    }
-
-    pub(crate) fn subscribe(channel: &str, targets: &[Target]) -> call::Op {
-        call::Op::Subscribe(ChannelMembers {
-            channel: channel.to_owned(),
-            targets: protos(targets),
-        })
-    }
-
-    pub(crate) fn unsubscribe(channel: &str, targets: &[Target]) -> call::Op {
-        call::Op::Unsubscribe(ChannelMembers {
-            channel: channel.to_owned(),
-            targets: protos(targets),
-        })
-    }
-}
-
-/// Checks a bind before it is sent.
-pub(crate) fn valid_bind(uid: UserId) -> Result<(), NodeError> {
-    valid(Target::User(uid)).map(drop)
 }
 
 impl GateClient {
@@ -126,7 +52,7 @@ impl GateClient {
         payload: impl Into<Bytes>,
     ) -> Result<(), NodeError> {
         let to = valid(to.into())?;
-        self.call(Via::To(to), op::push(to, route, seq, payload.into()))
+        self.call(Via::To(to), push_op(to, route, seq, payload.into()))
             .map(drop)
     }
 
@@ -147,7 +73,7 @@ impl GateClient {
                 return link.push(s, route, seq, payload, 0);
             }
         }
-        self.cast(Via::To(to), op::push(to, route, seq, payload))
+        self.cast(Via::To(to), push_op(to, route, seq, payload))
     }
 
     /// [`GateClient::push`] to the session user `uid` is bound to.
@@ -186,7 +112,7 @@ impl GateClient {
         if to.is_empty() {
             return Ok(0);
         }
-        let op = multicast(&to, route, seq, payload.into());
+        let op = multicast_op(&to, route, seq, payload.into());
         Ok(self.call(via_targets(&to), op)?.delivered)
     }
 
@@ -202,7 +128,10 @@ impl GateClient {
         if to.is_empty() {
             return Ok(());
         }
-        self.cast(via_targets(&to), multicast(&to, route, seq, payload.into()))
+        self.cast(
+            via_targets(&to),
+            multicast_op(&to, route, seq, payload.into()),
+        )
     }
 
     /// Sends one packet to every session of the gate, or every session with
@@ -215,7 +144,7 @@ impl GateClient {
         payload: impl Into<Bytes>,
         bound_only: bool,
     ) -> Result<u64, NodeError> {
-        let op = broadcast(route, seq, payload.into(), bound_only);
+        let op = broadcast_op(route, seq, payload.into(), bound_only);
         Ok(self.call(Via::Any, op)?.delivered)
     }
 
@@ -227,20 +156,23 @@ impl GateClient {
         payload: impl Into<Bytes>,
         bound_only: bool,
     ) -> Result<(), NodeError> {
-        self.cast(Via::Any, broadcast(route, seq, payload.into(), bound_only))
+        self.cast(
+            Via::Any,
+            broadcast_op(route, seq, payload.into(), bound_only),
+        )
     }
 
     /// Closes a session (reason `kicked`); with `flush`, what is already
     /// queued for the client is sent first.
     pub fn kick(&self, to: impl Into<Target>, flush: bool) -> Result<(), NodeError> {
         let to = valid(to.into())?;
-        self.call(Via::To(to), op::kick(to, flush)).map(drop)
+        self.call(Via::To(to), kick_op(to, flush)).map(drop)
     }
 
     /// [`GateClient::kick`] without waiting.
     pub fn kick_nowait(&self, to: impl Into<Target>, flush: bool) -> Result<(), NodeError> {
         let to = valid(to.into())?;
-        self.cast(Via::To(to), op::kick(to, flush))
+        self.cast(Via::To(to), kick_op(to, flush))
     }
 
     /// Binds user `uid` to `session` (mqant's `Bind`). If the user is bound
@@ -250,27 +182,27 @@ impl GateClient {
     /// [`NodeError::Invalid`] without asking.
     pub fn bind(&self, session: SessionId, uid: UserId) -> Result<(), NodeError> {
         valid_bind(uid)?;
-        self.call(Via::To(Target::User(uid)), op::bind(session, uid))
+        self.call(Via::To(Target::User(uid)), bind_op(session, uid))
             .map(drop)
     }
 
     /// [`GateClient::bind`] without waiting.
     pub fn bind_nowait(&self, session: SessionId, uid: UserId) -> Result<(), NodeError> {
         valid_bind(uid)?;
-        self.cast(Via::To(Target::User(uid)), op::bind(session, uid))
+        self.cast(Via::To(Target::User(uid)), bind_op(session, uid))
     }
 
     /// Unbinds the user of a session (mqant's `UnBind`); the session stays
     /// and the gate's authorize timeout starts again.
     pub fn unbind(&self, to: impl Into<Target>) -> Result<(), NodeError> {
         let to = valid(to.into())?;
-        self.call(Via::To(to), op::unbind(to)).map(drop)
+        self.call(Via::To(to), unbind_op(to)).map(drop)
     }
 
     /// [`GateClient::unbind`] without waiting.
     pub fn unbind_nowait(&self, to: impl Into<Target>) -> Result<(), NodeError> {
         let to = valid(to.into())?;
-        self.cast(Via::To(to), op::unbind(to))
+        self.cast(Via::To(to), unbind_op(to))
     }
 
     /// Sets (`set`) and removes (`remove`) settings of a session (mqant's
@@ -290,7 +222,7 @@ impl GateClient {
         remove: &[&str],
     ) -> Result<(), NodeError> {
         let to = valid(to.into())?;
-        self.call(Via::To(to), op::settings(to, set, remove))
+        self.call(Via::To(to), settings_op(to, set, remove))
             .map(drop)
     }
 
@@ -302,7 +234,7 @@ impl GateClient {
         remove: &[&str],
     ) -> Result<(), NodeError> {
         let to = valid(to.into())?;
-        self.cast(Via::To(to), op::settings(to, set, remove))
+        self.cast(Via::To(to), settings_op(to, set, remove))
     }
 
     /// The client's address as the gate sees it.
@@ -342,7 +274,7 @@ impl GateClient {
         channel: &str,
         to: impl IntoIterator<Item = impl Into<Target>>,
     ) -> Result<(), NodeError> {
-        self.members(channel, to, op::subscribe, true)
+        self.members(channel, to, subscribe_op, true)
     }
 
     /// [`GateClient::subscribe`] without waiting.
@@ -351,7 +283,7 @@ impl GateClient {
         channel: &str,
         to: impl IntoIterator<Item = impl Into<Target>>,
     ) -> Result<(), NodeError> {
-        self.members(channel, to, op::subscribe, false)
+        self.members(channel, to, subscribe_op, false)
     }
 
     /// Removes sessions and users from channel `channel`.
@@ -360,7 +292,7 @@ impl GateClient {
         channel: &str,
         to: impl IntoIterator<Item = impl Into<Target>>,
     ) -> Result<(), NodeError> {
-        self.members(channel, to, op::unsubscribe, true)
+        self.members(channel, to, unsubscribe_op, true)
     }
 
     /// [`GateClient::unsubscribe`] without waiting.
@@ -369,7 +301,7 @@ impl GateClient {
         channel: &str,
         to: impl IntoIterator<Item = impl Into<Target>>,
     ) -> Result<(), NodeError> {
-        self.members(channel, to, op::unsubscribe, false)
+        self.members(channel, to, unsubscribe_op, false)
     }
 
     /// Subscribe / unsubscribe `to` to `channel`, waiting for the answer or
@@ -403,7 +335,7 @@ impl GateClient {
         seq: i32,
         payload: impl Into<Bytes>,
     ) -> Result<u64, NodeError> {
-        let op = publish(channel, route, seq, payload.into());
+        let op = publish_op(channel, route, seq, payload.into());
         Ok(self.call(Via::Any, op)?.delivered)
     }
 
@@ -415,33 +347,6 @@ impl GateClient {
         seq: i32,
         payload: impl Into<Bytes>,
     ) -> Result<(), NodeError> {
-        self.cast(Via::Any, publish(channel, route, seq, payload.into()))
+        self.cast(Via::Any, publish_op(channel, route, seq, payload.into()))
     }
-}
-
-fn multicast(to: &[Target], route: i32, seq: i32, payload: Bytes) -> call::Op {
-    call::Op::Multicast(Multicast {
-        targets: protos(to),
-        route,
-        seq,
-        payload,
-    })
-}
-
-fn broadcast(route: i32, seq: i32, payload: Bytes, bound_only: bool) -> call::Op {
-    call::Op::Broadcast(Broadcast {
-        route,
-        seq,
-        payload,
-        bound_only,
-    })
-}
-
-fn publish(channel: &str, route: i32, seq: i32, payload: Bytes) -> call::Op {
-    call::Op::Publish(proto::Publish {
-        channel: channel.to_owned(),
-        route,
-        seq,
-        payload,
-    })
 }

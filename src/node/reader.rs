@@ -1,25 +1,36 @@
-//! One gate link: the handshake and the reader thread that takes messages
-//! from the link's [`Inbox`] and runs (or dispatches) handlers.
+//! The reader thread of one gate link: the handshake, then the loop that
+//! takes messages from the link's [`Inbox`] and runs handlers inline or
+//! hands them to the workers.
+//!
+//! The top of the link side of the SDK: it joins the link to the gate
+//! client's registry and runs handlers, so it may use every layer below.
+//! It must not accept connections or own threads other than its own (the
+//! server starts it) and never decodes frames itself (the inbox does).
 
 use std::cell::RefCell;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use super::builder::{Settings, HANDSHAKE_TIMEOUT};
 use super::context::{run_handler, Context};
+use super::error::NodeError;
 use super::event::{run_event_handler, EventContext};
-use super::inbox::{self, Inbox, Next};
+use super::gate_client::GateClient;
+use super::inbox::{Inbox, Next};
+use super::link_handle::{Link, Writer};
+use super::messages::{pong_msg, push_msg};
+use super::options::{Options, HANDSHAKE_TIMEOUT};
+use super::pending;
+use super::types::EventKind;
 use super::worker::{Job, Pool, Work};
-use super::writer::{Closed, Writer};
-use super::{EventKind, NodeError, Shared};
 use crate::ids::{SessionId, ShardId};
-use crate::link::proto::{to_gate, to_node, Deliver, Event, NodeHello, Pong, Push, ToGate};
+use crate::link::proto::{to_node, Deliver, Event, GateHello};
 use crate::link::{BatchBuf, LinkError, PROTOCOL_VERSION};
 
 /// While a worker's queue is full, the reader keeps reading its link (to
@@ -27,87 +38,34 @@ use crate::link::{BatchBuf, LinkError, PROTOCOL_VERSION};
 /// queued in its inbox; then it simply waits.
 const MAX_QUEUED_WHILE_FULL: usize = 4096;
 
-/// A link that completed its handshake: who is on the other side, and the
-/// shared write half.
-pub(crate) struct Link {
-    /// `GateHello.gate_id`.
-    pub(crate) gate_id: Arc<str>,
-    /// `GateHello.shard`: sessions of this shard are reachable here.
-    pub(crate) shard: ShardId,
-    /// `GateHello.shards`: how many shards the gate runs.
-    pub(crate) shard_count: u16,
-    /// Frames towards this gate stay below this size: the smaller of our
-    /// `max_frame_bytes` and the gate's (`GateHello.max_frame_bytes`).
-    pub(crate) frame_limit: usize,
-    writer: Writer,
-}
-
-impl Link {
-    /// Sends one `Push` (batched with whatever else is pending).
-    pub(crate) fn push(
-        &self,
-        session: SessionId,
-        route: i32,
-        seq: i32,
-        payload: Bytes,
-        ext: u32,
-    ) -> Result<(), NodeError> {
-        self.writer
-            .send(&push_msg(session.0, route, seq, payload, ext))
-            .map_err(|Closed| NodeError::NotConnected {
-                shard: self.shard.0,
-            })
-    }
-
-    /// Sends one message (batched with whatever else is pending).
-    pub(crate) fn send(&self, msg: &ToGate) -> Result<(), Closed> {
-        self.writer.send(msg)
-    }
-
-    /// Sends a whole batch of framed messages; drops it if the link closed.
-    pub(crate) fn send_frames(&self, frames: BytesMut) {
-        if self.writer.send_frames(frames).is_err() {
-            debug!(gate = %self.gate_id, shard = self.shard.0, "node: link closed, replies dropped");
-        }
-    }
-}
-
-/// Builds a `ToGate::Push`.
-pub(crate) fn push_msg(session_id: u64, route: i32, seq: i32, payload: Bytes, ext: u32) -> ToGate {
-    ToGate {
-        msg: Some(to_gate::Msg::Push(Push {
-            session_id,
-            route,
-            seq,
-            payload,
-            ext,
-        })),
-    }
+/// What a link's reader thread uses of its node.
+pub(crate) struct ReaderEnv<'a> {
+    /// Handlers, limits, and what the handshake announces.
+    pub(crate) options: &'a Options,
+    /// The registry this link joins, and the client handlers call through.
+    pub(crate) gates: &'a GateClient,
+    /// The workers; `None` with `workers(0)` (handlers run on the reader).
+    pub(crate) pool: Option<Arc<Pool>>,
+    /// Set once the node shuts down (changes only how a link's end is logged).
+    pub(crate) stop: &'a AtomicBool,
 }
 
 /// Body of a link's reader thread: handshake, then serve until the gate
 /// closes the link, it breaks the protocol, or the node shuts down.
-pub(crate) fn serve(
-    shared: &Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    id: u64,
-    pool: Option<Arc<Pool>>,
-) {
+pub(crate) fn serve(env: ReaderEnv<'_>, stream: TcpStream, peer: SocketAddr, id: u64) {
     let inbox = Inbox::new(
         stream,
-        shared.settings.max_frame_bytes,
-        shared.gates.clone(),
+        env.options.max_frame_bytes,
+        env.gates.pending_calls(),
     );
+    let waker = inbox.waker();
     let mut reader = Reader {
-        shared,
-        settings: &shared.settings,
+        env,
         peer,
         inbox: Rc::new(RefCell::new(inbox)),
-        pool,
     };
     // From here on, calls made on this thread keep reading this link.
-    let _installed = inbox::install(reader.inbox.clone());
+    let _reading = pending::reader_thread(reader.inbox.clone(), waker);
     let link = match reader.handshake() {
         Ok(link) => link,
         Err(e) => {
@@ -117,11 +75,12 @@ pub(crate) fn serve(
     };
     let (gate, shard) = (&link.gate_id, link.shard.0);
     let r = reader.run(&link);
-    shared.gates.remove(&link);
-    link.writer.close();
-    let stopping = shared.stop.load(std::sync::atomic::Ordering::SeqCst);
+    reader.env.gates.remove(&link);
+    link.close();
     match r {
-        _ if stopping => info!(%peer, %gate, shard, "node: link down (node shutting down)"),
+        _ if reader.env.stop.load(Ordering::SeqCst) => {
+            info!(%peer, %gate, shard, "node: link down (node shutting down)");
+        }
         Ok(()) => info!(%peer, %gate, shard, "node: link down (gate closed it)"),
         Err(e @ (NodeError::Link(_) | NodeError::IdleTimeout(_))) => {
             warn!(%peer, %gate, shard, error = %e, "node: link closed");
@@ -131,13 +90,12 @@ pub(crate) fn serve(
 }
 
 struct Reader<'a> {
-    shared: &'a Arc<Shared>,
-    settings: &'a Settings,
+    env: ReaderEnv<'a>,
     peer: SocketAddr,
-    /// Shared with the thread-local of this thread (see [`inbox::current`]);
-    /// never borrowed while a handler runs.
+    /// Also registered with [`pending::reader_thread`], so calls made on
+    /// this thread read it while they wait; never borrowed while a handler
+    /// runs.
     inbox: Rc<RefCell<Inbox>>,
-    pool: Option<Arc<Pool>>,
 }
 
 impl Reader<'_> {
@@ -152,58 +110,37 @@ impl Reader<'_> {
             Some(to_node::Msg::Hello(h)) => h,
             _ => return Err(LinkError::Protocol("first message is not GateHello").into()),
         };
-        if hello.version != PROTOCOL_VERSION {
-            return Err(NodeError::Version(hello.version));
-        }
-        let shard = u16::try_from(hello.shard)
-            .map_err(|_| LinkError::Protocol("GateHello.shard does not fit 16 bits"))?;
-        let shard_count = u16::try_from(hello.shards)
-            .map_err(|_| LinkError::Protocol("GateHello.shards does not fit 16 bits"))?
-            .max(shard + 1);
-
-        let hello_reply = ToGate {
-            msg: Some(to_gate::Msg::Hello(NodeHello {
-                service: self.settings.service.clone(),
-                node_id: self.settings.node_id.clone(),
-                routes: self.settings.routes.iter().map(|(r, _)| *r).collect(),
-                version: PROTOCOL_VERSION,
-                events: self
-                    .settings
-                    .event_kinds()
-                    .map(EventKind::to_proto)
-                    .collect(),
-                max_frame_bytes: u32::try_from(self.settings.max_frame_bytes).unwrap_or(u32::MAX),
-            })),
-        };
-        let timeout = self.settings.idle_timeout;
-        stream.set_read_timeout(timeout)?;
-        stream.set_write_timeout(timeout)?;
+        let (shard, shard_count) = check_hello(&hello)?;
+        let options = self.env.options;
+        stream.set_read_timeout(options.idle_timeout)?;
+        stream.set_write_timeout(options.idle_timeout)?;
         // The NodeHello goes first on the wire even though the link is
         // visible to pushers before it is written: the writer starts corked.
         // Registering before the hello is written means a gate that has the
         // hello can count on the link being known.
         let frame_limit = match hello.max_frame_bytes as usize {
-            0 => self.settings.max_frame_bytes,
-            gate => gate.min(self.settings.max_frame_bytes),
+            0 => options.max_frame_bytes,
+            gate => gate.min(options.max_frame_bytes),
         };
-        let link = Arc::new(Link {
-            gate_id: hello.gate_id.into(),
-            shard: ShardId(shard),
+        let writer = Writer::corked(
+            stream,
+            &options.node_hello(),
+            frame_limit,
+            options.max_write_backlog,
+        );
+        let link = Arc::new(Link::new(
+            hello.gate_id.into(),
+            ShardId(shard),
             shard_count,
             frame_limit,
-            writer: Writer::corked(
-                stream,
-                &hello_reply,
-                frame_limit,
-                self.settings.max_write_backlog,
-            ),
-        });
-        if let Some(old) = self.shared.gates.insert(link.clone()) {
+            writer,
+        ));
+        if let Some(old) = self.env.gates.insert(link.clone()) {
             warn!(gate = %link.gate_id, shard, "node: gate reopened a link, closing the old one");
-            old.writer.close();
+            old.close();
         }
-        if link.writer.uncork().is_err() {
-            self.shared.gates.remove(&link);
+        if link.uncork().is_err() {
+            self.env.gates.remove(&link);
             return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
         }
         inbox.set_link(link.clone());
@@ -220,7 +157,7 @@ impl Reader<'_> {
     /// Serves the link until EOF (`Ok`) or an error.
     fn run(&mut self, link: &Arc<Link>) -> Result<(), NodeError> {
         let mut out = BatchBuf::new(link.frame_limit);
-        let idle = self.settings.idle_timeout.unwrap_or(Duration::MAX);
+        let idle = self.env.options.idle_timeout.unwrap_or(Duration::MAX);
         loop {
             // The borrow ends before the message is handled: handlers may
             // pump this inbox while they wait for a call.
@@ -255,15 +192,13 @@ impl Reader<'_> {
                 Ok(())
             }
             to_node::Msg::Ping(p) => {
-                out.push(&ToGate {
-                    msg: Some(to_gate::Msg::Pong(Pong { nonce: p.nonce })),
-                });
+                out.push(&pong_msg(p.nonce));
                 Ok(())
             }
             to_node::Msg::Pong(_) => Ok(()),
             // Normally resolved as soon as it is decoded (see Inbox).
             to_node::Msg::Result(r) => {
-                self.shared.gates.resolve(r);
+                self.env.gates.resolve(r);
                 Ok(())
             }
             to_node::Msg::Hello(_) => {
@@ -273,7 +208,7 @@ impl Reader<'_> {
     }
 
     fn deliver(&self, link: &Arc<Link>, d: Deliver, out: &mut BatchBuf) -> Result<(), NodeError> {
-        let Some(handler) = self.settings.handler(d.route) else {
+        let Some(handler) = self.env.options.handler(d.route) else {
             debug!(route = d.route, session = %SessionId(d.session_id), "node: no handler for route");
             out.push(&push_msg(
                 d.session_id,
@@ -284,9 +219,9 @@ impl Reader<'_> {
             ));
             return Ok(());
         };
-        match &self.pool {
+        match &self.env.pool {
             None => {
-                let mut ctx = Context::new(d, link, out, &self.shared.gates);
+                let mut ctx = Context::from_deliver(d, link, out, self.env.gates);
                 run_handler(handler, &mut ctx);
             }
             Some(pool) => self.dispatch(pool, link.clone(), Work::Deliver(d), out),
@@ -299,13 +234,13 @@ impl Reader<'_> {
             debug!(kind = e.kind, "node: event of an unknown kind ignored");
             return;
         };
-        let Some(handler) = self.settings.event_handler(kind) else {
+        let Some(handler) = self.env.options.event_handler(kind) else {
             debug!(%kind, "node: event nobody subscribed to ignored");
             return;
         };
-        match &self.pool {
+        match &self.env.pool {
             None => {
-                let mut ctx = EventContext::new(kind, e, link, out, &self.shared.gates);
+                let mut ctx = EventContext::from_event(kind, e, link, out, self.env.gates);
                 run_event_handler(handler, &mut ctx);
             }
             Some(pool) => self.dispatch(pool, link.clone(), Work::Event(kind, e), out),
@@ -340,4 +275,18 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// The shard of a `GateHello` and the gate's shard count (at least enough
+/// for that shard), if this build speaks its protocol version.
+fn check_hello(hello: &GateHello) -> Result<(u16, u16), NodeError> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err(NodeError::Version(hello.version));
+    }
+    let shard = u16::try_from(hello.shard)
+        .map_err(|_| LinkError::Protocol("GateHello.shard does not fit 16 bits"))?;
+    let shard_count = u16::try_from(hello.shards)
+        .map_err(|_| LinkError::Protocol("GateHello.shards does not fit 16 bits"))?
+        .max(shard + 1);
+    Ok((shard, shard_count))
 }
