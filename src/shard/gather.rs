@@ -8,9 +8,9 @@ use super::mailbox::ReplyTo;
 
 /// A multicast waiting for its targets.
 struct Gather {
-    /// Targets not yet reported.
+    /// Reports still to come.
     pending: usize,
-    /// Targets reported delivered.
+    /// Deliveries reported so far.
     delivered: u64,
     /// Where the total goes.
     reply: ReplyTo,
@@ -40,10 +40,10 @@ impl Gathers {
     }
 
     /// Counts one report; returns the answer when it was the last one.
-    pub fn report(&mut self, id: u32, found: bool) -> Option<(ReplyTo, u64)> {
+    pub fn report(&mut self, id: u32, delivered: u64) -> Option<(ReplyTo, u64)> {
         let g = self.slots.get_mut(id as usize)?.as_mut()?;
         g.pending -= 1;
-        g.delivered += u64::from(found);
+        g.delivered += delivered;
         if g.pending > 0 {
             return None;
         }
@@ -65,10 +65,10 @@ mod tests {
             call_id: 7,
         };
         let id = g.start(3, to);
-        assert_eq!(g.report(id, true), None);
-        assert_eq!(g.report(id, false), None);
-        assert_eq!(g.report(id, true), Some((to, 2)));
-        assert_eq!(g.report(id, true), None, "a finished gather is gone");
+        assert_eq!(g.report(id, 1), None);
+        assert_eq!(g.report(id, 0), None);
+        assert_eq!(g.report(id, 5), Some((to, 6)));
+        assert_eq!(g.report(id, 1), None, "a finished gather is gone");
         assert_eq!(g.start(1, to), id, "its id is reused");
     }
 }

@@ -134,14 +134,15 @@ pub enum ToShard {
         packet: Bytes,
         /// Only sessions with a bound user.
         bound_only: bool,
+        /// Where to report how many got it.
+        reply: Option<ReplyTo>,
     },
-    /// One target of gather `id` (held by this shard) was (`found`) or was
-    /// not delivered.
+    /// One part of gather `id` (held by this shard) delivered `delivered` packets.
     Gathered {
         /// The gather.
         id: u32,
-        /// The target's session was found and the packet queued.
-        found: bool,
+        /// Sessions the packet was queued for.
+        delivered: u64,
     },
     /// Write an encoded packet to this shard's members of a channel.
     Publish {
@@ -149,6 +150,8 @@ pub enum ToShard {
         channel: Arc<str>,
         /// The packet, encoded once for the whole gate.
         packet: Bytes,
+        /// Where to report how many got it.
+        reply: Option<ReplyTo>,
     },
 }
 
@@ -167,7 +170,9 @@ impl ToShard {
         match self {
             ToShard::Session { reply, .. }
             | ToShard::Uid { reply, .. }
-            | ToShard::DirBind { reply, .. } => *reply,
+            | ToShard::DirBind { reply, .. }
+            | ToShard::Broadcast { reply, .. }
+            | ToShard::Publish { reply, .. } => *reply,
             _ => None,
         }
     }
@@ -279,6 +284,7 @@ mod tests {
         ToShard::Broadcast {
             packet: Bytes::from_static(b"x"),
             bound_only: false,
+            reply: None,
         }
     }
 

@@ -29,7 +29,9 @@
 //! | `clients`     | client sockets: accept, recv, send, timers, close bookkeeping |
 //! | `nodes`       | links to nodes: connect, hello, ping, reconnect with backoff  |
 //! | `routes`      | route → node links, round robin                               |
-//! | `node_calls`  | what nodes ask (calls) and are told (events), across shards   |
+//! | `forward`     | requests to nodes, pushes to clients, connect/disconnect events |
+//! | `node_calls`  | what nodes ask (calls) and how they are answered              |
+//! | `session_ops` | operations on sessions, routed to the shard that owns them    |
 //! | `mailbox`     | cross-shard messages and bounded inboxes                      |
 //! | `wake`        | waking a parked shard                                         |
 //! | `directory`   | this shard's partition of uid → session                       |
@@ -41,6 +43,7 @@
 mod bufring;
 mod clients;
 mod directory;
+mod forward;
 mod gather;
 mod listener;
 pub mod mailbox;
@@ -49,6 +52,7 @@ mod nodes;
 pub mod ring;
 mod rooms;
 mod routes;
+mod session_ops;
 mod timer;
 pub mod wake;
 
