@@ -413,7 +413,7 @@ impl Shard {
                 },
                 Completion::Connect { link, res } => self.on_link_connect(link, res),
                 Completion::LinkRecv { link, res, buf } => self.on_link_recv(link, res, buf),
-                Completion::Wake => {
+                Completion::Wake { .. } => {
                     self.wake_armed = false;
                     self.arm_wake();
                 }

@@ -68,7 +68,7 @@ enum Pending {
         buf: BytesMut,
     },
     Wake {
-        _buf: Box<u64>,
+        buf: Box<u64>,
     },
 }
 
@@ -131,8 +131,11 @@ pub enum Completion {
         /// The read buffer, its length grown by what was read.
         buf: BytesMut,
     },
-    /// The shard's eventfd was written (a wake-up).
-    Wake,
+    /// The shard's eventfd was written (a wake-up): `count` writes since the last read.
+    Wake {
+        /// The eventfd counter that was read (0 if the read failed).
+        count: u64,
+    },
 }
 
 /// The in-flight table: slot `i` is the operation with `user_data == i`.
@@ -287,7 +290,7 @@ impl Ring {
     pub fn read_eventfd(&mut self, fd: RawFd) {
         let mut b = Box::new(0u64);
         let ptr = (&mut *b as *mut u64).cast::<u8>();
-        let ud = self.ops.insert(Pending::Wake { _buf: b });
+        let ud = self.ops.insert(Pending::Wake { buf: b });
         self.push(
             opcode::Read::new(types::Fd(fd), ptr, 8)
                 .build()
@@ -401,7 +404,9 @@ impl Ring {
                 }
                 Completion::LinkRecv { link, res, buf }
             }
-            Pending::Wake { .. } => Completion::Wake,
+            Pending::Wake { buf } => Completion::Wake {
+                count: if res == 8 { *buf } else { 0 },
+            },
         })
     }
 

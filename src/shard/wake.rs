@@ -22,11 +22,17 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
+/// One shard's parked flag on a cache line of its own: each shard writes
+/// its flag twice per loop turn, which must not evict its neighbours'.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Parked(AtomicBool);
+
 /// The wake-up flags and eventfds of every shard of one gate.
 #[derive(Debug)]
 pub struct Wakers {
     /// Per shard: about to wait (or waiting) in its ring for completions.
-    parked: Vec<AtomicBool>,
+    parked: Vec<Parked>,
     /// Per shard: the eventfd whose read the shard keeps armed in its ring.
     fds: Vec<OwnedFd>,
 }
@@ -45,7 +51,7 @@ impl Wakers {
             fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
         }
         Ok(Wakers {
-            parked: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            parked: (0..shards).map(|_| Parked::default()).collect(),
             fds,
         })
     }
@@ -62,18 +68,18 @@ impl Wakers {
 
     /// Shard `s` is about to wait: call before its last look at the inbox.
     pub fn park(&self, s: usize) {
-        self.parked[s].store(true, SeqCst);
+        self.parked[s].0.store(true, SeqCst);
     }
 
     /// Shard `s` is awake again.
     pub fn unpark(&self, s: usize) {
-        self.parked[s].store(false, SeqCst);
+        self.parked[s].0.store(false, SeqCst);
     }
 
     /// Wakes shard `s` if it is parked (one eventfd write, only when needed).
     /// Call after the message for it is in its inbox.
     pub fn wake(&self, s: usize) {
-        if self.parked[s].swap(false, SeqCst) {
+        if self.parked[s].0.swap(false, SeqCst) {
             self.notify(s);
         }
     }
