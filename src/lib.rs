@@ -3,24 +3,36 @@
 //! A thread-per-core game gateway on Linux io_uring, speaking due's binary
 //! packet format to clients and batched prost frames to backend nodes.
 //!
-//! A tour of the modules, from the wire inwards:
+//! A tour of the modules, from the wire inwards (`docs/architecture.md`
+//! draws the data path and says where each rule lives):
 //!
-//! * [`codec`] — the client packet format (due-compatible), pure functions
-//!   over `BytesMut`. No I/O, no clock.
-//! * [`session`] — the per-connection state machine: heartbeat and authorize
-//!   deadlines, bound user. Time is passed in. No I/O.
-//! * [`shard`] — one io_uring event loop per pinned core: listener, client
-//!   connections, timers, node links. The only layer that owns sockets.
-//! * [`link`] — the gate↔node protocol (`proto/ringgate.proto`) and its
-//!   length-prefixed batch framing.
+//! * [`codec`] — the client packet format (due-compatible): pure functions
+//!   over `BytesMut`. No I/O, no clock. *Where a packet is decoded.*
+//! * [`ws`] — WebSocket (RFC 6455): the upgrade handshake and the frame
+//!   codec, pure like [`codec`]; one due packet per binary message.
+//! * [`tls`] — rustls driven sans-IO, and certificate loading.
+//! * [`session`] — who a client is and when it must be closed for silence or
+//!   for not logging in (heartbeat and authorize deadlines). Pure.
+//! * [`connection`] — one client connection as a pure state machine: its
+//!   phase (handshake / open / draining / closed), its framing (raw packets,
+//!   WebSocket), TLS, outbound accounting and the one close path.
+//!   `handle_*` in, `poll_*` out, time passed in. *Where a session times out.*
+//! * [`stats`] — per-shard counters, merged when read.
+//! * [`link`] — the gate↔node link's protocol (`proto/ringgate.proto`,
+//!   prost) and its length-prefixed batch framing. Pure.
+//! * [`shard`] — one io_uring event loop per pinned core: the only layer
+//!   that owns sockets and submits operations. Its `ring` owns every buffer
+//!   the kernel may touch; `clients` drives connections; `nodes` keeps the
+//!   links to nodes (*where a node link reconnects*); `session_ops` and
+//!   `mailbox` route work to the shard that owns a session (*where a push
+//!   crosses shards*).
 //! * [`node`] — the SDK backend authors use to serve routes and talk to the
 //!   gate, with plain threads (no async runtime imposed).
-//! * [`ws`] — WebSocket (RFC 6455): the upgrade handshake and the frame codec,
-//!   pure like [`codec`]; one due packet per binary message.
-//! * [`tls`] — rustls driven sans-IO by the shard loop, and certificate loading.
 //! * [`config`] — the serde tree loaded from `etc/ringgate.toml`, with
 //!   defaults and validation.
 //! * [`gate`] — start-up: probes the kernel, checks limits, spawns shards.
+//! * [`ids`] — the id newtypes: shards, sessions (which encode their
+//!   shard), users (whose directory entry lives on `hash(uid) % shards`).
 
 pub mod codec;
 pub mod config;
