@@ -54,6 +54,8 @@ count = $3
 addr = "127.0.0.1:$4"
 max_connections = 19000
 max_outbound_bytes = "4MiB"
+[network.ws]
+enabled = false
 [log]
 level = "warn"
 [[nodes]]
@@ -68,13 +70,16 @@ start_gate B-echo "$B" "$ECHO_SHARDS" 4702
 start_gate A-rate "$A" "$RATE_SHARDS" 4703
 start_gate B-rate "$B" "$RATE_SHARDS" 4704
 for g in "${!PORT[@]}"; do
+  ok=""
   for _ in $(seq 100); do
     if $LT echo --addr 127.0.0.1:${PORT[$g]} --conns 1 --warmup 0s --duration 200ms --json 2>/dev/null |
       python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r["requests"]>0 and r["errors"]==0 else 1)'; then
+      ok=1
       break
     fi
     sleep 0.1
   done
+  [ -n "$ok" ] || { echo "ab: gate $g not answering on ${PORT[$g]} (see $OUT/$g.log)" >&2; exit 1; }
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

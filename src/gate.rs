@@ -6,7 +6,7 @@
 //! before the first client is accepted, and reported with what to change.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -227,6 +227,62 @@ fn load_tls(
     }
 }
 
+/// The listening sockets of each shard (TCP, and WebSocket when enabled)
+/// with what each serves, and the bound TCP and WebSocket addresses.
+#[allow(clippy::type_complexity)]
+fn bind_listeners(
+    cfg: &Config,
+) -> Result<
+    (
+        Vec<Vec<(TcpListener, ListenerSpec)>>,
+        SocketAddr,
+        Option<SocketAddr>,
+    ),
+    StartError,
+> {
+    let (tcp, ws) = (&cfg.network.tcp, &cfg.network.ws);
+    // Bind every listener up front: errors surface here, and with port 0
+    // all shards share the port the first one got.
+    let n = cfg.shards.cores.len();
+    let (tcp_listeners, tcp_addr) = bind_all(tcp.addr, tcp.backlog, n, "network.tcp.addr")?;
+    let tls = load_tls(tcp.tls_files(), "network.tcp")?;
+    let tcp_spec = ListenerSpec {
+        network: if tls.is_some() {
+            Network::Tls
+        } else {
+            Network::Tcp
+        },
+        handshake_ms: if tls.is_some() {
+            tcp.tls_handshake_timeout.as_millis() as u64
+        } else {
+            0
+        },
+        tls,
+    };
+    let mut out: Vec<Vec<_>> = tcp_listeners
+        .into_iter()
+        .map(|l| vec![(l, tcp_spec.clone())])
+        .collect();
+    if !ws.enabled {
+        return Ok((out, tcp_addr, None));
+    }
+    let (ws_listeners, ws_addr) = bind_all(ws.addr, tcp.backlog, n, "network.ws.addr")?;
+    let tls = load_tls(ws.tls_files(), "network.ws")?;
+    let ws_spec = ListenerSpec {
+        network: if tls.is_some() {
+            Network::Wss
+        } else {
+            Network::Ws
+        },
+        handshake_ms: ws.handshake_timeout.as_millis() as u64,
+        tls,
+    };
+    for (v, l) in out.iter_mut().zip(ws_listeners) {
+        v.push((l, ws_spec.clone()));
+    }
+    Ok((out, tcp_addr, Some(ws_addr)))
+}
+
 /// A running gate.
 pub struct Gate {
     shared: Arc<Shared>,
@@ -243,56 +299,7 @@ impl Gate {
     pub fn start(cfg: &Config) -> Result<Gate, StartError> {
         probe_kernel()?;
         check_file_limit(cfg)?;
-        let tcp = &cfg.network.tcp;
-        // Bind every listener up front: errors surface here, and with port 0
-        // all shards share the port the first one got.
-        let n = cfg.shards.cores.len();
-        let (tcp_listeners, tcp_addr) = bind_all(tcp.addr, tcp.backlog, n, "network.tcp.addr")?;
-        let tcp_tls = load_tls(tcp.tls_files(), "network.tcp")?;
-        let tcp_xport = ListenerSpec {
-            network: if tcp_tls.is_some() {
-                Network::Tls
-            } else {
-                Network::Tcp
-            },
-            handshake_ms: if tcp_tls.is_some() {
-                tcp.tls_handshake_timeout.as_millis() as u64
-            } else {
-                0
-            },
-            tls: tcp_tls,
-        };
-        let ws = &cfg.network.ws;
-        let mut ws_addr = None;
-        let mut ws_listeners: Vec<Option<std::net::TcpListener>> = (0..n).map(|_| None).collect();
-        let mut ws_xport = None;
-        if ws.enabled {
-            let (ls, a) = bind_all(ws.addr, tcp.backlog, n, "network.ws.addr")?;
-            ws_addr = Some(a);
-            ws_listeners = ls.into_iter().map(Some).collect();
-            let tls = load_tls(ws.tls_files(), "network.ws")?;
-            ws_xport = Some(ListenerSpec {
-                network: if tls.is_some() {
-                    Network::Wss
-                } else {
-                    Network::Ws
-                },
-                handshake_ms: ws.handshake_timeout.as_millis() as u64,
-                tls,
-            });
-        }
-        let listeners: Vec<Vec<(std::net::TcpListener, ListenerSpec)>> = tcp_listeners
-            .into_iter()
-            .zip(ws_listeners)
-            .map(|(t, w)| {
-                let mut v = vec![(t, tcp_xport.clone())];
-                if let (Some(w), Some(x)) = (w, ws_xport.clone()) {
-                    v.push((w, x));
-                }
-                v
-            })
-            .collect();
-        let addr = tcp_addr;
+        let (listeners, tcp_addr, ws_addr) = bind_listeners(cfg)?;
         let shards = cfg.shards.cores.len();
         let shared = Arc::new(Shared::new(shards).map_err(|source| StartError::Shard {
             shard: 0,
@@ -301,26 +308,25 @@ impl Gate {
         })?);
         let mailboxes = Mailbox::create(shards, cfg.shards.channel_capacity);
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
-        let mut threads = Vec::new();
-        for (i, ((core, listener), mailbox)) in cfg
-            .shards
-            .cores
-            .iter()
-            .zip(listeners)
-            .zip(mailboxes)
-            .enumerate()
-        {
+        let mut gate = Gate {
+            shared,
+            threads: Vec::new(),
+            tcp_addr,
+            ws_addr,
+            gate_id: cfg.gate.id.clone(),
+            cores: cfg.shards.cores.clone(),
+        };
+        let per_shard = cfg.shards.cores.iter().zip(listeners).zip(mailboxes);
+        for (i, ((&core, listeners), mailbox)) in per_shard.enumerate() {
             let p = ShardParams::from_config(cfg, i as u16);
-            let shared = shared.clone();
-            let ready = ready_tx.clone();
-            let core = *core;
+            let (shared, ready) = (gate.shared.clone(), ready_tx.clone());
             let t = std::thread::Builder::new()
                 .name(format!("ringgate-shard-{i}"))
                 .spawn(move || {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         tracing::warn!(shard = i, core, "could not pin shard to its core");
                     }
-                    match Shard::new(p, listener, shared, mailbox) {
+                    match Shard::new(p, listeners, shared, mailbox) {
                         Ok(s) => {
                             let _ = ready.send((i, core, Ok(())));
                             s.run()
@@ -331,30 +337,29 @@ impl Gate {
                             Err(msg)
                         }
                     }
-                })
-                .map_err(|source| StartError::Shard {
-                    shard: i as u16,
-                    core,
-                    source,
-                })?;
-            threads.push(t);
+                });
+            match t {
+                Ok(t) => gate.threads.push(t),
+                Err(source) => {
+                    gate.stop_inner();
+                    let shard = i as u16;
+                    return Err(StartError::Shard {
+                        shard,
+                        core,
+                        source,
+                    });
+                }
+            }
         }
         drop(ready_tx);
-        let mut gate = Gate {
-            shared,
-            threads,
-            tcp_addr: addr,
-            ws_addr,
-            gate_id: cfg.gate.id.clone(),
-            cores: cfg.shards.cores.clone(),
-        };
         for _ in 0..gate.threads.len() {
             match ready_rx.recv() {
                 Ok((_, _, Ok(()))) => {}
                 Ok((shard, core, Err(source))) => {
                     gate.stop_inner();
+                    let shard = shard as u16;
                     return Err(StartError::Shard {
-                        shard: shard as u16,
+                        shard,
                         core,
                         source,
                     });
