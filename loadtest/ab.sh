@@ -14,7 +14,9 @@
 #   rate   open loop at RATE requests/s over CONNS connections, RATE_SHARDS
 #          shards (2: the default config) → p50/p99 and the gate's CPU time
 #          (user+system from /proc/<pid>/stat) per round trip
-# and prints medians with B/A ratios. Listens and connects on 127.0.0.1 only.
+# and prints medians with B/A ratios. IDLE=10000 also holds that many idle
+# connections to each build's echo gate and reports RSS per connection.
+# Listens and connects on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,7 @@ RATE=${RATE:-20000}
 ECHO_SHARDS=${ECHO_SHARDS:-1}
 RATE_SHARDS=${RATE_SHARDS:-2}
 NODE_PORT=${NODE_PORT:-4700}
+IDLE=${IDLE:-0}
 OUT=${OUT:-target/ab}
 LT=target/release/ringgate-loadtest
 NODE=target/release/examples/echo_node
@@ -99,6 +102,14 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
+if [ "$IDLE" != 0 ]; then
+  for v in A B; do
+    echo "ab: idle $v: $IDLE connections" >&2
+    $LT idle --addr 127.0.0.1:${PORT[$v-echo]} --conns "$IDLE" --hold 5s --heartbeat 5s \
+      --pid "${PID[$v-echo]}" --json >"$OUT/$v-idle.json" 2>>"$OUT/progress.log"
+  done
+fi
+
 python3 - "$OUT" "$ROUNDS" "$(getconf CLK_TCK)" <<'PY'
 import json, statistics, sys
 out, rounds, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -121,5 +132,12 @@ print(f"{'metric':24} {'A':>12} {'B':>12} {'B/A':>7}")
 for k in res["A"]:
     a, b = res["A"][k], res["B"][k]
     print(f"{k:24} {a:12.1f} {b:12.1f} {b / a if a else 0:7.3f}")
+import os
+for v in "AB":
+    p = f"{out}/{v}-idle.json"
+    if os.path.exists(p):
+        r = json.load(open(p))
+        res[v]["idle_rss_per_conn"] = r.get("rss_per_conn")
+        print(f"idle {v}: conns={r.get('conns')} closed={r.get('closed')} rss_per_conn={r.get('rss_per_conn')} B")
 json.dump(res, open(f"{out}/summary.json", "w"), indent=1)
 PY

@@ -184,7 +184,7 @@ impl Shard {
 
     /// Executes an operation on a session of this shard.
     pub(super) fn exec_session(&mut self, sid: SessionId, op: SessionOp, reply: Option<ReplyTo>) {
-        let Some((idx, _)) = self.clients.by_session(sid) else {
+        let Some((idx, c)) = self.clients.by_session(sid) else {
             if let SessionOp::Attach(uid) = op {
                 // The session ended before the bind reached it: undo the directory entry.
                 self.dir_unbind(uid, sid);
@@ -213,17 +213,24 @@ impl Shard {
                 self.reply(reply, ok);
             }
             SessionOp::Attach(uid) => {
-                self.attach(idx, sid, uid);
+                let old = c.conn.session.uid;
+                c.conn.session.handle_bind(uid);
+                self.attached(sid, old, uid);
                 self.reply(reply, ok);
             }
             SessionOp::Unbind => {
-                self.unbind(idx, sid);
+                let old = c.conn.session.uid;
+                if old.0 != 0 {
+                    c.conn.session.handle_unbind(self.now);
+                    self.unbound(idx, sid, old);
+                }
                 self.reply(reply, ok);
             }
             SessionOp::Settings { set, remove } => {
-                let s = &self.p.session;
-                let (max_keys, max_bytes) = (s.max_settings, s.max_setting_bytes);
-                let c = self.clients.get_mut(idx).expect("found above");
+                let (max_keys, max_bytes) = (
+                    self.p.session.max_settings,
+                    self.p.session.max_setting_bytes,
+                );
                 match c
                     .conn
                     .session
@@ -235,24 +242,19 @@ impl Shard {
                 }
             }
             SessionOp::GetIp => {
-                let peer = self.clients.get_mut(idx).expect("found above").conn.peer();
+                let peer = c.conn.peer();
                 let (ip, port) = (peer.ip().to_string(), u32::from(peer.port()));
                 self.reply(reply, CallResult { ip, port, ..ok });
             }
             SessionOp::IsOnline => self.reply(reply, CallResult { online: true, ..ok }),
             SessionOp::Subscribe(ch) => {
                 if let Some(name) = self.rooms.join(&ch, idx) {
-                    self.clients
-                        .get_mut(idx)
-                        .expect("found above")
-                        .rooms
-                        .push(name);
+                    c.rooms.push(name);
                 }
                 self.reply(reply, ok);
             }
             SessionOp::Unsubscribe(ch) => {
                 if self.rooms.leave(&ch, idx) {
-                    let c = self.clients.get_mut(idx).expect("found above");
                     c.rooms.retain(|r| **r != *ch);
                 }
                 self.reply(reply, ok);
@@ -260,11 +262,9 @@ impl Shard {
         }
     }
 
-    /// The directory accepted `uid` for session `sid` (in slot `idx`): bind it.
-    pub(super) fn attach(&mut self, idx: u32, sid: SessionId, uid: UserId) {
-        let c = self.clients.get_mut(idx).expect("caller found it");
-        let old = c.conn.session.uid;
-        c.conn.session.handle_bind(uid);
+    /// Session `sid` was bound to `uid` (before: `old`): count, fix the
+    /// directory, tell nodes.
+    fn attached(&mut self, sid: SessionId, old: UserId, uid: UserId) {
         if old.0 == 0 {
             ShardStats::add(&self.stats().bound, 1);
         } else if old != uid {
@@ -280,18 +280,12 @@ impl Shard {
         }
     }
 
-    /// Unbinds the session's user, restarting its authorize timeout.
-    pub(super) fn unbind(&mut self, idx: u32, sid: SessionId) {
-        let now = self.now;
-        let c = self.clients.get_mut(idx).expect("caller found it");
-        let old = c.conn.session.uid;
-        if old.0 == 0 {
-            return;
-        }
-        c.conn.session.handle_unbind(now);
+    /// Session `sid` (in slot `idx`) lost its user `old`: count, fix the
+    /// directory, re-arm its authorize timer, tell nodes.
+    fn unbound(&mut self, idx: u32, sid: SessionId, old: UserId) {
         self.stats().bound.fetch_sub(1, Relaxed);
         self.dir_unbind(old, sid);
-        self.with_conn(idx, |_, _| ()); // re-arms its authorize timer
+        self.with_conn(idx, |_, _| ()); // settles: re-arms its authorize timer
         self.emit(Event {
             kind: EventKind::EventUnbind as i32,
             session_id: sid.0,
