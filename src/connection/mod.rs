@@ -413,11 +413,11 @@ impl Connection {
     /// When [`Connection::handle_timeout`] should next be called; `None`: never.
     pub fn poll_timeout(&self, rules: &Rules) -> Option<Millis> {
         match self.phase {
-            Phase::Handshake { deadline } => Some(
-                self.session
-                    .next_deadline(rules)
-                    .map_or(deadline, |d| d.min(deadline)),
-            ),
+            // `Millis::MAX`: a handshake without a deadline (handshake_ms = 0).
+            Phase::Handshake { deadline } => match self.session.next_deadline(rules) {
+                Some(d) => Some(d.min(deadline)),
+                None => (deadline != Millis::MAX).then_some(deadline),
+            },
             Phase::Open => self.session.next_deadline(rules),
             Phase::Draining { deadline, .. } => Some(deadline),
             Phase::Closed { .. } => None,
