@@ -9,8 +9,10 @@
 //!
 //! Every buffer, address or counter an operation points at moves into the
 //! in-flight table ([`Pending`]) when it is submitted and comes back in its
-//! [`Completion`] when the kernel is done with it (multishot operations stay
-//! until their last completion). Nothing the kernel may still write is ever
+//! [`Completion`] when the kernel is done with it. Multishot accepts and
+//! receives lend no memory of ours (receives fill provided buffers), so they
+//! take no table entry — an idle connection costs none — and are only
+//! counted until their last completion. Nothing the kernel may still write is ever
 //! freed: dropping the [`Ring`] — on a clean stop, an error return or a
 //! panic unwinding through the shard — cancels every operation and waits
 //! for their completions first; if the kernel does not let go within
@@ -36,6 +38,21 @@ use super::bufring::BufRing;
 pub const DROP_GRACE: Duration = Duration::from_secs(2);
 /// `user_data` of cancel requests, whose own completions carry nothing we need.
 const CANCEL_UD: u64 = u64::MAX;
+/// `user_data` layout: the top two bits say what the low 32 bits index.
+///
+/// ```text
+///  63 62 61            32 31                       0
+/// +-----+----------------+--------------------------+
+/// | tag |     unused     | table slot / client / listener |
+/// +-----+----------------+--------------------------+
+/// ```
+const TAG_SHIFT: u32 = 62;
+/// An entry of the in-flight table.
+const TAG_TABLE: u64 = 0;
+/// A client's multishot receive (index: the client's slot).
+const TAG_RECV: u64 = 1;
+/// A listener's multishot accept (index: the listener).
+const TAG_ACCEPT: u64 = 2;
 
 /// Who a send belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,14 +63,10 @@ pub enum Owner {
     Link(usize),
 }
 
-/// An operation in flight and the memory it lends the kernel.
+/// An operation in flight that lends the kernel memory of ours. Multishot
+/// accepts and receives lend none (receives fill provided buffers): they
+/// are not in the table, only counted, so an idle connection costs no entry.
 enum Pending {
-    Accept {
-        listener: usize,
-    },
-    Recv {
-        client: u32,
-    },
     Send {
         owner: Owner,
         buf: BytesMut,
@@ -173,6 +186,8 @@ pub struct Ring {
     ring: ManuallyDrop<IoUring>,
     bufs: ManuallyDrop<BufRing>,
     ops: ManuallyDrop<Table>,
+    /// Multishot operations armed (they own no memory, but Drop waits for them too).
+    multishot: usize,
     /// Completions copied out of the queue (reused every turn).
     cq: Vec<(u64, i32, u32)>,
 }
@@ -197,6 +212,7 @@ impl Ring {
             ring: ManuallyDrop::new(ring),
             bufs: ManuallyDrop::new(bufs),
             ops: ManuallyDrop::new(Table::default()),
+            multishot: 0,
             cq: Vec::with_capacity(1024),
         })
     }
@@ -208,7 +224,7 @@ impl Ring {
 
     /// Operations in flight.
     pub fn in_flight(&self) -> usize {
-        self.ops.len
+        self.ops.len + self.multishot
     }
 
     /// Queues a submission whose memory the table owns, flushing the queue
@@ -232,7 +248,8 @@ impl Ring {
 
     /// Arms a multishot accept on listener `listener`'s socket.
     pub fn accept_multi(&mut self, fd: RawFd, listener: usize) {
-        let ud = self.ops.insert(Pending::Accept { listener });
+        self.multishot += 1;
+        let ud = TAG_ACCEPT << TAG_SHIFT | listener as u64;
         let e = opcode::AcceptMulti::new(types::Fd(fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()
@@ -242,7 +259,8 @@ impl Ring {
 
     /// Arms a multishot receive into the provided buffers for a client.
     pub fn recv_multi(&mut self, fd: RawFd, client: u32) {
-        let ud = self.ops.insert(Pending::Recv { client });
+        self.multishot += 1;
+        let ud = TAG_RECV << TAG_SHIFT | u64::from(client);
         let e = opcode::RecvMulti::new(types::Fd(fd), super::bufring::CLIENT_BGID)
             .build()
             .user_data(ud);
@@ -343,52 +361,31 @@ impl Ring {
             if ud == CANCEL_UD {
                 continue;
             }
-            if let Some(c) = self.complete(ud as usize, res, flags) {
-                out.push(c);
-            }
+            let more = cqueue::more(flags);
+            let c = match ud >> TAG_SHIFT {
+                TAG_RECV | TAG_ACCEPT if !more => {
+                    self.multishot -= 1;
+                    Some(multishot(ud, res, flags, more))
+                }
+                TAG_RECV | TAG_ACCEPT => Some(multishot(ud, res, flags, more)),
+                TAG_TABLE => self.complete(ud as usize, res),
+                _ => {
+                    tracing::error!(user_data = ud, "completion with an unknown tag");
+                    None
+                }
+            };
+            out.extend(c);
         }
         cq.clear();
         self.cq = cq;
     }
 
-    fn complete(&mut self, i: usize, res: i32, flags: u32) -> Option<Completion> {
-        let more = cqueue::more(flags);
-        let Some(p) = (if more {
-            self.peek(i)
-        } else {
-            self.ops.remove(i)
-        }) else {
+    fn complete(&mut self, i: usize, res: i32) -> Option<Completion> {
+        let Some(p) = self.ops.remove(i) else {
             tracing::error!(user_data = i, "completion for no operation in flight");
             return None;
         };
         Some(match p {
-            Pending::Accept { listener } => {
-                let res = if res >= 0 {
-                    // SAFETY: a successful accept completion's result is a new
-                    // descriptor the kernel just created for us; nothing else owns it.
-                    Ok(unsafe { OwnedFd::from_raw_fd(res) })
-                } else {
-                    Err(io::Error::from_raw_os_error(-res))
-                };
-                Completion::Accept {
-                    listener,
-                    res,
-                    more,
-                }
-            }
-            Pending::Recv { client } => {
-                let buf = (res > 0).then(|| RecvBuf {
-                    bid: cqueue::buffer_select(flags)
-                        .expect("a receive with data names its buffer"),
-                    len: res as u32,
-                });
-                Completion::Recv {
-                    client,
-                    res,
-                    more,
-                    buf,
-                }
-            }
             Pending::Send { owner, buf, off } => Completion::Send {
                 owner,
                 res,
@@ -408,17 +405,6 @@ impl Ring {
                 count: if res == 8 { *buf } else { 0 },
             },
         })
-    }
-
-    /// A copy of a multishot operation's entry, which stays in flight.
-    fn peek(&self, i: usize) -> Option<Pending> {
-        match self.ops.slots.get(i)?.as_ref()? {
-            Pending::Accept { listener } => Some(Pending::Accept {
-                listener: *listener,
-            }),
-            Pending::Recv { client } => Some(Pending::Recv { client: *client }),
-            _ => None,
-        }
     }
 
     /// The bytes a receive delivered.
@@ -443,20 +429,49 @@ impl Ring {
     }
 }
 
+/// The completion of a multishot accept or receive (`user_data` tagged, no table entry).
+fn multishot(ud: u64, res: i32, flags: u32, more: bool) -> Completion {
+    let idx = ud as u32;
+    if ud >> TAG_SHIFT == TAG_ACCEPT {
+        let res = if res >= 0 {
+            // SAFETY: a successful accept completion's result is a new
+            // descriptor the kernel just created for us; nothing else owns it.
+            Ok(unsafe { OwnedFd::from_raw_fd(res) })
+        } else {
+            Err(io::Error::from_raw_os_error(-res))
+        };
+        return Completion::Accept {
+            listener: idx as usize,
+            res,
+            more,
+        };
+    }
+    let buf = (res > 0).then(|| RecvBuf {
+        bid: cqueue::buffer_select(flags).expect("a receive with data names its buffer"),
+        len: res as u32,
+    });
+    Completion::Recv {
+        client: idx,
+        res,
+        more,
+        buf,
+    }
+}
+
 impl Drop for Ring {
     /// Cancels everything in flight and waits for the completions, so no
     /// memory the kernel may write is freed. Runs on every exit of the shard
     /// loop: clean stop, error and panic.
     fn drop(&mut self) {
         let deadline = Instant::now() + DROP_GRACE;
-        if self.ops.len > 0 {
+        if self.in_flight() > 0 {
             let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
                 .build()
                 .user_data(CANCEL_UD);
             self.push(e);
         }
         let mut out = Vec::new();
-        while self.ops.len > 0 && Instant::now() < deadline {
+        while self.in_flight() > 0 && Instant::now() < deadline {
             let _ = self.wait(Duration::from_millis(50));
             self.completions(&mut out);
             // Returned buffers are dropped here: their operations are over.
@@ -466,9 +481,9 @@ impl Drop for Ring {
                 }
             }
         }
-        if self.ops.len > 0 {
+        if self.in_flight() > 0 {
             tracing::error!(
-                in_flight = self.ops.len,
+                in_flight = self.in_flight(),
                 "io_uring operations did not complete after cancel: leaking their memory"
             );
             return; // ring, buffers and table stay allocated (ManuallyDrop)
