@@ -126,9 +126,7 @@ fn env(tweak: impl FnOnce(&mut Config)) -> Env {
     cfg.validate().unwrap();
     let gate = Gate::start(&cfg).unwrap();
     let shards = cfg.shards.cores.len() as u64;
-    wait_until(Duration::from_secs(5), "links up", || {
-        gate.stats().links_up == shards
-    });
+    wait_until(PATIENCE, "links up", || gate.stats().links_up == shards);
     Env { gate, node, seen }
 }
 
@@ -163,9 +161,7 @@ fn chat_login_join_say_whisper_and_second_login_kicks_the_first() {
         .spawn();
     let cfg = test_config(&[node.local_addr()]);
     let gate = Gate::start(&cfg).unwrap();
-    wait_until(Duration::from_secs(5), "links up", || {
-        gate.stats().links_up == 2
-    });
+    wait_until(PATIENCE, "links up", || gate.stats().links_up == 2);
     let addr = gate.tcp_addr();
 
     let mut a = Client::connect(addr, PacketOptions::default());
@@ -200,10 +196,7 @@ fn chat_login_join_say_whisper_and_second_login_kicks_the_first() {
     // A second login as 42 closes the first connection.
     let mut a2 = Client::connect(addr, PacketOptions::default());
     assert_eq!(request(&mut a2, 1, 1, "42"), "ok 42");
-    assert!(
-        a.closed_within(Duration::from_secs(2)),
-        "first login kicked"
-    );
+    assert!(a.closed_within(PATIENCE), "first login kicked");
     assert_eq!(request(&mut b, 4, 5, "42 again"), "delivered");
     let m = a2.recv_data().unwrap();
     assert_eq!(
@@ -211,7 +204,7 @@ fn chat_login_join_say_whisper_and_second_login_kicks_the_first() {
         b"43: again",
         "the new session receives whispers"
     );
-    wait_until(Duration::from_secs(2), "rebind counted", || {
+    wait_until(PATIENCE, "rebind counted", || {
         gate.stats()
             .closed_for(ringgate::session::CloseReason::Rebind)
             == 1
@@ -237,9 +230,10 @@ fn rebind_reject_keeps_the_first_session() {
 
 #[test]
 fn every_session_gets_exactly_one_disconnect_event_5000_sessions() {
-    // 1 s interval: a busy machine may take a while to answer an active client,
-    // which must not be mistaken for a silent one (closed after 2 s).
-    let e = env(|c| c.network.tcp.heartbeat.interval = Duration::from_secs(1));
+    // 2 s interval: a busy machine may take a while to answer an active client
+    // (or to rebind a logged-in one), which must not be mistaken for a silent
+    // one (closed after 4 s).
+    let e = env(|c| c.network.tcp.heartbeat.interval = Duration::from_secs(2));
     let addr = e.gate.tcp_addr();
     const N: usize = 5000;
     const WAVE: usize = 500;
@@ -291,10 +285,7 @@ fn every_session_gets_exactly_one_disconnect_event_5000_sessions() {
             *ways.entry(n % 6).or_insert(0) += 1;
             if matches!(n % 6, 1..=3) {
                 // Kicked, rebound or broken: the gate closes it.
-                assert!(
-                    c.closed_within(Duration::from_secs(3)),
-                    "gate closes session {n}"
-                );
+                assert!(c.closed_within(PATIENCE), "gate closes session {n}");
             }
             // Otherwise closed right away, so no idle timeout can overtake it.
             drop(c);
@@ -302,16 +293,13 @@ fn every_session_gets_exactly_one_disconnect_event_5000_sessions() {
     }
     // The silent ones (way 4) are closed by the gate's idle check.
     for mut c in silent {
-        assert!(
-            c.closed_within(Duration::from_secs(5)),
-            "silent client closed"
-        );
+        assert!(c.closed_within(PATIENCE), "silent client closed");
     }
-    wait_until(Duration::from_secs(10), "every connection closed", || {
+    wait_until(3 * PATIENCE, "every connection closed", || {
         e.gate.stats().connections == 0
     });
     let total = N + ways[&2];
-    wait_until(Duration::from_secs(10), "every disconnect event", || {
+    wait_until(3 * PATIENCE, "every disconnect event", || {
         e.seen.count(EventKind::Disconnect) == total
     });
     let events = e.seen.events.lock().unwrap();
@@ -405,7 +393,9 @@ fn push_by_user_id_reaches_each_user_once_across_shards() {
 fn settings_ip_unbind_and_kick_with_flush() {
     let e = env(|c| {
         c.session.deliver_settings = true;
-        c.network.tcp.authorize_timeout = Duration::from_millis(400);
+        // 1 s: the logins below (connect, request, bind call) must beat it
+        // even on a loaded machine.
+        c.network.tcp.authorize_timeout = Duration::from_secs(1);
     });
     let addr = e.gate.tcp_addr();
     let mut c = login(addr, 5);
@@ -431,17 +421,32 @@ fn settings_ip_unbind_and_kick_with_flush() {
         Err(NodeError::Invalid(_))
     ));
 
-    // Bound, the authorize timeout does not apply; unbinding restarts it.
-    std::thread::sleep(Duration::from_millis(600));
+    // Bound, the authorize timeout does not apply (this silence is part of
+    // the test: the connection ends up well past the timeout); unbinding
+    // restarts it.
+    std::thread::sleep(Duration::from_millis(1200));
+    // Timed from before the logout is sent: the gate cannot unbind (and
+    // restart the timer) earlier, so a slow reply cannot make the close look
+    // early. The connection is over 1.2 s old: had the timer not restarted,
+    // it would close at once.
+    let t0 = Instant::now();
     assert_eq!(request(&mut c, LOGOUT, 5, ""), "out");
     assert!(!gates.is_online(Target::User(UserId(5))).unwrap());
-    let t0 = Instant::now();
-    assert!(c.closed_within(Duration::from_secs(3)));
+    assert!(c.closed_within(PATIENCE), "closed after unbind");
+    // Not before the 1 s timeout; how soon after depends on the load here
+    // (exact: src/connection/tests/timing.rs, authorize timeout restarts on
+    // unbind).
     assert!(
-        t0.elapsed() >= Duration::from_millis(300),
-        "closed {:?} after unbind",
+        t0.elapsed() >= Duration::from_millis(980),
+        "closed {:?} after the logout was sent",
         t0.elapsed()
     );
+    wait_until(PATIENCE, "authorize timeout counted", || {
+        e.gate
+            .stats()
+            .closed_for(ringgate::session::CloseReason::AuthorizeTimeout)
+            == 1
+    });
 
     // Kick with flush: pushes queued before the kick arrive, then the close.
     let mut k = login(addr, 6);
@@ -455,7 +460,7 @@ fn settings_ip_unbind_and_kick_with_flush() {
         let p = k.recv_data().expect("queued push before the kick");
         assert_eq!(p.seq, i);
     }
-    assert!(k.closed_within(Duration::from_secs(2)));
+    assert!(k.closed_within(PATIENCE));
     assert!(matches!(
         gates.kick(Target::User(UserId(6)), false),
         Err(NodeError::NotFound)
@@ -512,7 +517,7 @@ fn a_client_that_stops_reading_is_disconnected_for_overflow_and_others_keep_goin
         assert_eq!(request(&mut fast, ECHO, i, "ping"), "ping");
     }
     let sent = pusher.join().unwrap();
-    wait_until(Duration::from_secs(10), "overflow close", || {
+    wait_until(3 * PATIENCE, "overflow close", || {
         e.gate
             .stats()
             .closed_for(ringgate::session::CloseReason::Overflow)

@@ -58,7 +58,7 @@ impl TlsClient {
     fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> TlsClient {
         let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_nodelay(true).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
         let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let mut s =
             rustls::StreamOwned::new(rustls::ClientConnection::new(tls, name).unwrap(), tcp);
@@ -135,7 +135,7 @@ impl Witness {
 
     fn advance(&self, more: u64, what: &str) {
         let from = self.done.load(Ordering::Relaxed);
-        wait_until(Duration::from_secs(5), what, || {
+        wait_until(PATIENCE, what, || {
             self.done.load(Ordering::Relaxed) >= from + more
         });
     }
@@ -148,16 +148,16 @@ impl Witness {
     }
 }
 
-/// Blocks until the gate closes `s` (EOF or reset); panics after 3 s.
+/// Blocks until the gate closes `s` (EOF or reset); panics after [`PATIENCE`].
 fn wait_closed(s: &TcpStream, what: &str) {
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut x = [0u8; 4096];
     loop {
         match (&*s).read(&mut x) {
             Ok(0) => return,
             Ok(_) => continue, // a TLS alert, say
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("{what}: still open after 3 s")
+                panic!("{what}: still open after {PATIENCE:?}")
             }
             Err(_) => return,
         }
@@ -202,9 +202,10 @@ fn python_tls_check(addr: SocketAddr, cafile: &Path, args: &[&str]) -> (bool, St
 #[test]
 fn python_due_client_over_tls_passes_check_gate_scenarios() {
     let dir = TempDir::new("tls-py");
-    // The default heartbeat interval (10 s): the echo scenario's 20 TLS
-    // connections are all opened before any sends, so a short interval could
-    // close the first ones for idleness while the last ones handshake.
+    // The tests' long heartbeat interval (test_config: 60 s): the echo
+    // scenario's 20 TLS connections are all opened before any sends, so a
+    // short interval could close the first ones for idleness while the last
+    // ones handshake.
     let (st, cert) = tls_stack(&dir, |_| {});
     let addr = st.gate.tcp_addr();
     let (ok, out) = python_tls_check(
@@ -240,14 +241,18 @@ fn python_due_client_over_tls_passes_check_gate_scenarios() {
     assert!(s.packets_in >= 4000, "{s:?}");
     assert_eq!(s.closed_for(CloseReason::HeartbeatTimeout), 0, "{s:?}");
 
-    // idle: a TLS client that goes quiet is closed after 2 x interval.
+    // idle: a TLS client that goes quiet is closed after 2 x interval. 1 s:
+    // the idle clock runs from accept, and the Python client's TLS handshake
+    // and first request must beat it on a loaded machine; check_gate.py
+    // accepts a close between 1.5 and 3 intervals + 1 s after the last
+    // request (exact: src/connection/tests/timing.rs, idle timeout).
     let (idle, idle_cert) = tls_stack(&dir, |c| {
-        c.network.tcp.heartbeat.interval = Duration::from_millis(500);
+        c.network.tcp.heartbeat.interval = Duration::from_secs(1);
     });
     let (ok, out) = python_tls_check(
         idle.gate.tcp_addr(),
         &idle_cert.cert_file,
-        &["--scenario", "idle", "--heartbeat-interval", "0.5"],
+        &["--scenario", "idle", "--heartbeat-interval", "1"],
     );
     eprintln!("{out}");
     assert!(ok && out.contains("PASS idle "), "idle over TLS:\n{out}");
@@ -292,11 +297,9 @@ fn python_due_client_over_tls_passes_check_gate_scenarios() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_until(
-        Duration::from_secs(2),
-        "the refused handshake counted",
-        || st.gate.stats().tls_failures > failures,
-    );
+    wait_until(PATIENCE, "the refused handshake counted", || {
+        st.gate.stats().tls_failures > failures
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -318,7 +321,8 @@ fn client_hello(tls: Arc<rustls::ClientConfig>) -> Vec<u8> {
 fn unfinished_tls_handshakes_are_closed_after_tls_handshake_timeout() {
     let dir = TempDir::new("tls-slow");
     let (st, cert) = tls_stack(&dir, |c| {
-        c.network.tcp.tls_handshake_timeout = Duration::from_millis(300);
+        // 1 s: the witness's own TLS handshake must beat it on a loaded machine.
+        c.network.tcp.tls_handshake_timeout = Duration::from_secs(1);
     });
     let addr = st.gate.tcp_addr();
     let tls = client_tls(&cert);
@@ -337,6 +341,9 @@ fn unfinished_tls_handshakes_are_closed_after_tls_handshake_timeout() {
     // A whole ClientHello, but never reads the answer nor sends Finished.
     let stalled = TcpStream::connect(addr).unwrap();
     (&stalled).write_all(&hello).unwrap();
+    // Timed from before they connect, so each close is not before the
+    // deadline; how soon after it comes depends on the load here (exact:
+    // src/connection/tests/timing.rs, handshake deadline).
     for (what, s) in [
         ("silent", &silent),
         ("half a ClientHello", &half),
@@ -345,11 +352,11 @@ fn unfinished_tls_handshakes_are_closed_after_tls_handshake_timeout() {
         wait_closed(s, what);
         let dt = t0.elapsed();
         assert!(
-            dt >= Duration::from_millis(250) && dt < Duration::from_secs(2),
-            "{what}: closed after {dt:?}; tls_handshake_timeout is 300 ms"
+            dt >= Duration::from_millis(950),
+            "{what}: closed after {dt:?}; tls_handshake_timeout is 1 s"
         );
     }
-    wait_until(Duration::from_secs(2), "handshake timeouts counted", || {
+    wait_until(PATIENCE, "handshake timeouts counted", || {
         st.gate.stats().closed_for(CloseReason::HandshakeTimeout)
             - before.closed_for(CloseReason::HandshakeTimeout)
             == 3
@@ -406,15 +413,18 @@ fn garbage_clients_are_closed_and_counted_while_tls_clients_keep_working() {
         (&s).write_all(bytes).unwrap();
         let t = Instant::now();
         wait_closed(&s, what);
+        // At once, not by the (default 10 s) handshake timeout: the bound
+        // leaves a loaded machine room, and the reason is checked below
+        // (protocol errors, TLS failures).
         assert!(
-            t.elapsed() < Duration::from_secs(1),
+            t.elapsed() < Duration::from_secs(5),
             "{what}: {:?}",
             t.elapsed()
         );
         eprintln!("{what}: closed in {:?}", t.elapsed());
     }
     let n = garbage.len() as u64;
-    wait_until(Duration::from_secs(2), "TLS failures counted", || {
+    wait_until(PATIENCE, "TLS failures counted", || {
         st.gate.stats().tls_failures - before.tls_failures == n
     });
     for w in &witnesses {

@@ -74,7 +74,7 @@ impl WsStack {
         cfg.validate().unwrap();
         let gate = Gate::start(&cfg).expect("gate starts");
         let shards = cfg.shards.cores.len() as u64;
-        wait_until(Duration::from_secs(5), "every shard's link up", || {
+        wait_until(PATIENCE, "every shard's link up", || {
             gate.stats().links_up == shards
         });
         WsStack { gate, _node: node }
@@ -200,7 +200,7 @@ impl WsClient {
     fn tcp(addr: SocketAddr) -> TcpStream {
         let s = TcpStream::connect(addr).expect("connect to the ws port");
         s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
         s
     }
 
@@ -416,7 +416,7 @@ fn close_code(payload: &[u8]) -> Option<u16> {
 /// response until the gate closes: `(status, response text)`.
 fn http_exchange(addr: SocketAddr, req: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(req).unwrap();
     let mut out = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -425,7 +425,7 @@ fn http_exchange(addr: SocketAddr, req: &[u8]) -> (u16, String) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&chunk[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => panic!(
-                "gate kept the connection open 5 s after answering:\n{}",
+                "gate kept the connection open {PATIENCE:?} after answering:\n{}",
                 String::from_utf8_lossy(&out)
             ),
             Err(e) if e.kind() == ErrorKind::ConnectionReset && !out.is_empty() => break,
@@ -475,7 +475,7 @@ impl Witness {
     /// Waits for `more` further echoes (proof the client is still served).
     fn advance(&self, more: u64, what: &str) {
         let from = self.done.load(Ordering::Relaxed);
-        wait_until(Duration::from_secs(5), what, || {
+        wait_until(PATIENCE, what, || {
             self.done.load(Ordering::Relaxed) >= from + more
         });
     }
@@ -539,7 +539,7 @@ fn python_ws_check(st: &WsStack, url: String, cafile: Option<&Path>) {
     assert_eq!(s.ws_rejected, before.ws_rejected, "no upgrade refused");
     assert_eq!(s.ws_text_rejected - before.ws_text_rejected, 1, "text");
     assert!(s.packets_in - before.packets_in >= 2000, "{s:?}");
-    wait_until(Duration::from_secs(5), "every connection closed", || {
+    wait_until(PATIENCE, "every connection closed", || {
         st.gate.stats().connections == 0
     });
     let s = st.gate.stats();
@@ -568,7 +568,7 @@ fn python_websockets_client_over_wss() {
     // A plain ws client on the wss port is not a TLS client: refused, counted.
     let before = st.gate.stats().tls_failures;
     let mut s = TcpStream::connect(st.ws_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(upgrade_request("/", None).as_bytes()).unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
@@ -576,7 +576,7 @@ fn python_websockets_client_over_wss() {
         !buf.starts_with(b"HTTP/"),
         "no HTTP answer in the clear on wss"
     );
-    wait_until(Duration::from_secs(3), "tls failure counted", || {
+    wait_until(PATIENCE, "tls failure counted", || {
         st.gate.stats().tls_failures > before
     });
 }
@@ -629,7 +629,8 @@ fn headless_chromium_chats_over_ws_and_wss() {
 fn bad_upgrades_are_refused_and_counted_while_established_clients_keep_echoing() {
     let st = stack(|c| {
         c.network.ws.origins = vec![GAME_ORIGIN.into()];
-        c.network.ws.handshake_timeout = Duration::from_millis(300);
+        // 1 s: the witness's own upgrade must beat it on a loaded machine.
+        c.network.ws.handshake_timeout = Duration::from_secs(1);
     });
     let ws = st.gate.ws_addr().unwrap();
     let witness = Witness::start(ws, Some(GAME_ORIGIN));
@@ -696,7 +697,8 @@ fn bad_upgrades_are_refused_and_counted_while_established_clients_keep_echoing()
     witness.advance(20, "witness echoes after the refusals");
 
     // Slowloris: half a request, then silence; a client that sends nothing;
-    // and one that drips a byte every 40 ms (the deadline runs from accept).
+    // and one that drips a byte every 40 ms (the deadline runs from accept;
+    // dripping the whole request would take over 6 s).
     let t0 = Instant::now();
     let half = TcpStream::connect(ws).unwrap();
     (&half).write_all(&good.as_bytes()[..40]).unwrap();
@@ -719,8 +721,12 @@ fn bad_upgrades_are_refused_and_counted_while_established_clients_keep_echoing()
         }
         panic!("the whole request was dripped without the gate closing")
     });
+    // Timed from before they connect (the drip from its own connect), so no
+    // close can look earlier than the deadline; how soon after it comes
+    // depends on the load here (exact: src/connection/tests/timing.rs,
+    // handshake deadline).
     for (name, s) in [("half request", &half), ("silent", &silent)] {
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut x = [0u8; 64];
         let r = (&*s).read(&mut x);
         let dt = t0.elapsed();
@@ -731,36 +737,31 @@ fn bad_upgrades_are_refused_and_counted_while_established_clients_keep_echoing()
                         r.as_ref().unwrap_err().kind(),
                         ErrorKind::WouldBlock | ErrorKind::TimedOut
                     ),
-            "{name}: not closed within 3 s ({r:?})"
+            "{name}: not closed within {PATIENCE:?} ({r:?})"
         );
         assert!(
-            dt >= Duration::from_millis(250) && dt < Duration::from_secs(2),
-            "{name}: closed after {dt:?}, handshake_timeout is 300 ms"
+            dt >= Duration::from_millis(950),
+            "{name}: closed after {dt:?}, handshake_timeout is 1 s"
         );
     }
     let dt = drip.join().unwrap();
     assert!(
-        dt >= Duration::from_millis(250) && dt < Duration::from_secs(2),
-        "drip: closed after {dt:?}, handshake_timeout is 300 ms"
+        dt >= Duration::from_millis(950),
+        "drip: closed after {dt:?}, handshake_timeout is 1 s"
     );
     witness.advance(20, "witness echoes after the slowloris clients");
     tcp.send(1, 5, b"tcp too");
     assert_eq!(&tcp.recv_data().unwrap().payload[..], b"tcp too");
 
     let n = cases.len() as u64;
-    wait_until(
-        Duration::from_secs(3),
-        "refusals and timeouts counted",
-        || {
-            let s = st.gate.stats();
-            s.closed_for(CloseReason::UpgradeRejected)
-                - before.closed_for(CloseReason::UpgradeRejected)
-                == n
-                && s.closed_for(CloseReason::HandshakeTimeout)
-                    - before.closed_for(CloseReason::HandshakeTimeout)
-                    == 3
-        },
-    );
+    wait_until(PATIENCE, "refusals and timeouts counted", || {
+        let s = st.gate.stats();
+        s.closed_for(CloseReason::UpgradeRejected) - before.closed_for(CloseReason::UpgradeRejected)
+            == n
+            && s.closed_for(CloseReason::HandshakeTimeout)
+                - before.closed_for(CloseReason::HandshakeTimeout)
+                == 3
+    });
     let s = st.gate.stats();
     assert_eq!(s.ws_rejected - before.ws_rejected, n, "{s:?}");
     assert_eq!(s.ws_upgrades, before.ws_upgrades, "no new upgrade: {s:?}");
@@ -768,7 +769,7 @@ fn bad_upgrades_are_refused_and_counted_while_established_clients_keep_echoing()
     assert!(echoes >= 60, "{echoes}");
     // Refused and timed-out connections are never sessions: no disconnect
     // reached the node for them, and the gate holds only the TCP client now.
-    wait_until(Duration::from_secs(3), "only the tcp client left", || {
+    wait_until(PATIENCE, "only the tcp client left", || {
         st.gate.stats().connections == 1
     });
 }
@@ -949,7 +950,9 @@ fn wss_with_a_rust_tls_client_and_handshake_timeout() {
     let dir = TempDir::new("wss-raw");
     let cert = write_cert(&dir.0, "ws");
     let st = WsStack::start(Some(&cert), |c| {
-        c.network.ws.handshake_timeout = Duration::from_millis(300)
+        // 1 s: the first client's TLS handshake and upgrade must beat it on
+        // a loaded machine.
+        c.network.ws.handshake_timeout = Duration::from_secs(1)
     });
     let addr = st.ws_addr();
     let tls = client_tls(&cert);
@@ -972,7 +975,9 @@ fn wss_with_a_rust_tls_client_and_handshake_timeout() {
     idle.conn
         .complete_io(&mut idle.sock)
         .expect("TLS handshake");
-    let t0 = Instant::now();
+    // Closed (within the socket's read timeout, PATIENCE), for the handshake
+    // timeout; its exact timing: src/connection/tests/timing.rs, handshake
+    // deadline.
     let mut x = [0u8; 16];
     let r = idle.read(&mut x);
     assert!(
@@ -980,8 +985,7 @@ fn wss_with_a_rust_tls_client_and_handshake_timeout() {
         "not closed: {r:?}"
     );
     assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-    wait_until(Duration::from_secs(2), "handshake timeout counted", || {
+    wait_until(PATIENCE, "handshake timeout counted", || {
         st.gate.stats().closed_for(CloseReason::HandshakeTimeout) == 1
     });
     // The established client did not notice.
