@@ -407,6 +407,30 @@ impl Ring {
         })
     }
 
+    /// Cancels every operation in flight and reaps completions until none
+    /// is left or `grace` has passed; returns how many are still in flight.
+    /// Buffers handed back are dropped: their operations are over.
+    pub fn cancel_all_and_wait(&mut self, grace: Duration) -> usize {
+        let deadline = Instant::now() + grace;
+        if self.in_flight() > 0 {
+            let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                .build()
+                .user_data(CANCEL_UD);
+            self.push(e);
+        }
+        let mut out = Vec::new();
+        while self.in_flight() > 0 && Instant::now() < deadline {
+            let _ = self.wait(Duration::from_millis(50));
+            self.completions(&mut out);
+            for c in out.drain(..) {
+                if let Completion::Recv { buf: Some(b), .. } = c {
+                    self.recycle(b);
+                }
+            }
+        }
+        self.in_flight()
+    }
+
     /// The bytes a receive delivered.
     pub fn recv_data(&self, b: &RecvBuf) -> &[u8] {
         // SAFETY: a RecvBuf is made only in `complete`, from the kernel's
@@ -463,24 +487,7 @@ impl Drop for Ring {
     /// memory the kernel may write is freed. Runs on every exit of the shard
     /// loop: clean stop, error and panic.
     fn drop(&mut self) {
-        let deadline = Instant::now() + DROP_GRACE;
-        if self.in_flight() > 0 {
-            let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                .build()
-                .user_data(CANCEL_UD);
-            self.push(e);
-        }
-        let mut out = Vec::new();
-        while self.in_flight() > 0 && Instant::now() < deadline {
-            let _ = self.wait(Duration::from_millis(50));
-            self.completions(&mut out);
-            // Returned buffers are dropped here: their operations are over.
-            for c in out.drain(..) {
-                if let Completion::Recv { buf: Some(b), .. } = c {
-                    self.recycle(b);
-                }
-            }
-        }
+        self.cancel_all_and_wait(DROP_GRACE);
         if self.in_flight() > 0 {
             tracing::error!(
                 in_flight = self.in_flight(),
@@ -496,5 +503,60 @@ impl Drop for Ring {
             ManuallyDrop::drop(&mut self.bufs);
             ManuallyDrop::drop(&mut self.ops);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    /// A ring with every kind of operation that can stay pending armed on
+    /// sockets nobody writes to: a multishot receive, a link read with its
+    /// buffer, a large send into a full socket, and an eventfd read.
+    fn busy_ring() -> (Ring, Vec<UnixStream>, crate::shard::Wakers) {
+        let mut ring = Ring::new(64, 8, 512).expect("io_uring");
+        let (a, _a_peer) = UnixStream::pair().unwrap();
+        let (b, _b_peer) = UnixStream::pair().unwrap();
+        let (c, c_peer) = UnixStream::pair().unwrap();
+        c.set_nonblocking(true).unwrap();
+        let mut filler = &c;
+        while filler.write(&[0u8; 4096]).is_ok() {} // fill c's send buffer
+        let wakers = crate::shard::Wakers::new(1).unwrap();
+        ring.recv_multi(a.as_raw_fd(), 0);
+        ring.recv(b.as_raw_fd(), BytesMut::with_capacity(4096), 0);
+        ring.send(
+            c.as_raw_fd(),
+            BytesMut::from(&[7u8; 65536][..]),
+            0,
+            Owner::Link(0),
+        );
+        ring.read_eventfd(wakers.fd(0).as_raw_fd());
+        ring.wait(Duration::from_millis(10)).unwrap();
+        (ring, vec![a, _a_peer, b, _b_peer, c, c_peer], wakers)
+    }
+
+    #[test]
+    fn cancel_all_and_wait_leaves_nothing_in_flight() {
+        let (mut ring, _socks, _wakers) = busy_ring();
+        assert_eq!(ring.in_flight(), 4, "all four operations are pending");
+        assert_eq!(ring.cancel_all_and_wait(DROP_GRACE), 0);
+    }
+
+    #[test]
+    fn a_panic_with_operations_in_flight_cancels_them_before_unwinding_frees_memory() {
+        // Dropping the ring during unwinding must return (not leak, not hang):
+        // its Drop cancels and reaps every operation first.
+        let started = Instant::now();
+        let r = std::thread::spawn(|| {
+            let (ring, socks, wakers) = busy_ring();
+            let _keep = (ring, socks, wakers);
+            panic!("shard failed with operations in flight");
+        })
+        .join();
+        assert!(r.is_err(), "the thread panicked");
+        assert!(started.elapsed() < DROP_GRACE, "cancelled, not waited out");
     }
 }
