@@ -35,19 +35,7 @@ fn python_client_passes_every_scenario_then_sees_node_down_and_recovery() {
     // short idle timeout to close the first ones.
     let mut st = stack(|_| {});
     let addr = st.gate.tcp_addr();
-    let (ok, out) = check(
-        addr,
-        &[
-            "--scenario",
-            "heartbeat",
-            "--scenario",
-            "echo",
-            "--scenario",
-            "unknown-route",
-            "--scenario",
-            "oversize",
-        ],
-    );
+    let (ok, out) = check(addr, &BASIC_SCENARIOS);
     assert!(ok, "python scenarios failed:\n{out}");
     for s in ["heartbeat", "echo", "unknown-route", "oversize"] {
         assert!(
@@ -108,26 +96,19 @@ fn python_client_with_little_endian_one_byte_routes_no_seq_timed_heartbeats() {
     let (ok, out) = check(
         st.gate.tcp_addr(),
         &[
-            "--byte-order",
-            "little",
-            "--route-bytes",
-            "1",
-            "--seq-bytes",
-            "0",
-            "--heartbeat-time",
-            "--scenario",
-            "heartbeat",
-            "--scenario",
-            "echo",
-            "--scenario",
-            "unknown-route",
-            "--scenario",
-            "oversize",
-            "--echo-conns",
-            "10",
-            "--echo-requests",
-            "50",
-        ],
+            &[
+                "--byte-order",
+                "little",
+                "--route-bytes",
+                "1",
+                "--seq-bytes",
+                "0",
+                "--heartbeat-time",
+            ][..],
+            &BASIC_SCENARIOS[..],
+            &["--echo-conns", "10", "--echo-requests", "50"][..],
+        ]
+        .concat(),
     );
     assert!(ok, "python scenarios failed:\n{out}");
     assert!(

@@ -212,19 +212,10 @@ fn python_due_client_over_tls_passes_check_gate_scenarios() {
         addr,
         &cert.cert_file,
         &[
-            "--scenario",
-            "heartbeat",
-            "--scenario",
-            "echo",
-            "--scenario",
-            "unknown-route",
-            "--scenario",
-            "oversize",
-            "--echo-conns",
-            "20",
-            "--echo-requests",
-            "200",
-        ],
+            &BASIC_SCENARIOS[..],
+            &["--echo-conns", "20", "--echo-requests", "200"][..],
+        ]
+        .concat(),
     );
     eprintln!("{out}");
     assert!(ok, "python scenarios over TLS failed:\n{out}");

@@ -15,6 +15,20 @@ use ringgate::gate::Gate;
 use ringgate::node::{Context, Node, NodeHandle};
 
 /// A config for tests: loopback port 0, both cores, the given nodes.
+/// The independent Python client's scenarios that need no special gate
+/// settings, as its command-line arguments.
+#[allow(dead_code)] // not every test crate runs the Python client
+pub const BASIC_SCENARIOS: [&str; 8] = [
+    "--scenario",
+    "heartbeat",
+    "--scenario",
+    "echo",
+    "--scenario",
+    "unknown-route",
+    "--scenario",
+    "oversize",
+];
+
 pub fn test_config(nodes: &[SocketAddr]) -> Config {
     let mut cfg = Config::default();
     cfg.network.tcp.addr = "127.0.0.1:0".parse().unwrap();
