@@ -118,6 +118,7 @@ fn messages(n: usize) -> Vec<ToNode> {
                 seq: i as i32 & 0x7fff,
                 payload: payload.clone(),
                 settings: Default::default(),
+                request_id: i as u64 + 1,
             })),
         })
         .collect()

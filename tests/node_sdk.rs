@@ -84,6 +84,7 @@ impl FakeGate {
                 shards: 4,
                 version: PROTOCOL_VERSION,
                 max_frame_bytes: 0,
+                ..Default::default()
             })),
         }]);
         match gate.recv().pop().and_then(|m| m.msg) {
@@ -153,6 +154,7 @@ fn deliver(session: SessionId, route: i32, seq: i32, payload: &[u8]) -> ToNode {
             seq,
             payload: Bytes::copy_from_slice(payload),
             settings: Default::default(),
+            request_id: 0,
         })),
     }
 }
@@ -515,6 +517,7 @@ fn other_protocol_version_refused() {
             shards: 1,
             version: PROTOCOL_VERSION + 1,
             max_frame_bytes: 0,
+            ..Default::default()
         })),
     });
     s.write_all(&b.take()).unwrap();

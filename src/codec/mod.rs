@@ -122,8 +122,16 @@ pub enum Frame {
 pub mod ext {
     /// No node serves the route.
     pub const NO_ROUTE: u8 = 1;
-    /// The route is known but every node serving it is down.
+    /// The route is known but every node serving it is down, or the node
+    /// the request went to dropped its link before replying.
     pub const NODE_DOWN: u8 = 2;
+    /// The node did not reply within the route's request timeout.
+    pub const TIMEOUT: u8 = 3;
+    /// The node's link is over its queue limit (`link.max_queued_bytes`):
+    /// the request was not sent. Retry later.
+    pub const BUSY: u8 = 4;
+    /// The request does not fit the node's frame limit.
+    pub const TOO_LARGE: u8 = 5;
 }
 
 /// Codec errors. None allocates.

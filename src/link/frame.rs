@@ -144,6 +144,7 @@ mod tests {
                 seq: 2,
                 payload: Bytes::from_static(payload),
                 ext: 0,
+                request_id: 0,
             })),
         }
     }

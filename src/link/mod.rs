@@ -13,4 +13,4 @@ pub mod proto {
 pub use frame::{decode_frame, BatchBuf, LinkError, FRAME_HEADER};
 
 /// Protocol version spoken by this build, sent in both hellos.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

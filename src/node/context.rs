@@ -67,6 +67,7 @@ impl<'a> Context<'a> {
             seq,
             payload,
             settings,
+            ..
         } = deliver;
         let request = Request {
             route,

@@ -35,6 +35,7 @@ pub(crate) fn push_msg(session_id: u64, route: i32, seq: i32, payload: Bytes, ex
             seq,
             payload,
             ext,
+            request_id: 0,
         })),
     }
 }

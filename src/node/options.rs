@@ -103,6 +103,8 @@ impl Options {
                 version: PROTOCOL_VERSION,
                 events: self.events.iter().map(|(k, _)| k.to_proto()).collect(),
                 max_frame_bytes: u32::try_from(self.max_frame_bytes).unwrap_or(u32::MAX),
+                reply_routes: Vec::new(),
+                snapshot: false,
             })),
         }
     }

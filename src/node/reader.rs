@@ -195,7 +195,7 @@ impl Reader<'_> {
                 out.push(&pong_msg(p.nonce));
                 Ok(())
             }
-            to_node::Msg::Pong(_) => Ok(()),
+            to_node::Msg::Pong(_) | to_node::Msg::Snapshot(_) => Ok(()),
             // Normally resolved as soon as it is decoded (see Inbox).
             to_node::Msg::Result(r) => {
                 self.env.gates.resolve(r);

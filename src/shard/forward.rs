@@ -76,6 +76,7 @@ impl Shard {
                         } else {
                             Default::default()
                         },
+                        request_id: 0,
                     })),
                 };
                 self.links[link].batch.push(&msg);

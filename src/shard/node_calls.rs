@@ -181,6 +181,7 @@ impl Shard {
             call::Op::Stat(_) => self.call_stat(reply),
             call::Op::Subscribe(m) => self.route_members(m, SessionOp::Subscribe, reply),
             call::Op::Unsubscribe(m) => self.route_members(m, SessionOp::Unsubscribe, reply),
+            call::Op::Snapshot(_) => self.reply_code(reply, Code::Invalid, "not yet"),
         }
     }
 

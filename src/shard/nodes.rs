@@ -227,6 +227,7 @@ impl Shard {
             shards: u32::from(self.p.shards),
             version: PROTOCOL_VERSION,
             max_frame_bytes: u32::try_from(self.p.link.max_frame_bytes).unwrap_or(u32::MAX),
+            ..Default::default()
         };
         l.batch.push(&ToNode {
             msg: Some(to_node::Msg::Hello(hello)),

@@ -62,6 +62,7 @@ impl FakeGate {
                 shards,
                 version: PROTOCOL_VERSION,
                 max_frame_bytes: 0,
+                ..Default::default()
             })),
         }]);
         match gate.next().msg {
@@ -203,6 +204,7 @@ fn deliver(session: SessionId, uid: i64, route: i32, seq: i32, payload: &[u8]) -
             seq,
             payload: Bytes::copy_from_slice(payload),
             settings: Default::default(),
+            request_id: 0,
         })),
     }
 }
