@@ -114,6 +114,7 @@ impl Shard {
                 self.dir.unbind_if(uid, sid);
             }
             ToShard::Gathered { id, delivered } => self.on_gathered(id, delivered),
+            ToShard::NodePush(p) => self.deliver_node_push(p),
             ToShard::Broadcast {
                 packet,
                 bound_only,
