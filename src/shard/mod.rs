@@ -51,7 +51,7 @@ mod listener;
 pub mod mailbox;
 mod node_calls;
 mod nodes;
-mod requests;
+pub mod requests;
 pub mod ring;
 mod rooms;
 mod routes;
