@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
-use ringgate::link::proto::{to_node, Deliver, ToNode, ToNodeBatch};
 use ringgate::ids::SessionId;
+use ringgate::link::proto::{to_node, Deliver, ToNode, ToNodeBatch};
 use ringgate::link::{decode_frame, BatchBuf};
 use ringgate::shard::requests::PendingRequests;
 

@@ -283,8 +283,9 @@ impl Shard {
         self.reply(reply, r);
     }
 
-    /// Subscribe / unsubscribe each target of `m`; the call is answered once,
-    /// for the last target (single-target calls are the common case).
+    /// Subscribe / unsubscribe each target of `m`. One target is answered
+    /// as any session operation (NOT_FOUND if it is gone); several are
+    /// answered once, with the number found, when all have reported.
     pub(super) fn route_members(
         &mut self,
         m: proto::ChannelMembers,
@@ -295,10 +296,15 @@ impl Shard {
             return self.reply_code(reply, Code::Invalid, "channel membership needs targets");
         }
         let ch: Arc<str> = Arc::from(m.channel.as_str());
-        let n = m.targets.len();
-        for (i, t) in m.targets.into_iter().enumerate() {
-            let r = if i + 1 == n { reply } else { None };
-            self.route_target(Some(t), op(ch.clone()), r);
+        let each = match reply {
+            Some(to) if m.targets.len() > 1 => Some(ReplyTo::Gather {
+                shard: self.p.id.0,
+                id: self.gathers.start(m.targets.len(), to),
+            }),
+            r => r,
+        };
+        for t in m.targets {
+            self.route_target(Some(t), op(ch.clone()), each);
         }
     }
 }

@@ -252,13 +252,13 @@ impl Shard {
                 if let Some(name) = self.rooms.join(&ch, idx) {
                     c.rooms.push(name);
                 }
-                self.reply(reply, ok);
+                self.reply(reply, CallResult { delivered: 1, ..ok });
             }
             SessionOp::Unsubscribe(ch) => {
                 if self.rooms.leave(&ch, idx) {
                     c.rooms.retain(|r| **r != *ch);
                 }
-                self.reply(reply, ok);
+                self.reply(reply, CallResult { delivered: 1, ..ok });
             }
         }
     }
