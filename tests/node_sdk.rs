@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 use ringgate::link::proto::{
-    call, target, to_gate, to_node, Deliver, GateHello, NodeHello, Ping, Push, ToGate, ToGateBatch,
-    ToNode,
+    call, target, to_gate, to_node, Deliver, GateHello, NodeHello, Ping, Push, RouteSpec, ToGate,
+    ToGateBatch, ToNode,
 };
 use ringgate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
 use ringgate::node::{Context, Node, NodeError, NodeHandle};
@@ -23,6 +23,12 @@ const ECHO: i32 = 1;
 /// Pushes its payload (8 bytes: a session id, big-endian) to that session.
 const FORWARD: i32 = 2;
 const PANIC: i32 = 3;
+/// Replies twice: "first", then "second".
+const TWICE: i32 = 4;
+/// A notification: no reply expected; pushes "noted" anyway.
+const NOTE: i32 = 5;
+/// The reply timeout announced for ECHO: 2.5 ms, rounded up to 3 in the hello.
+const ECHO_TIMEOUT: Duration = Duration::from_micros(2500);
 const MAX_FRAME: usize = 64 * 1024;
 /// How long to wait for what normally takes milliseconds (an answer, a
 /// link registered or closed). Generous: a loaded CI machine can stall the
@@ -49,6 +55,13 @@ fn start(workers: usize) -> NodeHandle {
             ctx.reply(Bytes::from_static(b"sent"));
         })
         .route(PANIC, |_ctx: &mut Context| panic!("handler bug"))
+        .route(TWICE, |ctx: &mut Context| {
+            ctx.reply("first");
+            let (route, seq) = (ctx.route(), ctx.seq());
+            ctx.reply_with(route, seq, "second");
+        })
+        .notify(NOTE, |ctx: &mut Context| ctx.reply("noted"))
+        .reply_timeout(ECHO, ECHO_TIMEOUT)
         .bind()
         .unwrap()
         .spawn()
@@ -183,7 +196,20 @@ fn handshake_announces_service_and_routes() {
         let gate = FakeGate::connect(node.local_addr(), "g1", 0);
         assert_eq!(gate.hello.service, "echo");
         assert_eq!(gate.hello.node_id, "echo-test");
-        assert_eq!(gate.hello.routes, vec![ECHO, FORWARD, PANIC]);
+        // Only the notification in `routes`; every answered route in
+        // `reply_routes`, with its timeout (0: the gate's default).
+        assert_eq!(gate.hello.routes, vec![NOTE]);
+        let spec = |route, timeout_ms| RouteSpec { route, timeout_ms };
+        assert_eq!(
+            gate.hello.reply_routes,
+            vec![
+                spec(ECHO, 3),
+                spec(FORWARD, 0),
+                spec(PANIC, 0),
+                spec(TWICE, 0)
+            ]
+        );
+        assert!(!gate.hello.snapshot, "no snapshot handler, no snapshot");
         assert_eq!(gate.hello.version, PROTOCOL_VERSION);
         wait_until("link registered", || node.gates().links() == 1);
         assert_eq!(node.gates().gate_ids(), vec!["g1".to_string()]);
@@ -476,6 +502,33 @@ fn bind_errors() {
         .route(1, |_: &mut Context| {})
         .bind();
     assert!(matches!(dup, Err(NodeError::DuplicateRoute(1))));
+    // One route cannot be both answered and a notification.
+    let dup = Node::builder("x")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .notify(2, |_: &mut Context| {})
+        .route(2, |_: &mut Context| {})
+        .bind();
+    assert!(matches!(dup, Err(NodeError::DuplicateRoute(2))));
+    // A reply timeout needs an answered route: not an unknown one, not a
+    // notification; the route may be registered after the timeout.
+    let unknown = Node::builder("x")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .route(1, |_: &mut Context| {})
+        .reply_timeout(3, Duration::from_secs(1))
+        .bind();
+    assert!(matches!(unknown, Err(NodeError::UnknownReplyRoute(3))));
+    let notification = Node::builder("x")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .notify(4, |_: &mut Context| {})
+        .reply_timeout(4, Duration::from_secs(1))
+        .bind();
+    assert!(matches!(notification, Err(NodeError::UnknownReplyRoute(4))));
+    let later = Node::builder("x")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .reply_timeout(5, Duration::from_secs(1))
+        .route(5, |_: &mut Context| {})
+        .bind();
+    assert!(later.is_ok());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = Node::builder("x")
         .listen(taken.local_addr().unwrap())

@@ -19,7 +19,10 @@ fn chat_login_join_say_whisper() {
         .spawn();
     let mut gate = FakeGate::connect(node.local_addr(), "g1", 0, 1);
     assert_eq!(gate.hello.service, "chat");
-    assert_eq!(gate.hello.routes, [LOGIN, JOIN, SAY, WHISPER]);
+    // Every chat route replies: all answered, none a notification.
+    let answered: Vec<i32> = gate.hello.reply_routes.iter().map(|r| r.route).collect();
+    assert_eq!(answered, [LOGIN, JOIN, SAY, WHISPER]);
+    assert!(gate.hello.routes.is_empty());
     let s = SessionId::new(ShardId(0), 3);
     let before = chat_node::DISCONNECTS.load(Ordering::Relaxed);
 
