@@ -172,6 +172,15 @@ fn deliver(session: SessionId, route: i32, seq: i32, payload: &[u8]) -> ToNode {
     }
 }
 
+/// A Deliver the gate tracks: it waits for the reply carrying `request_id`.
+fn request(session: SessionId, route: i32, seq: i32, payload: &[u8], request_id: u64) -> ToNode {
+    let mut m = deliver(session, route, seq, payload);
+    if let Some(to_node::Msg::Deliver(d)) = &mut m.msg {
+        d.request_id = request_id;
+    }
+    m
+}
+
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
@@ -292,10 +301,55 @@ fn unknown_route_answered_with_ext_no_route() {
         let node = start(workers);
         let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
         let s = SessionId::new(ShardId(0), 3);
-        gate.send(&[deliver(s, 99, 8, b"who serves this?")]);
+        gate.send(&[request(s, 99, 8, b"who serves this?", 0xabc)]);
         let p = gate.pushes(1).remove(0);
         assert_eq!((p.session_id, p.route, p.seq, p.ext), (s.0, 99, 8, 1));
         assert!(p.payload.is_empty());
+        // The NO_ROUTE push is the request's answer: the gate stops waiting.
+        assert_eq!(p.request_id, 0xabc);
+    });
+}
+
+#[test]
+fn replies_carry_the_request_id_first_only() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        let s = SessionId::new(ShardId(0), 4);
+        gate.send(&[
+            request(s, ECHO, 1, b"e", 101),
+            // Two replies: only the first answers the request.
+            request(s, TWICE, 2, b"", 102),
+            // A push to the requester's own session, batched before the
+            // reply, is not the reply: it does not take the id.
+            request(s, FORWARD, 3, &s.0.to_be_bytes(), 103),
+            // An untracked request (a notification, or a gate that does
+            // not track replies): every packet carries 0.
+            request(s, NOTE, 4, b"", 0),
+            request(s, TWICE, 5, b"", 0),
+        ]);
+        let got: Vec<(i32, String, u64)> = gate
+            .pushes(8)
+            .into_iter()
+            .map(|p| {
+                let text = String::from_utf8(p.payload.to_vec()).unwrap();
+                (p.seq, text, p.request_id)
+            })
+            .collect();
+        let want: Vec<(i32, String, u64)> = [
+            (1, "e", 101),
+            (2, "first", 102),
+            (2, "second", 0),
+            (3, "forwarded", 0),
+            (3, "sent", 103),
+            (4, "noted", 0),
+            (5, "first", 0),
+            (5, "second", 0),
+        ]
+        .iter()
+        .map(|(seq, t, id)| (*seq, t.to_string(), *id))
+        .collect();
+        assert_eq!(got, want, "workers({workers})");
     });
 }
 

@@ -63,7 +63,7 @@ impl<'a> EventContext<'a> {
     ) -> Self {
         let (session, uid) = (SessionId(event.session_id), UserId(event.uid));
         let work = SessionEvent { kind, event };
-        SessionContext::new(work, session, uid, link, out, gates)
+        SessionContext::new(work, session, uid, 0, link, out, gates)
     }
 
     /// What happened.

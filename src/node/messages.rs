@@ -25,9 +25,16 @@ use crate::link::proto::{
     PushTo, Settings, ToGate,
 };
 
-/// A `ToGate::Push`: a packet for one session of the link's shard (a reply
-/// or a push).
-pub(crate) fn push_msg(session_id: u64, route: i32, seq: i32, payload: Bytes, ext: u32) -> ToGate {
+/// A `ToGate::Push`: a packet for one session (a push, or with a non-zero
+/// `request_id` the reply to that request).
+pub(crate) fn push_msg(
+    session_id: u64,
+    route: i32,
+    seq: i32,
+    payload: Bytes,
+    ext: u32,
+    request_id: u64,
+) -> ToGate {
     ToGate {
         msg: Some(to_gate::Msg::Push(Push {
             session_id,
@@ -35,7 +42,7 @@ pub(crate) fn push_msg(session_id: u64, route: i32, seq: i32, payload: Bytes, ex
             seq,
             payload,
             ext,
-            request_id: 0,
+            request_id,
         })),
     }
 }

@@ -210,12 +210,14 @@ impl Reader<'_> {
     fn deliver(&self, link: &Arc<Link>, d: Deliver, out: &mut BatchBuf) -> Result<(), NodeError> {
         let Some(handler) = self.env.options.handler(d.route) else {
             debug!(route = d.route, session = %SessionId(d.session_id), "node: no handler for route");
+            // The answer to the request, if the gate tracks it.
             out.push(&push_msg(
                 d.session_id,
                 d.route,
                 d.seq,
                 Bytes::new(),
                 u32::from(crate::codec::ext::NO_ROUTE),
+                d.request_id,
             ));
             return Ok(());
         };
