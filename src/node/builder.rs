@@ -20,6 +20,7 @@ use super::options::{
     DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE,
 };
 use super::server::Node;
+use super::snapshot::{SnapshotHandler, SnapshotPage};
 use super::types::EventKind;
 
 /// Configures and binds a [`Node`]; made by [`Node::builder`].
@@ -31,6 +32,7 @@ pub struct NodeBuilder {
     /// `reply_timeout` calls, applied to the answered routes at `bind`.
     reply_timeouts: Vec<(i32, Duration)>,
     events: Vec<(EventKind, EventHandler)>,
+    snapshot: Option<SnapshotHandler>,
     workers: usize,
     worker_queue: usize,
     max_frame_bytes: usize,
@@ -60,6 +62,7 @@ impl NodeBuilder {
             routes: Vec::new(),
             reply_timeouts: Vec::new(),
             events: Vec::new(),
+            snapshot: None,
             workers: 0,
             worker_queue: DEFAULT_WORKER_QUEUE,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
@@ -169,6 +172,37 @@ impl NodeBuilder {
         self
     }
 
+    /// Handles snapshots of gate shards' live sessions, page by page, and
+    /// asks every gate link for one right after the handshake
+    /// (`NodeHello.snapshot`), before any event on it: a node that starts,
+    /// or whose link comes back, learns who is connected.
+    /// [`GateClient::snapshot`] asks for one explicitly. Calling this again
+    /// replaces the handler.
+    ///
+    /// Pages run on the link's reader thread, in link order, also with
+    /// `workers(n)`: a page must be handled before the events that follow
+    /// it on the link (they happened after the snapshot was taken), and the
+    /// reader hands those events on only after the page handler returns.
+    /// With `workers(n)`, events that came *before* the snapshot may still
+    /// be running on the workers while a page is handled. A slow page
+    /// handler stalls its link like an inline request handler does.
+    ///
+    /// ```no_run
+    /// use ringgate::node::{Node, SnapshotPage};
+    /// let builder = Node::builder("presence").on_snapshot(|page: &mut SnapshotPage| {
+    ///     for s in page.sessions() {
+    ///         tracing::info!(gate = page.gate_id(), session = %s.session, uid = s.uid.0, "online");
+    ///     }
+    /// });
+    /// ```
+    pub fn on_snapshot<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&mut SnapshotPage) + Send + Sync + 'static,
+    {
+        self.snapshot = Some(Box::new(handler));
+        self
+    }
+
     /// How long a blocking call ([`GateClient::bind`],
     /// [`SessionContext::bind`](super::SessionContext::bind), ...)
     /// waits for the gate's result before failing with
@@ -233,6 +267,7 @@ impl NodeBuilder {
             node_id,
             routes: self.routes,
             events: self.events,
+            snapshot: self.snapshot,
             workers: self.workers,
             worker_queue: self.worker_queue,
             max_frame_bytes: self.max_frame_bytes,

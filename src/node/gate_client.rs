@@ -15,7 +15,7 @@ use super::link_handle::Link;
 use super::messages::call_msg;
 use super::pending::PendingCalls;
 use super::types::Target;
-use crate::ids::SessionId;
+use crate::ids::{SessionId, ShardId};
 use crate::link::proto::{call, CallResult};
 
 /// How long a blocking call waits for the gate's result by default: far
@@ -189,11 +189,10 @@ impl GateClient {
             .sum()
     }
 
-    /// The gate a call goes to: the bound one, else the only one.
-    fn select<'r>(&self, reg: &'r [GateLinks], via: Via) -> Result<&'r GateLinks, NodeError> {
-        let not_connected = || NodeError::NotConnected {
-            shard: via.shard_hint(),
-        };
+    /// The gate a call goes to: the bound one, else the only one. `shard`
+    /// is named in a "no link" error.
+    fn select<'r>(&self, reg: &'r [GateLinks], shard: u16) -> Result<&'r GateLinks, NodeError> {
+        let not_connected = || NodeError::NotConnected { shard };
         match &self.gate {
             Some(id) => reg.iter().find(|g| g.id == *id).ok_or_else(not_connected),
             None => match reg {
@@ -207,7 +206,7 @@ impl GateClient {
     /// The link a call goes on (see "Which link" above).
     pub(crate) fn pick(&self, via: Via) -> Result<Arc<Link>, NodeError> {
         let reg = self.inner.reg.read().unwrap();
-        let g = self.select(&reg, via)?;
+        let g = self.select(&reg, via.shard_hint())?;
         let preferred = match via {
             Via::To(t) => Some(t.preferred_shard(g.shard_count).0),
             Via::Any => self.home,
@@ -231,8 +230,17 @@ impl GateClient {
     /// messages for it; `Ok(None)` if the gate is up but that link is not.
     pub(crate) fn session_link(&self, session: SessionId) -> Result<Option<Arc<Link>>, NodeError> {
         let reg = self.inner.reg.read().unwrap();
-        let g = self.select(&reg, Via::To(Target::Session(session)))?;
+        let g = self.select(&reg, session.shard().0)?;
         Ok(g.link(session.shard().0))
+    }
+
+    /// The link of `shard` of this client's gate, the only one that can
+    /// carry a call about that shard alone (a snapshot).
+    pub(crate) fn shard_link(&self, shard: ShardId) -> Result<Arc<Link>, NodeError> {
+        let reg = self.inner.reg.read().unwrap();
+        let g = self.select(&reg, shard.0)?;
+        g.link(shard.0)
+            .ok_or(NodeError::NotConnected { shard: shard.0 })
     }
 
     /// Sends `op` with a call id on `link` and waits for its result.

@@ -13,6 +13,7 @@
 //! | `Kick`, `Unbind`, `Settings` | [`kick_op`], [`unbind_op`], [`settings_op`] |
 //! | `Bind` | [`bind_op`] |
 //! | `Subscribe`, `Unsubscribe` | [`subscribe_op`], [`unsubscribe_op`] |
+//! | `Snapshot` | [`snapshot_op`] |
 //! | `GetIp`, `IsOnline`, `Stat` | inline in the gate client (one field each) |
 
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use super::types::Target;
 use crate::ids::{SessionId, UserId};
 use crate::link::proto::{
     self, call, to_gate, Bind, Broadcast, Call, ChannelMembers, Kick, Multicast, Pong, Push,
-    PushTo, Settings, ToGate,
+    PushTo, Settings, SnapshotRequest, ToGate,
 };
 
 /// A `ToGate::Push`: a packet for one session (a push, or with a non-zero
@@ -178,4 +179,9 @@ pub(crate) fn unsubscribe_op(channel: &str, targets: &[Target]) -> call::Op {
         channel: channel.to_owned(),
         targets: protos(targets),
     })
+}
+
+/// `Snapshot`: the live sessions of the shard of the link it goes on.
+pub(crate) fn snapshot_op() -> call::Op {
+    call::Op::Snapshot(SnapshotRequest {})
 }

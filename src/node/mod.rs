@@ -153,6 +153,7 @@ mod pending;
 mod reader;
 mod server;
 mod session_context;
+mod snapshot;
 mod types;
 mod worker;
 
@@ -167,4 +168,5 @@ pub use options::{
 };
 pub use server::{Node, NodeHandle};
 pub use session_context::SessionContext;
+pub use snapshot::{SessionInfo, SnapshotPage};
 pub use types::{CloseReason, EventKind, ShardStat, Stat, Target};

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::context::Handler;
 use super::error::NodeError;
 use super::event::EventHandler;
+use super::snapshot::SnapshotHandler;
 use super::types::EventKind;
 use crate::link::proto::{to_gate, NodeHello, RouteSpec, ToGate};
 use crate::link::PROTOCOL_VERSION;
@@ -42,6 +43,8 @@ pub(crate) struct Options {
     pub(crate) routes: Vec<Route>,
     /// Event handlers, sorted by kind, unique.
     pub(crate) events: Vec<(EventKind, EventHandler)>,
+    /// The snapshot handler; set: the hello asks for a snapshot.
+    pub(crate) snapshot: Option<SnapshotHandler>,
     /// Worker threads; 0 runs handlers inline on the link readers.
     pub(crate) workers: usize,
     /// Jobs queued per worker before a link reader waits.
@@ -113,7 +116,7 @@ impl Options {
 
     /// The handshake's answer: who this node is, which routes it serves
     /// (answered ones in `reply_routes`, notifications in `routes`), which
-    /// events it wants.
+    /// events it wants, and whether it wants a snapshot first.
     pub(crate) fn node_hello(&self) -> ToGate {
         let notify = self.routes.iter().filter(|r| r.reply.is_none());
         let answered = self.routes.iter().filter_map(|r| Some((r.route, r.reply?)));
@@ -131,7 +134,7 @@ impl Options {
                         timeout_ms: timeout_ms(timeout),
                     })
                     .collect(),
-                snapshot: false,
+                snapshot: self.snapshot.is_some(),
             })),
         }
     }

@@ -27,10 +27,11 @@ use super::link_handle::{Link, Writer};
 use super::messages::{pong_msg, push_msg};
 use super::options::{Options, HANDSHAKE_TIMEOUT};
 use super::pending;
+use super::snapshot::{run_snapshot_handler, SnapshotPage};
 use super::types::EventKind;
 use super::worker::{Job, Pool, Work};
 use crate::ids::{SessionId, ShardId};
-use crate::link::proto::{to_node, Deliver, Event, GateHello};
+use crate::link::proto::{to_node, Deliver, Event, GateHello, Snapshot};
 use crate::link::{BatchBuf, LinkError, PROTOCOL_VERSION};
 
 /// While a worker's queue is full, the reader keeps reading its link (to
@@ -195,7 +196,11 @@ impl Reader<'_> {
                 out.push(&pong_msg(p.nonce));
                 Ok(())
             }
-            to_node::Msg::Pong(_) | to_node::Msg::Snapshot(_) => Ok(()),
+            to_node::Msg::Snapshot(s) => {
+                self.snapshot(link, s);
+                Ok(())
+            }
+            to_node::Msg::Pong(_) => Ok(()),
             // Normally resolved as soon as it is decoded (see Inbox).
             to_node::Msg::Result(r) => {
                 self.env.gates.resolve(r);
@@ -247,6 +252,17 @@ impl Reader<'_> {
             }
             Some(pool) => self.dispatch(pool, link.clone(), Work::Event(kind, e), out),
         }
+    }
+
+    /// Runs the snapshot handler on this thread, whatever the workers: the
+    /// events that follow the page on the link must not run before it.
+    fn snapshot(&self, link: &Link, s: Snapshot) {
+        let Some(handler) = &self.env.options.snapshot else {
+            debug!(gate = %link.gate_id, shard = link.shard.0, "node: snapshot page without a handler ignored");
+            return;
+        };
+        let mut page = SnapshotPage::new(link.gate_id.clone(), link.shard, s);
+        run_snapshot_handler(handler, &mut page);
     }
 
     /// Hands work to the worker of its session. When that worker's queue is

@@ -1,6 +1,6 @@
-//! The node SDK's session API against a fake gate: events, calls (how each
-//! is encoded and on which link it goes), results and their codes, timeouts,
-//! the reader-thread wait, and the chat example's logic.
+//! The node SDK's session API against a fake gate: events, snapshots, calls
+//! (how each is encoded and on which link it goes), results and their
+//! codes, timeouts, the reader-thread wait, and the chat example's logic.
 //!
 //! The gate side is a blocking `TcpStream` per link speaking the link framing
 //! by hand, as in `node_sdk.rs`.
@@ -21,7 +21,8 @@ use ringgate::link::proto::{
 };
 use ringgate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
 use ringgate::node::{
-    CloseReason, Context, EventContext, EventKind, GateClient, Node, NodeError, NodeHandle, Target,
+    CloseReason, Context, EventContext, EventKind, GateClient, Node, NodeError, NodeHandle,
+    SessionInfo, SnapshotPage, Target,
 };
 use ringgate::{SessionId, ShardId, UserId};
 
@@ -267,3 +268,4 @@ mod calls;
 mod chat;
 mod events;
 mod handlers;
+mod snapshots;
