@@ -175,8 +175,12 @@ impl NodeBuilder {
     /// Handles snapshots of gate shards' live sessions, page by page, and
     /// asks every gate link for one right after the handshake
     /// (`NodeHello.snapshot`), before any event on it: a node that starts,
-    /// or whose link comes back, learns who is connected.
-    /// [`GateClient::snapshot`] asks for one explicitly. Calling this again
+    /// or whose link comes back, learns who is connected. The node also
+    /// asks a link for one when it sees that events were lost there (a gap
+    /// in [`EventContext::seq`](super::EventContext::seq), counted by
+    /// [`GateClient::event_gaps`]), and [`GateClient::snapshot`] asks for
+    /// one explicitly. A snapshot resets the event numbers the node expects
+    /// to those it carries. Calling this again
     /// replaces the handler.
     ///
     /// Pages run on the link's reader thread, in link order, also with

@@ -71,6 +71,14 @@ impl<'a> EventContext<'a> {
         self.work().kind
     }
 
+    /// The event's sequence number among the events of its kind raised by
+    /// its gate shard, from 1 at the gate's start; 0 if the gate does not
+    /// number events. The SDK checks them: a gap means events were lost
+    /// (see [`GateClient::event_gaps`](crate::node::GateClient::event_gaps)).
+    pub fn seq(&self) -> u64 {
+        self.work().event.seq
+    }
+
     /// `Disconnect`: why the session ended; otherwise `Unspecified`.
     pub fn reason(&self) -> CloseReason {
         CloseReason::from_proto(self.work().event.reason)

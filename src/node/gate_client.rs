@@ -1,5 +1,7 @@
 //! [`GateClient`]: the node's table of live links, keyed by (gate id, shard),
-//! which link a call goes on, and the calls waiting for their results.
+//! which link a call goes on, and the calls waiting for their results; it
+//! also holds the event numbers seen per (gate id, shard), which outlive
+//! links (`sequences.rs`).
 //!
 //! The operations themselves (push, bind, kick, ...) are in `gate_ops.rs`.
 //! This module must not know them, nor read links: it takes a ready
@@ -14,6 +16,7 @@ use super::error::NodeError;
 use super::link_handle::Link;
 use super::messages::call_msg;
 use super::pending::PendingCalls;
+use super::sequences::EventSeqs;
 use super::types::Target;
 use crate::ids::{SessionId, ShardId};
 use crate::link::proto::{call, CallResult};
@@ -84,6 +87,8 @@ struct Inner {
     calls: Arc<PendingCalls>,
     /// Spreads calls that may go on any link over the live links.
     rotor: AtomicUsize,
+    /// Event numbers seen per (gate, shard), kept across links.
+    seqs: EventSeqs,
 }
 
 /// The links of one gate, indexed by shard.
@@ -127,6 +132,7 @@ impl GateClient {
                 reg: RwLock::default(),
                 calls: Arc::default(),
                 rotor: AtomicUsize::new(0),
+                seqs: EventSeqs::default(),
             }),
             gate: None,
             home: None,
@@ -187,6 +193,22 @@ impl GateClient {
         reg.iter()
             .map(|g| g.links.iter().filter(|l| l.is_some()).count())
             .sum()
+    }
+
+    /// How many times this node saw that session events were lost, over
+    /// all gates and links: a gap in an event kind's sequence numbers
+    /// ([`EventContext::seq`](super::EventContext::seq)), or a gate that
+    /// restarted (another `GateHello.epoch_ms`) after the node had seen its
+    /// events. Each is also logged as a warning; with a
+    /// [`NodeBuilder::on_snapshot`](super::NodeBuilder::on_snapshot) handler
+    /// the node asks for a snapshot of that shard. Never reset.
+    pub fn event_gaps(&self) -> u64 {
+        self.inner.seqs.gaps()
+    }
+
+    /// Event numbers seen per (gate, shard), which every link reader checks.
+    pub(crate) fn event_seqs(&self) -> &EventSeqs {
+        &self.inner.seqs
     }
 
     /// The gate a call goes to: the bound one, else the only one. `shard`

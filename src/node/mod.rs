@@ -151,6 +151,7 @@ mod messages;
 mod options;
 mod pending;
 mod reader;
+mod sequences;
 mod server;
 mod session_context;
 mod snapshot;

@@ -24,9 +24,10 @@ use super::event::{run_event_handler, EventContext};
 use super::gate_client::GateClient;
 use super::inbox::{Inbox, Next};
 use super::link_handle::{Link, Writer};
-use super::messages::{pong_msg, push_msg};
+use super::messages::{call_msg, pong_msg, push_msg, snapshot_op};
 use super::options::{Options, HANDSHAKE_TIMEOUT};
 use super::pending;
+use super::sequences::LinkSeqs;
 use super::snapshot::{run_snapshot_handler, SnapshotPage};
 use super::types::EventKind;
 use super::worker::{Job, Pool, Work};
@@ -67,15 +68,20 @@ pub(crate) fn serve(env: ReaderEnv<'_>, stream: TcpStream, peer: SocketAddr, id:
     };
     // From here on, calls made on this thread keep reading this link.
     let _reading = pending::reader_thread(reader.inbox.clone(), waker);
-    let link = match reader.handshake() {
-        Ok(link) => link,
+    let (link, epoch) = match reader.handshake() {
+        Ok(up) => up,
         Err(e) => {
             warn!(%peer, link = id, error = %e, "node: link handshake failed");
             return;
         }
     };
     let (gate, shard) = (&link.gate_id, link.shard.0);
-    let r = reader.run(&link);
+    let seqs = reader
+        .env
+        .gates
+        .event_seqs()
+        .open(gate.clone(), shard, epoch);
+    let r = reader.run(&link, &seqs);
     reader.env.gates.remove(&link);
     link.close();
     match r {
@@ -100,9 +106,10 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Reads `GateHello`, answers `NodeHello` and registers the link. The
-    /// rest of the first batch stays queued for [`Reader::run`].
-    fn handshake(&mut self) -> Result<Arc<Link>, NodeError> {
+    /// Reads `GateHello`, answers `NodeHello` and registers the link; returns
+    /// it with the gate's epoch. The rest of the first batch stays queued
+    /// for [`Reader::run`].
+    fn handshake(&mut self) -> Result<(Arc<Link>, u64), NodeError> {
         let mut inbox = self.inbox.borrow_mut();
         let stream = inbox.stream().try_clone()?;
         stream.set_nodelay(true)?;
@@ -152,11 +159,11 @@ impl Reader<'_> {
             shards = hello.shards,
             "node: link up"
         );
-        Ok(link)
+        Ok((link, hello.epoch_ms))
     }
 
     /// Serves the link until EOF (`Ok`) or an error.
-    fn run(&mut self, link: &Arc<Link>) -> Result<(), NodeError> {
+    fn run(&mut self, link: &Arc<Link>, seqs: &LinkSeqs<'_>) -> Result<(), NodeError> {
         let mut out = BatchBuf::new(link.frame_limit);
         let idle = self.env.options.idle_timeout.unwrap_or(Duration::MAX);
         loop {
@@ -164,7 +171,7 @@ impl Reader<'_> {
             // pump this inbox while they wait for a call.
             let next = self.inbox.borrow_mut().next();
             match next? {
-                Next::Msg(m) => self.handle(link, m, &mut out)?,
+                Next::Msg(m) => self.handle(link, seqs, m, &mut out)?,
                 Next::Eof => return Ok(()),
                 Next::Empty => {
                     // Everything read so far is handled: one write for it all.
@@ -183,13 +190,14 @@ impl Reader<'_> {
     fn handle(
         &self,
         link: &Arc<Link>,
+        seqs: &LinkSeqs<'_>,
         msg: to_node::Msg,
         out: &mut BatchBuf,
     ) -> Result<(), NodeError> {
         match msg {
             to_node::Msg::Deliver(d) => self.deliver(link, d, out),
             to_node::Msg::Event(e) => {
-                self.event(link, e, out);
+                self.event(link, seqs, e, out);
                 Ok(())
             }
             to_node::Msg::Ping(p) => {
@@ -197,6 +205,7 @@ impl Reader<'_> {
                 Ok(())
             }
             to_node::Msg::Snapshot(s) => {
+                seqs.snapshot(&s.event_seqs, s.last);
                 self.snapshot(link, s);
                 Ok(())
             }
@@ -236,11 +245,19 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn event(&self, link: &Arc<Link>, e: Event, out: &mut BatchBuf) {
+    /// Checks the event's number (here, in link order), then runs it or
+    /// hands it to its worker. After a gap, asks for a snapshot if the
+    /// node handles them; it is batched with the replies, and its pages
+    /// will follow the events already on the way.
+    fn event(&self, link: &Arc<Link>, seqs: &LinkSeqs<'_>, e: Event, out: &mut BatchBuf) {
         let Some(kind) = EventKind::from_proto(e.kind) else {
             debug!(kind = e.kind, "node: event of an unknown kind ignored");
             return;
         };
+        if seqs.event(kind, e.seq, self.env.options.snapshot.is_some()) {
+            info!(gate = %link.gate_id, shard = link.shard.0, "node: asking for a snapshot after lost events");
+            out.push(&call_msg(0, snapshot_op()));
+        }
         let Some(handler) = self.env.options.event_handler(kind) else {
             debug!(%kind, "node: event nobody subscribed to ignored");
             return;

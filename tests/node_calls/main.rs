@@ -48,6 +48,21 @@ struct FakeGate {
 
 impl FakeGate {
     fn connect(addr: SocketAddr, gate_id: &str, shard: u32, shards: u32) -> FakeGate {
+        FakeGate::connect_with(
+            addr,
+            GateHello {
+                gate_id: gate_id.into(),
+                shard,
+                shards,
+                version: PROTOCOL_VERSION,
+                max_frame_bytes: 0,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Opens a link whose gate says `hello`.
+    fn connect_with(addr: SocketAddr, hello: GateHello) -> FakeGate {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
         let mut gate = FakeGate {
@@ -57,14 +72,7 @@ impl FakeGate {
             hello: NodeHello::default(),
         };
         gate.send(&[ToNode {
-            msg: Some(to_node::Msg::Hello(GateHello {
-                gate_id: gate_id.into(),
-                shard,
-                shards,
-                version: PROTOCOL_VERSION,
-                max_frame_bytes: 0,
-                ..Default::default()
-            })),
+            msg: Some(to_node::Msg::Hello(hello)),
         }]);
         match gate.next().msg {
             Some(to_gate::Msg::Hello(h)) => gate.hello = h,

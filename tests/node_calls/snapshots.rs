@@ -178,3 +178,153 @@ fn explicit_snapshot_goes_on_the_shards_link() {
     ));
     links[0].quiet("no fallback to another link");
 }
+
+/// A numbered connect event.
+fn connect(session: u64, seq: u64) -> ToNode {
+    let mut e = event(proto::EventKind::EventConnect, SessionId(session), 0);
+    e.seq = seq;
+    ev(e)
+}
+
+fn disconnect(session: u64, seq: u64) -> ToNode {
+    let mut e = event(proto::EventKind::EventDisconnect, SessionId(session), 0);
+    e.seq = seq;
+    ev(e)
+}
+
+/// A node counting its events and, with `snapshots`, handling snapshots.
+fn counting_node(workers: usize, snapshots: bool, seen: &Log) -> NodeHandle {
+    let seen = seen.clone();
+    let b = Node::builder("seq")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(workers)
+        .on_event(
+            &[EventKind::Connect, EventKind::Disconnect],
+            move |ev: &mut EventContext| {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{} {}", ev.kind(), ev.seq()));
+            },
+        );
+    let b = if snapshots {
+        b.on_snapshot(|_: &mut SnapshotPage| {})
+    } else {
+        b
+    };
+    b.bind().unwrap().spawn()
+}
+
+fn expect_snapshot_request(gate: &mut FakeGate) {
+    let c = gate.next_call();
+    assert_eq!(c.call_id, 0, "asked without waiting for a result");
+    assert_eq!(c.op, Some(call::Op::Snapshot(proto::SnapshotRequest {})));
+}
+
+#[test]
+fn event_gap_counted_and_snapshot_asked_for() {
+    both_modes(|workers| {
+        let seen = Log::default();
+        let node = counting_node(workers, true, &seen);
+        let g = node.gates();
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0, 1);
+        // Every event is about session 1, so that with workers they run in
+        // order on one worker (the numbers are checked before, on the reader).
+        let conn = |seq| connect(1, seq);
+        let disc = |seq| disconnect(1, seq);
+        // Consecutive numbers, per kind: no gap.
+        gate.send(&[conn(1), conn(2), disc(1)]);
+        wait_until("3 events", || seen.lock().unwrap().len() == 3);
+        gate.quiet("no gap, no snapshot asked");
+        assert_eq!(g.event_gaps(), 0);
+        // Connects 3 and 4 lost: counted, a snapshot asked for on this link,
+        // and the event still handled.
+        gate.send(&[conn(5)]);
+        expect_snapshot_request(&mut gate);
+        assert_eq!(g.event_gaps(), 1);
+        // Another gap before the snapshot came: counted, not asked again.
+        gate.send(&[disc(3)]);
+        wait_until("5 events", || seen.lock().unwrap().len() == 5);
+        assert_eq!(g.event_gaps(), 2);
+        gate.quiet("one snapshot asked at a time");
+        // The snapshot resets the numbers: the next connect is 21.
+        gate.send(&[
+            page(Vec::new(), true, &[0, 20, 0, 0, 30], 0),
+            conn(21),
+            disc(31),
+        ]);
+        wait_until("7 events", || seen.lock().unwrap().len() == 7);
+        gate.quiet("no gap after the snapshot");
+        assert_eq!(g.event_gaps(), 2);
+        // A gap after it: asked for again.
+        gate.send(&[conn(23)]);
+        expect_snapshot_request(&mut gate);
+        assert_eq!(g.event_gaps(), 3);
+        let seqs: Vec<String> = seen.lock().unwrap().clone();
+        assert_eq!(
+            seqs,
+            [
+                "connect 1",
+                "connect 2",
+                "disconnect 1",
+                "connect 5",
+                "disconnect 3",
+                "connect 21",
+                "disconnect 31",
+                "connect 23"
+            ],
+            "handlers see every event and its number"
+        );
+    });
+}
+
+#[test]
+fn event_gap_without_snapshot_handler_is_only_counted() {
+    let seen = Log::default();
+    let node = counting_node(0, false, &seen);
+    let mut gate = FakeGate::connect(node.local_addr(), "g1", 0, 1);
+    gate.send(&[connect(1, 1), connect(3, 3)]);
+    wait_until("2 events", || seen.lock().unwrap().len() == 2);
+    assert_eq!(node.gates().event_gaps(), 1);
+    gate.quiet("no snapshot handler: nothing asked");
+    // A gate that does not number its events (seq 0): nothing checked.
+    gate.send(&[connect(4, 0), connect(5, 0)]);
+    wait_until("4 events", || seen.lock().unwrap().len() == 4);
+    assert_eq!(node.gates().event_gaps(), 1);
+}
+
+#[test]
+fn events_lost_while_the_link_was_down_or_by_a_gate_restart_are_gaps() {
+    let seen = Log::default();
+    let node = counting_node(0, false, &seen);
+    let hello = |epoch_ms| GateHello {
+        gate_id: "g1".into(),
+        shard: 0,
+        shards: 1,
+        version: PROTOCOL_VERSION,
+        epoch_ms,
+        ..Default::default()
+    };
+    let g = node.gates();
+    // The node meets the gate after its start: the first number is not a gap.
+    let mut gate = FakeGate::connect_with(node.local_addr(), hello(100));
+    gate.send(&[connect(1, 10), connect(2, 11)]);
+    wait_until("2 events", || seen.lock().unwrap().len() == 2);
+    drop(gate);
+    wait_until("link down", || g.links() == 0);
+    // The same gate run (same epoch) comes back: not a gap by itself...
+    let mut gate = FakeGate::connect_with(node.local_addr(), hello(100));
+    wait_until("link up", || g.links() == 1);
+    assert_eq!(g.event_gaps(), 0);
+    // ...but the numbers go on from the last link's: 12 and 13 were lost.
+    gate.send(&[connect(3, 14)]);
+    wait_until("3 events", || seen.lock().unwrap().len() == 3);
+    assert_eq!(g.event_gaps(), 1);
+    drop(gate);
+    wait_until("link down", || g.links() == 0);
+    // The gate restarted (another epoch): a gap, and numbering starts again.
+    let mut gate = FakeGate::connect_with(node.local_addr(), hello(200));
+    wait_until("restart counted", || g.event_gaps() == 2);
+    gate.send(&[connect(4, 1), connect(5, 2)]);
+    wait_until("5 events", || seen.lock().unwrap().len() == 5);
+    assert_eq!(g.event_gaps(), 2);
+}
