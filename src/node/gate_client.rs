@@ -248,8 +248,9 @@ impl GateClient {
             })
     }
 
-    /// The link of `session`'s own shard, which alone takes plain `Push`
-    /// messages for it; `Ok(None)` if the gate is up but that link is not.
+    /// The link of `session`'s own shard, where plain `Push` messages for it
+    /// go (any link of the gate would take them, this one saves the gate a
+    /// cross-shard hop); `Ok(None)` if the gate is up but that link is not.
     pub(crate) fn session_link(&self, session: SessionId) -> Result<Option<Arc<Link>>, NodeError> {
         let reg = self.inner.reg.read().unwrap();
         let g = self.select(&reg, session.shard().0)?;
