@@ -91,9 +91,10 @@ impl NodeBuilder {
     /// [`Context::reply`] (or [`reply_with`](super::SessionContext::reply_with))
     /// of the request is that reply; later ones are plain pushes.
     ///
-    /// **A handler must reply.** If it returns without replying (or
-    /// panics), the SDK only logs it (at debug level); the gate answers the
-    /// client with the `TIMEOUT` extension code once the route's timeout
+    /// **A handler must reply.** If it returns without replying, the SDK
+    /// only logs it at debug level (a panic is logged as an error); the gate
+    /// answers the client with the `TIMEOUT` extension code once the route's
+    /// timeout
     /// ([`NodeBuilder::reply_timeout`], by default the gate's
     /// `link.request_timeout`) has passed, and drops a reply that comes
     /// later. For a route whose requests get no reply, use
@@ -180,8 +181,7 @@ impl NodeBuilder {
     /// in [`EventContext::seq`](super::EventContext::seq), counted by
     /// [`GateClient::event_gaps`]), and [`GateClient::snapshot`] asks for
     /// one explicitly. A snapshot resets the event numbers the node expects
-    /// to those it carries. Calling this again
-    /// replaces the handler.
+    /// to those it carries. Calling this again replaces the handler.
     ///
     /// Pages run on the link's reader thread, in link order, also with
     /// `workers(n)`: a page must be handled before the events that follow

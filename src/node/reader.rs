@@ -157,6 +157,8 @@ impl Reader<'_> {
             gate = %link.gate_id,
             shard,
             shards = hello.shards,
+            epoch_ms = hello.epoch_ms,
+            request_timeout_ms = hello.request_timeout_ms,
             "node: link up"
         );
         Ok((link, hello.epoch_ms))
