@@ -129,6 +129,7 @@ fn messages(n: usize) -> Vec<ToNode> {
                 payload: payload.clone(),
                 settings: Default::default(),
                 request_id: i as u64 + 1,
+                ..Default::default()
             })),
         })
         .collect()

@@ -168,6 +168,7 @@ fn deliver(session: SessionId, route: i32, seq: i32, payload: &[u8]) -> ToNode {
             payload: Bytes::copy_from_slice(payload),
             settings: Default::default(),
             request_id: 0,
+            ..Default::default()
         })),
     }
 }

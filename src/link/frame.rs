@@ -155,6 +155,7 @@ mod tests {
                 payload: Bytes::from_static(payload),
                 ext: 0,
                 request_id: 0,
+                ..Default::default()
             })),
         }
     }

@@ -87,6 +87,7 @@ fn the_documented_hello_deliver_and_reply_bytes_are_what_we_send() {
             payload: Bytes::from_static(b"hi"),
             ext: 0,
             request_id: REQUEST,
+            ..Default::default()
         })),
     };
     assert_eq!(

@@ -68,6 +68,7 @@ impl<'a> Context<'a> {
             payload,
             settings,
             request_id,
+            ..
         } = deliver;
         let request = Request {
             route,

@@ -44,6 +44,7 @@ pub(crate) fn push_msg(
             payload,
             ext,
             request_id,
+            ..Default::default()
         })),
     }
 }
@@ -99,6 +100,7 @@ pub(crate) fn push_op(to: Target, route: i32, seq: i32, payload: Bytes) -> call:
         seq,
         payload,
         ext: 0,
+        ..Default::default()
     })
 }
 
@@ -109,6 +111,7 @@ pub(crate) fn multicast_op(to: &[Target], route: i32, seq: i32, payload: Bytes) 
         route,
         seq,
         payload,
+        ..Default::default()
     })
 }
 
@@ -119,6 +122,7 @@ pub(crate) fn broadcast_op(route: i32, seq: i32, payload: Bytes, bound_only: boo
         seq,
         payload,
         bound_only,
+        ..Default::default()
     })
 }
 
@@ -129,6 +133,7 @@ pub(crate) fn publish_op(channel: &str, route: i32, seq: i32, payload: Bytes) ->
         route,
         seq,
         payload,
+        ..Default::default()
     })
 }
 

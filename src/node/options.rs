@@ -135,6 +135,7 @@ impl Options {
                     })
                     .collect(),
                 snapshot: self.snapshot.is_some(),
+                ..Default::default()
             })),
         }
     }

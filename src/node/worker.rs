@@ -68,7 +68,10 @@ impl Pool {
         &self.txs[(h % self.txs.len() as u64) as usize]
     }
 
-    /// Queues `job` if its worker has room; gives it back otherwise.
+    /// Queues `job` if its worker has room; gives it back otherwise. (The
+    /// job travels by value as it does through the channel: boxing it to
+    /// shrink the error would cost an allocation per request.)
+    #[allow(clippy::result_large_err)]
     pub(crate) fn try_send(&self, job: Job) -> Result<(), Job> {
         match self.pick(&job).try_send(job) {
             Ok(()) => Ok(()),
@@ -85,6 +88,7 @@ impl Pool {
 
     /// Queues `job`, waiting at most `timeout` for room; gives it back if
     /// there was none.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn send_timeout(&self, job: Job, timeout: Duration) -> Result<(), Job> {
         match self.pick(&job).send_timeout(job, timeout) {
             Ok(()) => Ok(()),

@@ -89,6 +89,7 @@ impl Shard {
                 Default::default()
             },
             request_id: 0,
+            ..Default::default()
         };
         let limit = self.links[link].batch.frame_limit();
         if deliver.payload.len() + LINK_ENVELOPE_BYTES > limit && deliver.encoded_len() + 16 > limit

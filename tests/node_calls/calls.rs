@@ -256,6 +256,7 @@ fn every_call_encoded_on_the_expected_link() {
                     seq: 21,
                     payload: Bytes::from_static(b"all"),
                     bound_only: true,
+                    ..Default::default()
                 })
             )
         },
@@ -278,6 +279,7 @@ fn every_call_encoded_on_the_expected_link() {
                     route: 100,
                     seq: 0,
                     payload: Bytes::from_static(b"hey"),
+                    ..Default::default()
                 })
             )
         },

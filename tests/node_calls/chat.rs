@@ -98,6 +98,7 @@ fn chat_login_join_say_whisper() {
             route: ROOM_MESSAGE,
             seq: 0,
             payload: Bytes::from_static(b"42@lobby: hello all"),
+            ..Default::default()
         }))
     );
     gate.answer(

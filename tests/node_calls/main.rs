@@ -214,6 +214,7 @@ fn deliver(session: SessionId, uid: i64, route: i32, seq: i32, payload: &[u8]) -
             payload: Bytes::copy_from_slice(payload),
             settings: Default::default(),
             request_id: 0,
+            ..Default::default()
         })),
     }
 }

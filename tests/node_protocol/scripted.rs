@@ -62,6 +62,7 @@ impl ScriptedNode {
                 .map(|&(route, timeout_ms)| RouteSpec { route, timeout_ms })
                 .collect(),
             snapshot: a.snapshot,
+            ..Default::default()
         })]);
         link
     }
@@ -171,5 +172,6 @@ pub fn reply_to(d: &ringgate::link::proto::Deliver, payload: &[u8]) -> to_gate::
         payload: bytes::Bytes::copy_from_slice(payload),
         ext: 0,
         request_id: d.request_id,
+        ..Default::default()
     })
 }
