@@ -437,7 +437,8 @@ class Node:
         self._call_ids = itertools.count(1)
         self._nonces = itertools.count(1)
         self._lanes: dict[tuple[str, int], collections.deque] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()  # handlers, snapshot requests
+        self._link_tasks: set[asyncio.Task] = set()  # one read loop per link
         self._server: asyncio.base_events.Server | None = None
         self._watchdog: asyncio.Task | None = None
         self.address: tuple[str, int] | None = None
@@ -536,6 +537,10 @@ class Node:
             self._watchdog.cancel()
         for link in list(self.links):
             link.close("node stopping")
+        # Closed links end their read loops by themselves (cancelling a
+        # connection task of asyncio.start_server makes asyncio log an error).
+        if self._link_tasks:
+            await asyncio.wait(list(self._link_tasks), timeout=2)
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
@@ -554,14 +559,12 @@ class Node:
         self.links.add(link)
         log.debug("%r: connected", link)
         task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        self._link_tasks.add(task)
         try:
             await link.run()
         finally:
             self.links.discard(link)
-            if task is not None:
-                self._tasks.discard(task)
+            self._link_tasks.discard(task)
 
     async def _watch(self) -> None:
         """Pings quiet links and closes silent ones (a gate that vanished
