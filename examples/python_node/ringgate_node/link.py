@@ -24,8 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("ringgate_node.link")
 
 READ_CHUNK = 256 * 1024
-# The gate's frame limit when its hello does not announce one (max_frame_bytes 0).
-UNANNOUNCED_PEER_MAX = 1 << 20
+# The gate's frame limit when its hello does not announce one (max_frame_bytes
+# 0 is "read as 16 MiB", docs/node-protocol.md §1).
+UNANNOUNCED_PEER_MAX = 16 << 20
 # Bytes the node may have written that the gate has not read yet before the
 # link counts as stuck and is closed (the gate reads continuously; a gate that
 # stops reading this long is better redialled than buffered without bound).
@@ -123,8 +124,7 @@ class Link:
         elif kind == "hello":
             raise ProtocolError("a second GateHello")
         else:
-            # A message of a newer protocol revision: nothing to do with it.
-            log.debug("%r: ignoring a ToNode with no known message", self)
+            raise ProtocolError("a ToNode with no field set")
 
     def _on_hello(self, hello: pb.GateHello) -> None:
         if hello.version != PROTOCOL_VERSION:

@@ -29,7 +29,17 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from .framing import MAX_U32
 from .link import Link
-from .proto import EVENT_NAMES, EVENTS_BY_NAME, PROTOCOL_VERSION, code_name, pb, reason_name
+from .framing import MessageTooLarge
+from .proto import (
+    EVENT_NAMES,
+    EVENTS_BY_NAME,
+    EXT_BUSY,
+    EXT_TOO_LARGE,
+    PROTOCOL_VERSION,
+    code_name,
+    pb,
+    reason_name,
+)
 from .sessions import (
     BIND,
     CONNECT,
@@ -39,12 +49,16 @@ from .sessions import (
     Session,
     ShardSessions,
     SnapshotResult,
+    home_shard,
     shard_of,
 )
 
 log = logging.getLogger("ringgate_node")
 
 DEFAULT_MAX_FRAME_BYTES = 4 << 20
+# Snapshot requests answered BUSY or not at all are asked again after this
+# long, doubling up to the max, while the link stays up.
+SNAPSHOT_RETRY_MIN, SNAPSHOT_RETRY_MAX = 0.2, 5.0
 
 
 class CallError(Exception):
@@ -137,10 +151,17 @@ class Gate:
         return t.sessions.get(session_id) if t else None
 
     # -- links --------------------------------------------------------------
-    def link_for(self, session_id: int | None = None) -> Link | None:
-        """The link of the session's shard when open, else any open link."""
+    def link_for(self, session_id: int | None = None, uid: int | None = None) -> Link | None:
+        """The link of the session's shard (or of the uid's home shard) when
+        open, else any open link: the gate routes calls and pushes across its
+        shards, the right link only saves it a hop."""
+        shard = None
         if session_id is not None:
-            link = self.links.get(shard_of(session_id))
+            shard = shard_of(session_id)
+        elif uid is not None and self.shards:
+            shard = home_shard(uid, self.shards)
+        if shard is not None:
+            link = self.links.get(shard)
             if link is not None and link.ready:
                 return link
         ready = [l for l in self.links.values() if l.ready]
@@ -160,15 +181,15 @@ class Gate:
 
     # -- calls --------------------------------------------------------------
     async def call(self, op: str, msg, *, session_id: int | None = None,
-                   link: Link | None = None, timeout: float | None = None,
-                   check: bool = True) -> pb.CallResult:
+                   uid: int | None = None, link: Link | None = None,
+                   timeout: float | None = None, check: bool = True) -> pb.CallResult:
         """Sends ``Call{op: msg}`` and waits for its CallResult.
 
         The call goes on ``link`` if given, else the link of ``session_id``'s
-        shard, else any open link. ``timeout`` defaults to the node's
-        ``call_timeout``.
+        shard or ``uid``'s home shard, else any open link. ``timeout``
+        defaults to the node's ``call_timeout``.
         """
-        link = link if link is not None and link.ready else self.link_for(session_id)
+        link = link if link is not None and link.ready else self.link_for(session_id, uid)
         if link is None:
             raise GateUnavailable(f"{op}: no open link to gate {self.gate_id}")
         call_id = self.node._next_call_id()
@@ -186,9 +207,9 @@ class Gate:
             raise CallError(op, result)
         return result
 
-    def cast(self, op: str, msg, *, session_id: int | None = None) -> None:
+    def cast(self, op: str, msg, *, session_id: int | None = None, uid: int | None = None) -> None:
         """Sends ``Call{op: msg}`` with call_id 0: the gate answers nothing."""
-        link = self.link_for(session_id)
+        link = self.link_for(session_id, uid)
         if link is None:
             raise GateUnavailable(f"{op}: no open link to gate {self.gate_id}")
         link.send(pb.ToGate(call=self._call(0, op, msg)))
@@ -202,10 +223,10 @@ class Gate:
         return call
 
     def _op(self, op: str, msg, wait: bool, session_id: int | None = None,
-            check: bool = True, timeout: float | None = None):
+            uid: int | None = None, check: bool = True):
         if wait:
-            return self.call(op, msg, session_id=session_id, check=check, timeout=timeout)
-        self.cast(op, msg, session_id=session_id)
+            return self.call(op, msg, session_id=session_id, uid=uid, check=check)
+        self.cast(op, msg, session_id=session_id, uid=uid)
         return _done()
 
     def push(self, payload, *, route: int, seq: int = 0, ext: int = 0,
@@ -214,7 +235,7 @@ class Gate:
         """A packet for a user (``uid=``) or a session; unknown -> CODE_NOT_FOUND."""
         msg = pb.PushTo(target=_target(uid, session_id), route=route, seq=seq,
                         payload=_payload(payload), ext=ext)
-        return self._op("push", msg, wait, session_id, check)
+        return self._op("push", msg, wait, session_id, uid, check)
 
     def multicast(self, payload, *, route: int, seq: int = 0, uids: Iterable[int] = (),
                   session_ids: Iterable[int] = (), wait: bool = True):
@@ -231,12 +252,13 @@ class Gate:
     def kick(self, *, uid: int | None = None, session_id: int | None = None,
              flush: bool = False, wait: bool = True):
         return self._op("kick", pb.Kick(target=_target(uid, session_id), flush=flush), wait,
-                        session_id)
+                        session_id, uid)
 
     async def bind(self, session_id: int, uid: int) -> pb.CallResult:
         """Binds ``uid`` to the session (the gate's ``rebind`` policy decides
         about an older session of that user: kick it, or CODE_ALREADY_BOUND)."""
-        r = await self.call("bind", pb.Bind(session_id=session_id, uid=uid), session_id=session_id)
+        # On the uid's home shard, which holds the user's entry.
+        r = await self.call("bind", pb.Bind(session_id=session_id, uid=uid), uid=uid)
         s = self.session(session_id)
         if s is not None:
             s.uid = uid  # the BIND event will say the same
@@ -244,7 +266,8 @@ class Gate:
 
     async def unbind(self, *, uid: int | None = None,
                      session_id: int | None = None) -> pb.CallResult:
-        r = await self.call("unbind", _target(uid, session_id), session_id=session_id)
+        r = await self.call("unbind", _target(uid, session_id), session_id=session_id,
+                            uid=uid)
         s = self.session(session_id) if session_id is not None else None
         if s is not None:
             s.uid = 0
@@ -256,7 +279,7 @@ class Gate:
         """Sets / removes session settings (kept by the gate: snapshots carry them)."""
         remove = list(remove)
         msg = pb.Settings(target=_target(uid, session_id), set=set or {}, remove=remove)
-        r = await self.call("settings", msg, session_id=session_id)
+        r = await self.call("settings", msg, session_id=session_id, uid=uid)
         s = self.session(session_id) if session_id is not None else None
         if s is not None:
             s.settings.update(set or {})
@@ -266,11 +289,13 @@ class Gate:
 
     def get_ip(self, *, uid: int | None = None, session_id: int | None = None):
         """-> result.ip, result.port."""
-        return self.call("get_ip", _target(uid, session_id), session_id=session_id)
+        return self.call("get_ip", _target(uid, session_id), session_id=session_id,
+                            uid=uid)
 
     def is_online(self, *, uid: int | None = None, session_id: int | None = None):
         """-> result.online (and result.session_id)."""
-        return self.call("is_online", _target(uid, session_id), session_id=session_id)
+        return self.call("is_online", _target(uid, session_id), session_id=session_id,
+                            uid=uid)
 
     def stat(self):
         """-> result.stat: connections and bound users, per shard."""
@@ -349,7 +374,15 @@ class Context:
         self.replied = True
         push = pb.Push(session_id=self.session_id, route=self.route, seq=self.seq,
                        payload=_payload(payload), ext=ext, request_id=self.request_id)
-        return self.gate.send_push(push, prefer=self.link)
+        try:
+            return self.gate.send_push(push, prefer=self.link)
+        except MessageTooLarge as e:
+            # The client gets an answer now rather than TIMEOUT later: an
+            # empty reply with the TOO_LARGE extension code.
+            log.error("%r: reply not sent: %s; answering TOO_LARGE instead", self, e)
+            push.payload, push.ext = b"", EXT_TOO_LARGE
+            self.gate.send_push(push, prefer=self.link)
+            return False
 
     def push(self, payload, *, route: int, seq: int = 0, ext: int = 0) -> bool:
         """Another packet for this client (not a reply: request_id 0)."""
@@ -411,6 +444,12 @@ class Node:
                       link for a snapshot, keeping ``Gate.sessions()`` up to
                       date; otherwise only the events that have handlers.
     call_timeout:     seconds a call waits for its CallResult.
+    max_inflight:     requests being handled or waiting for their session's
+                      previous one, at most; above it a request on a reply
+                      route is answered at once with the BUSY extension code
+                      (and a notification is dropped), so a flood costs
+                      bounded memory while the links stay read (pings
+                      answered).
     ping_after:       seconds of silence from a gate before the node pings.
     idle_timeout:     seconds of silence after which the node closes a link
                       (the gate pings idle links every link.heartbeat_interval).
@@ -418,7 +457,8 @@ class Node:
 
     def __init__(self, service: str, *, node_id: str = "",
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, track_sessions: bool = True,
-                 call_timeout: float = 5.0, ping_after: float = 5.0, idle_timeout: float = 15.0):
+                 call_timeout: float = 3.0, max_inflight: int = 10_000,
+                 ping_after: float = 5.0, idle_timeout: float = 15.0):
         if not 1024 <= max_frame_bytes <= MAX_U32:
             raise ValueError("max_frame_bytes must be at least 1024 and fit in 32 bits")
         self.service = service
@@ -426,6 +466,10 @@ class Node:
         self.max_frame_bytes = max_frame_bytes
         self.track_sessions = track_sessions
         self.call_timeout = call_timeout
+        self.max_inflight = max_inflight
+        self.inflight = 0
+        self.shed = 0  # requests refused with BUSY (or dropped) over max_inflight
+        self._shed_logged = 0.0
         self.ping_after = ping_after
         self.idle_timeout = idle_timeout
         self.routes: dict[int, Route] = {}
@@ -491,10 +535,9 @@ class Node:
         return pb.NodeHello(
             service=self.service,
             node_id=self.node_id,
-            # Every route, reply routes included: the gate serves the union of
-            # `routes` and `reply_routes`, and a reply route listed in both is
-            # still a reply route ("a route only in `routes`" is a notification).
-            routes=sorted(self.routes),
+            # Notifications only: a reply route is announced in reply_routes
+            # (the gate serves the union of both lists).
+            routes=sorted(r.route for r in self.routes.values() if not r.reply),
             version=PROTOCOL_VERSION,
             events=self.events(),
             max_frame_bytes=self.max_frame_bytes,
@@ -641,6 +684,17 @@ class Node:
             log.warning("%r: a request for route %d, which this node does not serve", link, d.route)
             return
         ctx = Context(self, link, d, route)
+        if self.inflight >= self.max_inflight:
+            self.shed += 1
+            now = link.loop.time()
+            if now - self._shed_logged > 1.0:
+                self._shed_logged = now
+                log.warning("%d requests in flight (max_inflight): answering BUSY (%d so far)",
+                            self.inflight, self.shed)
+            if route.reply:
+                ctx.reply(b"", ext=EXT_BUSY)
+            return
+        self.inflight += 1
         self._dispatch((link.gate.gate_id, d.session_id), lambda: self._run(route.handler, ctx, ctx))
 
     def _on_event(self, link: Link, ev: pb.Event) -> None:
@@ -651,7 +705,7 @@ class Node:
             table.abandon_snapshot()
         gap = table.check_seq(ev.kind, ev.seq)
         session = table.apply_event(ev.kind, ev.session_id, ev.uid, ev.ip, ev.port, ev.network)
-        if gap and table.snapshot_pending is None:
+        if gap and table.snapshot_pending is None and not table.retry_delay:
             log.warning("%r: %s event seq %d after a gap (events were lost): asking for a "
                         "snapshot", link, EVENT_NAMES.get(ev.kind, ev.kind), ev.seq)
             self._request_snapshot(link)
@@ -708,13 +762,26 @@ class Node:
             except BaseException as e:
                 if table.snapshot_pending == call_id:
                     table.abandon_snapshot()
-                log.warning("%r: snapshot request failed: %s", link, e or type(e).__name__)
+                retry = isinstance(e, TimeoutError) or (
+                    isinstance(e, CallError) and e.code == pb.CODE_BUSY)
+                if retry and table.stale and link.ready:
+                    # The view stays stale until a snapshot lands: ask again later.
+                    table.retry_delay = min(SNAPSHOT_RETRY_MAX,
+                                            max(SNAPSHOT_RETRY_MIN, table.retry_delay * 2))
+                    link.loop.call_later(table.retry_delay, self._retry_snapshot, link)
+                log.warning("%r: snapshot request failed: %s%s", link, e or type(e).__name__,
+                            f"; asking again in {table.retry_delay:g}s" if retry and table.stale
+                            and link.ready else "")
                 raise
             finally:
                 self._pending.pop(call_id, None)
 
         task = self._spawn(wait())
         return task
+
+    def _retry_snapshot(self, link: Link) -> None:
+        if link.ready and link.table.stale and link.table.snapshot_pending is None:
+            self._request_snapshot(link)
 
     # -- running handlers -----------------------------------------------------------
     def _spawn(self, aw: Awaitable) -> asyncio.Task:
@@ -752,7 +819,10 @@ class Node:
         self._after(ctx)
 
     def _after(self, ctx: Context | None) -> None:
-        if ctx is not None and ctx.expects_reply and not ctx.replied:
+        if ctx is None:
+            return
+        self.inflight -= 1
+        if ctx.expects_reply and not ctx.replied:
             log.warning("%r: the handler returned without a reply: the gate answers the client "
                         "with its TIMEOUT code when the route's timeout expires", ctx)
 

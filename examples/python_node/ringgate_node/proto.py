@@ -44,6 +44,15 @@ def _check_fresh() -> None:
 
 _check_fresh()
 
+# Extension codes of the gate's error replies to clients (docs/node-protocol.md §6).
+# A node may use them too: this package answers BUSY when its handlers are
+# saturated and TOO_LARGE when a reply cannot fit the gate's frame limit.
+EXT_NO_ROUTE = 1
+EXT_NODE_DOWN = 2
+EXT_TIMEOUT = 3
+EXT_BUSY = 4
+EXT_TOO_LARGE = 5
+
 EventKind = pb.EventKind
 CloseReason = pb.CloseReason
 Code = pb.Code

@@ -27,6 +27,13 @@ def shard_of(session_id: int) -> int:
     return session_id >> 48
 
 
+def home_shard(uid: int, shards: int) -> int:
+    """The shard holding a user id's entry (docs/node-protocol.md §10): calls
+    by uid sent on its link save the gate one hop between shards."""
+    x = ((uid & 0xFFFF_FFFF_FFFF_FFFF) * 0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF_FFFF
+    return (x >> 32) % shards if shards else 0
+
+
 @dataclass
 class Session:
     """A live client session of one gate, as far as this node knows."""
@@ -73,6 +80,9 @@ class ShardSessions:
         # call_id of the snapshot being waited for (0 = the hello's), or None.
         self.snapshot_pending: int | None = None
         self._pages: list = []
+        # Events were lost and no snapshot has replaced the table since.
+        self.stale = False
+        self.retry_delay = 0.0  # before asking again after a failed snapshot request
         self.gaps = 0  # gaps seen (for logs and tests)
         self.snapshots = 0  # snapshots applied
 
@@ -90,6 +100,7 @@ class ShardSessions:
         if want is None or seq == want:
             return False
         self.gaps += 1
+        self.stale = True
         return True
 
     def apply_event(self, kind: int, session_id: int, uid: int = 0, ip: str = "",
@@ -139,5 +150,7 @@ class ShardSessions:
         self.expected = {k: event_seqs[k] + 1 for k in KINDS if k < len(event_seqs)}
         self._pages = []
         self.snapshot_pending = None
+        self.stale = False
+        self.retry_delay = 0.0
         self.snapshots += 1
         return SnapshotResult(self.gate_id, self.shard, call_id, new, added, removed)

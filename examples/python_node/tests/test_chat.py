@@ -203,5 +203,61 @@ class Snapshots(ChatTest):
         self.assertEqual(await self.ask(a2, sid(0, 1), chat.WHO, ""), "online 8,42; sessions 2")
 
 
+class Limits(ChatTest):
+    def make_node(self):
+        return chat.make(call_timeout=0.5, max_inflight=2)
+
+    async def test_requests_over_max_inflight_are_answered_busy(self):
+        (a,) = await self.gate(shards=1)
+        # Two logins wait for their bind results; the third request finds
+        # max_inflight reached and is answered BUSY (4) at once.
+        await a.send(deliver(sid(0, 1), chat.LOGIN, 1, b"1", request_id=1),
+                     deliver(sid(0, 2), chat.LOGIN, 1, b"2", request_id=2),
+                     deliver(sid(0, 3), chat.WHO, 1, b"", request_id=3))
+        msgs = [await a.recv() for _ in range(3)]
+        calls = [m.call for m in msgs if m.WhichOneof("msg") == "call"]
+        busy = [m.push for m in msgs if m.WhichOneof("msg") == "push"]
+        self.assertEqual(len(calls), 2)
+        self.assertEqual([(p.request_id, p.ext, p.payload) for p in busy], [(3, 4, b"")])
+        for c in calls:
+            await a.send(result(c.call_id))
+        replies = [(await a.recv_kind("push")).payload for _ in range(2)]
+        self.assertEqual(sorted(replies), [b"ok 1", b"ok 2"])
+        # Below the limit again: served.
+        self.assertEqual(await self.ask(a, sid(0, 3), chat.WHO, ""), "online -; sessions 0")
+        self.assertEqual(self.node.shed, 1)
+
+
+class Routing(ChatTest):
+    async def test_calls_by_uid_go_on_the_uids_home_shard(self):
+        a, b = await self.gate(shards=2)
+        # uid 1000's home shard is 1 (docs/node-protocol.md §10): the whisper's
+        # push by uid leaves on shard 1's link although the request came on 0.
+        await a.send(deliver(sid(0, 1), chat.WHISPER, 1, b"1000 hi", uid=42, request_id=1))
+        call = await b.recv_kind("call")
+        self.assertEqual(call.push.target.uid, 1000)
+        await b.send(result(call.call_id))
+        self.assertEqual((await a.recv_kind("push")).payload, b"delivered")  # reply on its link
+        # uid 42's home shard is 0: a login as 42 from shard 1 binds on shard 0's link.
+        await b.send(deliver(sid(1, 1), chat.LOGIN, 1, b"42", request_id=2))
+        call = await a.recv_kind("call")
+        self.assertEqual((call.bind.session_id, call.bind.uid), (sid(1, 1), 42))
+
+
+class SnapshotRetry(ChatTest):
+    async def test_a_busy_snapshot_request_is_asked_again(self):
+        (a,) = await self.gate(shards=1, event_seqs=[0, 1, 0, 0, 0])
+        await a.send(event(CONNECT, sid(0, 1), 3))  # gap
+        first = await a.recv_kind("call")
+        await a.send(result(first.call_id, pb.CODE_BUSY))
+        second = await a.recv_kind("call", timeout=3)  # after ~0.2 s
+        self.assertEqual(second.WhichOneof("op"), "snapshot")
+        self.assertNotEqual(second.call_id, first.call_id)
+        await a.send(page([info(sid(0, 1), 4)], last=True, event_seqs=[0, 3, 0, 0, 0],
+                          call_id=second.call_id), result(second.call_id, delivered=1))
+        self.assertEqual(await self.ask(a, sid(0, 1), chat.WHO, ""), "online 4; sessions 1")
+        self.assertFalse(self.node.gates["gate-a"].tables[0].stale)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -11,7 +11,15 @@ from ringgate_node.framing import (
     varint,
 )
 from ringgate_node.proto import pb
-from ringgate_node.sessions import BIND, CONNECT, DISCONNECT, UNBIND, Session, ShardSessions
+from ringgate_node.sessions import (
+    BIND,
+    CONNECT,
+    DISCONNECT,
+    UNBIND,
+    Session,
+    ShardSessions,
+    home_shard,
+)
 
 
 class Framing(unittest.TestCase):
@@ -52,6 +60,15 @@ class Framing(unittest.TestCase):
         self.assertEqual(d.feed(b"\x00\x00\x00\x10" + bytes(15)), [])  # 16 is allowed
         with self.assertRaises(FrameTooLarge):
             FrameDecoder(16).feed(b"\x00\x00\x00\x11")  # 17: refused from the prefix alone
+
+
+class HomeShard(unittest.TestCase):
+    def test_the_documented_examples(self):
+        # docs/node-protocol.md §10: uid 42 -> shard 0, uid 1000 -> shard 1 of 2.
+        self.assertEqual(((42 * 0x9E3779B97F4A7C15) % 2**64) >> 32, 0xF519F86E)
+        self.assertEqual(home_shard(42, 2), 0)
+        self.assertEqual(home_shard(1000, 2), 1)
+        self.assertEqual(home_shard(-1, 1), 0)  # two's complement, any shard count
 
 
 def t(table: ShardSessions, kind, sid, seq, uid=0):

@@ -39,10 +39,9 @@ class Handshake(NodeTest):
         self.assertEqual(h.version, 2)
         self.assertEqual(h.service, "echo")
         self.assertEqual(h.node_id, "echo-test")
-        # Echo answers route 1: a reply route (also listed in `routes`, whose
-        # union with reply_routes is what the node serves).
+        # Echo answers route 1: a reply route; `routes` lists notifications only.
         self.assertEqual([(r.route, r.timeout_ms) for r in h.reply_routes], [(1, 0)])
-        self.assertEqual(list(h.routes), [1])
+        self.assertEqual(list(h.routes), [])
         self.assertEqual(h.max_frame_bytes, 64 * 1024)
         self.assertEqual(sorted(h.events), [1, 2, 3, 4])
         self.assertTrue(h.snapshot)
@@ -107,6 +106,17 @@ class BrokenFrames(NodeTest):
         await link.send_raw(struct.pack(">I", len(body)) + body)
         self.assertEqual((await link.recv_kind("push")).request_id, 1)
 
+    async def test_a_message_with_no_field_set_closes_the_link(self):
+        link = await self.link()
+        await link.send(pb.ToNode())  # encodes as 0a 00: msgs[0] with nothing in it
+        self.assertEqual(await link.closed_by_node(), b"")
+
+    async def test_an_empty_batch_means_nothing(self):
+        link = await self.link()
+        await link.send_raw(b"\x00\x00\x00\x00")
+        await link.send(pb.ToNode(ping=pb.Ping(nonce=3)))
+        self.assertEqual((await link.recv_kind("pong")).nonce, 3)
+
     async def test_bad_protobuf_closes_the_link(self):
         link = await self.link()
         with self.assertLogs("ringgate_node.link", "WARNING") as logs:
@@ -140,15 +150,54 @@ class Batching(NodeTest):
         self.assertEqual([m.push.request_id for m in got], list(range(1, 21)))
         self.assertEqual([m.push.payload for m in got], [bytes([i]) * 1000 for i in range(20)])
 
-    async def test_a_reply_too_large_for_the_gate_is_not_sent_and_the_link_stays(self):
+    async def test_a_reply_too_large_for_the_gate_becomes_too_large_and_the_link_stays(self):
         link = await self.link(max_frame_bytes=4096)
         with self.assertLogs("ringgate_node", "ERROR") as logs:
             await link.send(deliver(sid(0, 1), 1, 1, bytes(5000), request_id=1),
                             deliver(sid(0, 1), 1, 2, b"small", request_id=2))
-            push = await link.recv_kind("push")
-        self.assertEqual((push.seq, push.request_id), (2, 2))
+            big, small = await link.recv_kind("push"), await link.recv_kind("push")
+        # Instead of a reply the gate would refuse (closing the link), the
+        # client gets an empty reply with TOO_LARGE (5) now, not TIMEOUT later.
+        self.assertEqual((big.seq, big.request_id, big.ext, big.payload), (1, 1, 5, b""))
+        self.assertEqual((small.seq, small.request_id, small.ext, small.payload), (2, 2, 0, b"small"))
         self.assertIn("does not fit the gate's max_frame_bytes 4096", "\n".join(logs.output))
 
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WorkedExample(NodeTest):
+    """docs/node-protocol.md §12, byte by byte: the gate's hello and Deliver
+    as written there, and the node's Push must be exactly the bytes shown."""
+
+    GATE_HELLO = bytes.fromhex(
+        "0000001c" "0a1a" "0a18" "0a026731" "1001" "1802" "2002" "28808004"
+        "3080d095ffbc31" "388827")
+    DELIVER = bytes.fromhex(
+        "0000001d" "0a1b" "2219" "090500000300000100" "1801" "2007" "2a026869"
+        "38aa8080808080 40".replace(" ", ""))
+    PUSH = bytes.fromhex(
+        "0000001d" "0a1b" "2219" "090500000300000100" "1001" "1807" "22026869"
+        "30aa808080808040")
+
+    def make_node(self):
+        return echo.make(node_id="echo-1", max_frame_bytes=64 * 1024)
+
+    async def test_the_documented_bytes(self):
+        reader, writer = await asyncio.open_connection(*self.addr)
+        try:
+            writer.write(self.GATE_HELLO)
+            head = await asyncio.wait_for(reader.readexactly(4), 5)
+            hello = pb.ToGateBatch.FromString(
+                await reader.readexactly(struct.unpack(">I", head)[0])).msgs[0].hello
+            # The documented NodeHello has only these fields; ours adds events,
+            # its frame limit and the snapshot request.
+            self.assertEqual((hello.service, hello.node_id, hello.version,
+                              [(r.route, r.timeout_ms) for r in hello.reply_routes]),
+                             ("echo", "echo-1", 2, [(1, 0)]))
+            writer.write(self.DELIVER)
+            got = await asyncio.wait_for(reader.readexactly(len(self.PUSH)), 5)
+            self.assertEqual(got.hex(), self.PUSH.hex())
+        finally:
+            writer.close()
