@@ -429,6 +429,7 @@ def main() -> int:
             print(f"PASS {step.__name__[5:]} ({time.monotonic() - t0:.1f}s): {detail}", flush=True)
     finally:
         signal.alarm(0)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing interrupts the clean-up
         run.cleanup()
     complete = not failed and passed + skipped == len(STEPS)
     if not complete:
