@@ -34,6 +34,7 @@ from .proto import (
     EVENT_NAMES,
     EVENTS_BY_NAME,
     EXT_BUSY,
+    EXT_NO_ROUTE,
     EXT_TOO_LARGE,
     PROTOCOL_VERSION,
     code_name,
@@ -682,6 +683,9 @@ class Node:
         route = self.routes.get(d.route)
         if route is None:
             log.warning("%r: a request for route %d, which this node does not serve", link, d.route)
+            if d.request_id:  # tracked: answer it now rather than leave the gate to time out
+                link.gate.send_push(pb.Push(session_id=d.session_id, route=d.route, seq=d.seq,
+                                            ext=EXT_NO_ROUTE, request_id=d.request_id), link)
             return
         ctx = Context(self, link, d, route)
         if self.inflight >= self.max_inflight:

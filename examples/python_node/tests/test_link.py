@@ -138,6 +138,14 @@ class Batching(NodeTest):
             self.assertEqual((p.session_id, p.route, p.seq, p.payload, p.request_id, p.ext),
                              (sid(0, i % 7 + 1), 1, i, f"p{i}".encode(), 1000 + i, 0))
 
+    async def test_a_tracked_request_for_an_unserved_route_is_answered_no_route(self):
+        link = await self.link()
+        with self.assertLogs("ringgate_node", "WARNING"):
+            await link.send(deliver(sid(0, 1), 77, 3, b"?", request_id=12))
+            push = await link.recv_kind("push")
+        self.assertEqual((push.route, push.seq, push.ext, push.payload, push.request_id),
+                         (77, 3, 1, b"", 12))
+
     async def test_frames_respect_the_gate_max_frame_bytes(self):
         link = await self.link(max_frame_bytes=4096)
         await link.send(*[deliver(sid(0, 1), 1, i, bytes([i]) * 1000, request_id=i + 1)
