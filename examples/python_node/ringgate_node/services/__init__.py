@@ -1,0 +1,5 @@
+"""The example services: ``make(**options) -> Node`` each."""
+
+from . import chat, echo
+
+SERVICES = {"echo": echo.make, "chat": chat.make}
