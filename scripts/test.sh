@@ -61,4 +61,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # tests/binary.rs runs the real `ringgate` binary and examples/echo_node as a user
 # would; `cargo test` alone builds examples only as test harnesses.
 cargo build --release --bins --examples
+# The second-language node (examples/python_node): its own venv and generated
+# protobuf module, unit tests, then end to end behind real gates, with the
+# conformance suite (ringgate-loadtest node-check) run against it.
+examples/python_node/test.sh
 cargo test --workspace --release --all-targets --no-fail-fast "$@"
