@@ -40,6 +40,7 @@ pub mod connection;
 pub mod gate;
 pub mod ids;
 pub mod link;
+pub mod mqtt;
 pub mod node;
 pub mod session;
 pub mod shard;

@@ -25,6 +25,7 @@ use serde::{Deserialize, Deserializer};
 use crate::codec::{ByteOrder, PacketOptions};
 
 mod load;
+mod mqtt;
 pub mod units;
 mod validate;
 mod ws;
@@ -33,6 +34,10 @@ mod ws;
 mod tests;
 
 pub use load::{ConfigError, EMBEDDED_ORIGIN};
+pub use mqtt::{
+    MqttConfig, DEFAULT_CONNECT_TIMEOUT_MQTT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_BYTES,
+    DEFAULT_MQTT_ADDR, DEFAULT_MQTT_ENABLED, DEFAULT_MQTT_REQUEST_TIMEOUT,
+};
 pub use validate::LINK_ENVELOPE_BYTES;
 pub use ws::{
     WsConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TRUST_PROXY, DEFAULT_WS_ADDR, DEFAULT_WS_ENABLED,
@@ -192,6 +197,8 @@ pub struct NetworkConfig {
     pub tcp: TcpConfig,
     /// `[network.ws]`.
     pub ws: WsConfig,
+    /// `[network.mqtt]`.
+    pub mqtt: MqttConfig,
 }
 
 /// `[network.tcp]`, as due's `[network.tcp.server]`.

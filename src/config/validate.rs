@@ -47,6 +47,7 @@ impl Config {
         self.validate_tcp()?;
         self.validate_ws()?;
         self.validate_link()?;
+        self.validate_mqtt()?;
         self.validate_nodes()?;
         self.validate_session()?;
         self.validate_log()

@@ -94,7 +94,7 @@ impl super::TcpConfig {
     }
 }
 
-fn tls_files<'a>(cert: &'a Path, key: &'a Path) -> Option<(&'a Path, &'a Path)> {
+pub(super) fn tls_files<'a>(cert: &'a Path, key: &'a Path) -> Option<(&'a Path, &'a Path)> {
     (!cert.as_os_str().is_empty() && !key.as_os_str().is_empty()).then_some((cert, key))
 }
 
@@ -140,7 +140,7 @@ impl Config {
 
 /// Both files or neither. The error names the key that is set (so that
 /// the loader points at its line).
-fn check_pair(section: &str, cert: &Path, key: &Path) -> Result<(), ConfigError> {
+pub(super) fn check_pair(section: &str, cert: &Path, key: &Path) -> Result<(), ConfigError> {
     match (cert.as_os_str().is_empty(), key.as_os_str().is_empty()) {
         (true, false) => Err(ConfigError::rule(
             format!("{section}.key_file"),
@@ -161,7 +161,7 @@ fn check_pair(section: &str, cert: &Path, key: &Path) -> Result<(), ConfigError>
 }
 
 /// Handshake timeouts always apply: at least [`MIN_INTERVAL`].
-fn check_timeout(key: &str, value: Duration) -> Result<(), ConfigError> {
+pub(super) fn check_timeout(key: &str, value: Duration) -> Result<(), ConfigError> {
     if value < MIN_INTERVAL {
         return Err(ConfigError::rule(
             key,
@@ -174,7 +174,7 @@ fn check_timeout(key: &str, value: Duration) -> Result<(), ConfigError> {
 /// Two listeners on the same port whose addresses overlap (equal, or one is
 /// the unspecified address of the same family or of IPv6, which may cover
 /// IPv4 too).
-fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+pub(super) fn clash(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() != b.port() {
         return false;
     }
