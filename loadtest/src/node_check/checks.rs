@@ -778,7 +778,7 @@ fn events(ctx: &mut Ctx<'_>) -> Row {
         ));
     }
     detail.push_str(&format!(
-        "{} events ({}), seq consecutive per kind",
+        "sent {} events ({}; seq consecutive per kind)",
         counts.iter().sum::<usize>(),
         kinds.join(", ")
     ));
