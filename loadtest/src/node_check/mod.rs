@@ -119,11 +119,11 @@ Checks:
                    the same nonce; a Ping written right behind a frame of
                    200 Delivers gets its Pong too (and the Delivers are
                    answered).
-  reply            Two sessions send two Delivers on each reply route:
+  reply            Two sessions send two Delivers each on every reply route:
                    each request gets exactly one Push carrying its
-                   request_id, session_id, route and seq. Two Delivers on
-                   each notification route (request_id 0) draw no Push with
-                   a request_id. No Push carries an id never asked for.
+                   request_id, session_id, route and seq. As many on every
+                   notification route (request_id 0) draw no Push with a
+                   request_id. No Push carries an id never asked for.
                    SKIP when there is no reply route (unless a
                    notification drew a Push with an id: FAIL).
   multi-link       N links open at once (shards 0..N-1); all NodeHellos
@@ -143,17 +143,20 @@ Checks:
   events           If the node subscribed to events or asked a snapshot:
                    with `snapshot`, three sessions live before the link
                    opens arrive as a 2-page Snapshot (last set on the
-                   second, event_seqs the shard's counters); then connect,
-                   bind, Deliver, unbind, rebind, disconnect events of
-                   subscribed kinds with consecutive seq per kind. The link
+                   second, event_seqs the shard's counters); then, in two
+                   frames, two sessions connect and bind, Deliver, unbind,
+                   rebind and disconnect, and all five disconnect (events
+                   of subscribed kinds, seq consecutive per kind). The link
                    must stay up, the barrier Ping get its Pong, and the
-                   Delivers their replies. SKIP otherwise.
+                   Delivers be answered. SKIP otherwise.
   garbage          Two links up; a frame whose body is not a ToNodeBatch on
                    one: the node closes that link within the timeout, and
-                   the other still answers a Ping (and a request).
+                   the other still answers a Ping (and a request, when
+                   there is a reply route).
   oversized-frame  As garbage, with a length prefix one byte over the
-                   node's NodeHello.max_frame_bytes (the body never comes):
-                   the node closes that link. SKIP if it announced none.
+                   node's NodeHello.max_frame_bytes and 16 bytes of a body
+                   that never completes: the node closes that link without
+                   waiting for the rest. SKIP if it announced none.
   reconnect        N links up and answering, all closed, N new links: a
                    NodeHello on each with the node_id seen before, and
                    replies (or pongs) again.
