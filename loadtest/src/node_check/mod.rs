@@ -160,6 +160,8 @@ Checks:
   reconnect        N links up and answering, all closed, N new links: a
                    NodeHello on each with the node_id seen before, and
                    replies (or pongs) again.
+
+There is no row for Call.snapshot: nothing is required of a node there.
 ";
 
 /// `node-check` flags.
