@@ -737,7 +737,7 @@ fn accepting_any_version_fails_version() {
     assert_fails(
         faults,
         "version",
-        "link still open 2s after GateHello version 999",
+        "link still open 2s after GateHello version 999, having sent NodeHello",
     );
 }
 

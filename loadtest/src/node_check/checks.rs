@@ -291,22 +291,27 @@ fn version(ctx: &mut Ctx<'_>) -> Row {
     };
     g.close(link);
     let took = start.elapsed();
+    let sent = if said.is_empty() {
+        String::new()
+    } else {
+        format!(", having sent {}", said.join(", "))
+    };
     let why = match closed {
         Ok(why) => why,
-        Err(e) => return fail(name, e),
+        Err(e) => return fail(name, format!("{e}{sent}")),
     };
-    let mut detail = format!(
-        "version {BAD_VERSION}: closed ({why}) after {}ms",
+    let detail = format!(
+        "version {BAD_VERSION}: closed ({why}) after {}ms{sent}",
         took.as_millis()
     );
-    if !said.is_empty() {
-        detail.push_str(&format!(", having sent {}", said.join(", ")));
-    }
     match g.open(0, ctx.max_frame) {
         Ok((l, _)) => {
             g.close(l);
-            detail.push_str("; a new link then got NodeHello");
-            row(name, true, detail)
+            row(
+                name,
+                true,
+                format!("{detail}; a new link then got NodeHello"),
+            )
         }
         Err(e) => fail(name, format!("{detail}; a new link then: {e}")),
     }
