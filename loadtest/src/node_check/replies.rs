@@ -109,7 +109,9 @@ pub(super) fn collect(gate: &mut Gate, sent: &[Expect], links: &[usize]) -> Coll
     let want = Want::new(sent);
     let mut got = Collected::default();
     let deadline = gate.deadline();
-    while !got.complete(&want) {
+    // Once every link is down no answer can come: no need to wait longer.
+    let all_down = |gate: &Gate| links.iter().all(|&l| !gate.is_up(l));
+    while !got.complete(&want) && !all_down(gate) {
         let Some((link, ev)) = gate.recv(deadline) else {
             break;
         };
@@ -142,7 +144,10 @@ pub(super) fn collect(gate: &mut Gate, sent: &[Expect], links: &[usize]) -> Coll
         }
     }
     let settle_end = Instant::now() + SETTLE;
-    while let Some((link, ev)) = gate.recv(settle_end) {
+    while !all_down(gate) {
+        let Some((link, ev)) = gate.recv(settle_end) else {
+            break;
+        };
         got.take(link, ev, &want);
     }
     got
@@ -194,6 +199,8 @@ impl Verdict {
 pub(super) fn judge(sent: &[Expect], got: &Collected, strictness: Strictness) -> Verdict {
     let strict = strictness == Strictness::Ids;
     let mut v = Verdict::default();
+    // A lost link first: it explains what follows.
+    v.errors.extend(got.problems.iter().cloned());
     let mut missing = Vec::new();
     let mut duplicated = Vec::new();
     let mut wrong = Vec::new();
@@ -263,7 +270,6 @@ pub(super) fn judge(sent: &[Expect], got: &Collected, strictness: Strictness) ->
             ));
         }
     }
-    v.errors.extend(got.problems.iter().cloned());
     v.ok = v.errors.is_empty();
     v
 }
