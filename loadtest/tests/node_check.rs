@@ -67,6 +67,14 @@ struct Faults {
     no_length_check: bool,
     /// Sends another node_id on each link.
     node_id_per_link: bool,
+    /// Skips a ToNode with no field set instead of closing the link.
+    ignores_empty_messages: bool,
+    /// Closes the link on an empty frame (which is valid).
+    closes_on_empty_frame: bool,
+    /// Writes a ToGate with no field set before its replies.
+    sends_empty_message: bool,
+    /// Announces max_frame_bytes 0 (and so accepts 16 MiB).
+    announces_no_limit: bool,
 }
 
 /// What the fake node shares between its links.
@@ -160,7 +168,11 @@ fn node_hello(faults: &Faults, link: u64) -> ToGate {
             routes,
             version: faults.hello_version.unwrap_or(PROTOCOL_VERSION),
             events: (1..=4).collect(),
-            max_frame_bytes: NODE_MAX,
+            max_frame_bytes: if faults.announces_no_limit {
+                0
+            } else {
+                NODE_MAX
+            },
             reply_routes: vec![RouteSpec {
                 route: REPLY,
                 timeout_ms: 0,
@@ -202,12 +214,15 @@ fn serve_link(sh: &Shared, stream: TcpStream) {
     let mut gate_closed = false;
     let max_in = if f.no_length_check {
         usize::MAX
+    } else if f.announces_no_limit {
+        16 << 20
     } else {
         NODE_MAX as usize
     };
     'link: loop {
         loop {
             match decode_frame(&mut buf, max_in) {
+                Ok(Some(frame)) if frame.is_empty() && f.closes_on_empty_frame => break 'link,
                 Ok(Some(frame)) => match ToNodeBatch::decode(frame) {
                     Ok(batch) => {
                         if !handle(sh, id, &writer, &mut st, batch.msgs) {
@@ -255,7 +270,12 @@ fn handle(
     let mut elsewhere: Vec<ToGate> = Vec::new();
     let mut delivers = 0;
     for m in msgs {
-        let Some(msg) = m.msg else { continue };
+        let Some(msg) = m.msg else {
+            if f.ignores_empty_messages {
+                continue;
+            }
+            return false; // a protocol error, as the contract says
+        };
         let hello = match (&st.hello, msg) {
             (None, to_node::Msg::Hello(h)) => h,
             (None, other) => {
@@ -425,6 +445,9 @@ fn on_msg(
                 p.request_id = 0;
             }
             let to = if f.reply_elsewhere { elsewhere } else { out };
+            if f.sends_empty_message {
+                to.push(ToGate { msg: None });
+            }
             if f.double_reply {
                 to.push(push(p.clone()));
             }
@@ -607,7 +630,12 @@ fn a_node_that_follows_the_contract_passes_every_check() {
     r.assert_row(
         "garbage",
         "PASS",
-        "the other link still answers (Pong, 1/1 answered)",
+        "a ToNode with no field set: closed (EOF)",
+    );
+    r.assert_row(
+        "garbage",
+        "PASS",
+        "the survivor link, after an empty frame (valid), still answers (Pong, 1/1 answered)",
     );
     r.assert_row("oversized-frame", "PASS", "length prefix 1048577");
     r.assert_row(
@@ -855,6 +883,63 @@ fn another_node_id_per_link_fails_multi_link_and_reconnect() {
         "(every link of a node sends the same id)",
     );
     assert_fails(faults, "reconnect", "has node_id \"fake-");
+}
+
+/// The contract's wording for an empty message is not a "must" (and the
+/// node SDK skips them): noted, not failed.
+#[test]
+fn ignoring_a_message_with_no_field_is_noted_not_failed() {
+    let node = FakeNode::start(Faults {
+        ignores_empty_messages: true,
+        ..Faults::default()
+    });
+    let r = node_check(node.addr, &["--only", "garbage"]);
+    assert!(r.success, "{}", r.stdout);
+    r.assert_row(
+        "garbage",
+        "PASS",
+        "a ToNode with no field set: link kept 1s (docs/node-protocol.md calls it a protocol error",
+    );
+    node.assert_gate_was_faithful();
+}
+
+#[test]
+fn closing_on_an_empty_frame_fails_garbage() {
+    let faults = Faults {
+        closes_on_empty_frame: true,
+        ..Faults::default()
+    };
+    // The lost link ends the wait at once (no "unanswered" after a timeout
+    // first): the cause leads the detail.
+    assert_fails(
+        faults,
+        "garbage",
+        "the survivor link, after an empty frame (valid), link 1: link closed (EOF); 1 of 1 requests unanswered",
+    );
+}
+
+#[test]
+fn a_message_with_no_field_from_the_node_fails() {
+    let faults = Faults {
+        sends_empty_message: true,
+        ..Faults::default()
+    };
+    assert_fails(faults, "reply", "a ToGate with no field set");
+}
+
+#[test]
+fn a_node_without_an_announced_limit_is_held_to_16_mib() {
+    let node = FakeNode::start(Faults {
+        announces_no_limit: true,
+        ..Faults::default()
+    });
+    let r = node_check(node.addr, &["--only", "oversized-frame"]);
+    r.assert_row(
+        "oversized-frame",
+        "PASS",
+        "length prefix 16777217 (none announced: 16 MiB 16777216 + 1): closed (EOF)",
+    );
+    node.assert_gate_was_faithful();
 }
 
 /// The node SDK: what it implements today must pass, and nothing may fail

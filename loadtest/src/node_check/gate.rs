@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
+use ringgate::config::DEFAULT_MAX_FRAME_BYTES;
 use ringgate::link::proto::{
     call, to_gate, to_node, Call, CallResult, CloseReason, Code, Deliver, Event, EventKind,
     GateHello, NodeHello, Ping, Pong, SessionInfo, Snapshot, ToGateBatch, ToNode,
@@ -274,12 +275,14 @@ impl Gate {
     }
 
     /// Writes `msgs` on `link` in as few frames as the node's announced
-    /// `max_frame_bytes` allows (one when it announced none); returns the
+    /// `max_frame_bytes` allows (16 MiB when it announced none); returns the
     /// number of frames and bytes written.
     pub(super) fn send(&mut self, link: usize, msgs: &[ToNode]) -> Result<(usize, usize), String> {
+        // A node that announced no limit accepts 16 MiB (the contract's
+        // reading of 0); before its hello nothing big is written.
         let limit = match self.links[link].hello.as_ref().map(|h| h.max_frame_bytes) {
             Some(n) if n > 0 => n as usize,
-            _ => usize::MAX,
+            _ => DEFAULT_MAX_FRAME_BYTES,
         };
         let mut buf = BatchBuf::new(limit);
         for m in msgs {
@@ -663,9 +666,16 @@ fn read_loop(
                     }
                     match ToGateBatch::decode(frame) {
                         Ok(batch) => {
-                            // A message with no known variant (a newer
-                            // protocol's) is skipped, as a gate would.
-                            for m in batch.msgs.into_iter().filter_map(|m| m.msg) {
+                            for m in batch.msgs {
+                                let Some(m) = m.msg else {
+                                    // The contract: a protocol error, the
+                                    // gate closes the link.
+                                    let _ = tx.send((
+                                        id,
+                                        In::Broken("a ToGate with no field set".into()),
+                                    ));
+                                    return;
+                                };
                                 let _ = tx.send((id, In::Msg(m)));
                             }
                         }

@@ -98,6 +98,9 @@ asks `snapshot` gets the shard's Snapshot right after its hello on every
 link. The node's pings are answered, and its calls get CODE_OK (a
 Call.snapshot gets its Snapshot first): the checker is not a gate.
 
+A message with no field set from the node breaks its link (the gate closes
+a link for it), and so fails the check it happens in.
+
 Only reply and big-batch judge request ids. The other checks count a
 request as answered when a Push comes back with its request_id or, lacking
 one, with its session, route and seq (the detail says how many lacked it),
@@ -149,14 +152,20 @@ Checks:
                    of subscribed kinds, seq consecutive per kind). The link
                    must stay up, the barrier Ping get its Pong, and the
                    Delivers be answered. SKIP otherwise.
-  garbage          Two links up; a frame whose body is not a ToNodeBatch on
-                   one: the node closes that link within the timeout, and
-                   the other still answers a Ping (and a request, when
-                   there is a reply route).
+  garbage          A survivor link up on shard 1; on a fresh link of shard
+                   0, a frame whose body is not a ToNodeBatch: the node
+                   closes that link within the timeout. On another, a
+                   ToNode with no field set: advisory (docs/node-protocol.md
+                   calls it a protocol error, without a 'must'): a link kept
+                   open 1 s is noted, not failed. Then an empty frame (len
+                   0: valid, means nothing) on the survivor, which must
+                   still answer a Ping (and a request, when there is a
+                   reply route).
   oversized-frame  As garbage, with a length prefix one byte over the
-                   node's NodeHello.max_frame_bytes and 16 bytes of a body
-                   that never completes: the node closes that link without
-                   waiting for the rest. SKIP if it announced none.
+                   node's NodeHello.max_frame_bytes (16 MiB when it
+                   announced 0) and 16 bytes of a body that never
+                   completes: the node closes that link without waiting for
+                   the rest.
   reconnect        N links up and answering, all closed, N new links: a
                    NodeHello on each with the node_id seen before, and
                    replies (or pongs) again.
