@@ -14,7 +14,12 @@
 //!   the frame, as a shard does once per loop turn and link;
 //! * `decode` — cut the frame with [`decode_frame`] and decode it with
 //!   `ToNodeBatch::decode`, touching each payload, as a node does per read;
-//! * `memcpy` — copy the same frame bytes into a reused buffer: the floor.
+//! * `memcpy` — copy the same frame bytes into a reused buffer: the floor;
+//! * `no-id` — `encode` of the same messages without a request id (the
+//!   bytes a route nobody waits on costs, and protocol v1's `Deliver`);
+//! * `track` — what the gate adds per request on a route a node answers:
+//!   [`PendingRequests::start`] when it is forwarded and `finish` when its
+//!   reply arrives, with `batch` requests in flight (in order).
 //!
 //! ns/msg is the time of a whole batch divided by its messages, so the fixed
 //! cost of a frame (its length prefix, its `take`, its slice) is spread over
@@ -25,8 +30,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
+use ringgate::ids::SessionId;
 use ringgate::link::proto::{to_node, Deliver, ToNode, ToNodeBatch};
 use ringgate::link::{decode_frame, BatchBuf};
+use ringgate::shard::requests::PendingRequests;
 
 /// Frame limit of the encoder and the decoder (`link.max_frame_bytes` default).
 const MAX_FRAME: usize = 16 << 20;
@@ -75,6 +82,9 @@ fn main() {
         rows.push(row("prost", bench_prost(&msgs, budget)));
         rows.push(row("decode", bench_decode(&frame, batch, budget)));
         rows.push(row("memcpy", bench_memcpy(&frame, batch, budget)));
+        let no_id: Vec<ToNode> = msgs.iter().cloned().map(without_id).collect();
+        rows.push(row("no-id", bench_encode(&no_id, budget)));
+        rows.push(row("track", bench_track(batch, budget)));
     }
 
     if json {
@@ -197,6 +207,29 @@ fn bench_decode(frame: &[u8], per_batch: usize, budget: Duration) -> (u64, Durat
             if let Some(to_node::Msg::Deliver(d)) = &m.msg {
                 black_box(d.payload.len());
             }
+        }
+    })
+}
+
+fn without_id(mut m: ToNode) -> ToNode {
+    if let Some(to_node::Msg::Deliver(d)) = &mut m.msg {
+        d.request_id = 0;
+    }
+    m
+}
+
+fn bench_track(per_batch: usize, budget: Duration) -> (u64, Duration) {
+    let mut pending = PendingRequests::new(1);
+    let mut ids = Vec::with_capacity(per_batch);
+    let mut now = 0;
+    run(budget, per_batch, || {
+        now += 1;
+        for i in 0..per_batch {
+            let sid = SessionId((1 << 48) | i as u64);
+            ids.push(pending.start(0, sid, 1, i as i32, now, 5000));
+        }
+        for id in ids.drain(..) {
+            black_box(pending.finish(black_box(id)));
         }
     })
 }

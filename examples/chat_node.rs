@@ -76,6 +76,14 @@ impl Chat {
 
 /// The chat service: routes and event handlers, without listen address or
 /// worker count (the caller chooses; use `workers(n > 0)`).
+///
+/// Every route answers each request on every path (an `ok`/`error` text),
+/// so all four are answered routes (`route`): the gate tracks each request
+/// and answers the client itself if the node does not. None is a
+/// notification (`notify`). Their handlers wait for the gate's results
+/// (each call at most the node's call timeout, 3 s by default) before
+/// replying; with a gate whose `link.request_timeout` is shorter than that,
+/// `reply_timeout` should give these routes more.
 pub fn chat(state: Arc<Chat>) -> NodeBuilder {
     let (s_join, s_say, s_event) = (state.clone(), state.clone(), state);
     Node::builder("chat")

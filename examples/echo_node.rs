@@ -17,7 +17,9 @@ use anyhow::{bail, Context as _};
 use ringgate::config::Config;
 use ringgate::node::{Context, Node};
 
-/// The route this node serves.
+/// The route this node serves. Every request gets its echo, so it is an
+/// answered route (`route`, not `notify`): the gate tracks each request and
+/// answers the client with TIMEOUT if the echo does not come.
 const ECHO_ROUTE: i32 = 1;
 
 fn main() -> anyhow::Result<()> {

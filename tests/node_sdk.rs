@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 use ringgate::link::proto::{
-    call, target, to_gate, to_node, Deliver, GateHello, NodeHello, Ping, Push, ToGate, ToGateBatch,
-    ToNode,
+    call, target, to_gate, to_node, Deliver, GateHello, NodeHello, Ping, Push, RouteSpec, ToGate,
+    ToGateBatch, ToNode,
 };
 use ringgate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
 use ringgate::node::{Context, Node, NodeError, NodeHandle};
@@ -23,6 +23,12 @@ const ECHO: i32 = 1;
 /// Pushes its payload (8 bytes: a session id, big-endian) to that session.
 const FORWARD: i32 = 2;
 const PANIC: i32 = 3;
+/// Replies twice: "first", then "second".
+const TWICE: i32 = 4;
+/// A notification: no reply expected; pushes "noted" anyway.
+const NOTE: i32 = 5;
+/// The reply timeout announced for ECHO: 2.5 ms, rounded up to 3 in the hello.
+const ECHO_TIMEOUT: Duration = Duration::from_micros(2500);
 const MAX_FRAME: usize = 64 * 1024;
 /// How long to wait for what normally takes milliseconds (an answer, a
 /// link registered or closed). Generous: a loaded CI machine can stall the
@@ -49,6 +55,13 @@ fn start(workers: usize) -> NodeHandle {
             ctx.reply(Bytes::from_static(b"sent"));
         })
         .route(PANIC, |_ctx: &mut Context| panic!("handler bug"))
+        .route(TWICE, |ctx: &mut Context| {
+            ctx.reply("first");
+            let (route, seq) = (ctx.route(), ctx.seq());
+            ctx.reply_with(route, seq, "second");
+        })
+        .notify(NOTE, |ctx: &mut Context| ctx.reply("noted"))
+        .reply_timeout(ECHO, ECHO_TIMEOUT)
         .bind()
         .unwrap()
         .spawn()
@@ -159,6 +172,15 @@ fn deliver(session: SessionId, route: i32, seq: i32, payload: &[u8]) -> ToNode {
     }
 }
 
+/// A Deliver the gate tracks: it waits for the reply carrying `request_id`.
+fn request(session: SessionId, route: i32, seq: i32, payload: &[u8], request_id: u64) -> ToNode {
+    let mut m = deliver(session, route, seq, payload);
+    if let Some(to_node::Msg::Deliver(d)) = &mut m.msg {
+        d.request_id = request_id;
+    }
+    m
+}
+
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
@@ -183,7 +205,20 @@ fn handshake_announces_service_and_routes() {
         let gate = FakeGate::connect(node.local_addr(), "g1", 0);
         assert_eq!(gate.hello.service, "echo");
         assert_eq!(gate.hello.node_id, "echo-test");
-        assert_eq!(gate.hello.routes, vec![ECHO, FORWARD, PANIC]);
+        // Only the notification in `routes`; every answered route in
+        // `reply_routes`, with its timeout (0: the gate's default).
+        assert_eq!(gate.hello.routes, vec![NOTE]);
+        let spec = |route, timeout_ms| RouteSpec { route, timeout_ms };
+        assert_eq!(
+            gate.hello.reply_routes,
+            vec![
+                spec(ECHO, 3),
+                spec(FORWARD, 0),
+                spec(PANIC, 0),
+                spec(TWICE, 0)
+            ]
+        );
+        assert!(!gate.hello.snapshot, "no snapshot handler, no snapshot");
         assert_eq!(gate.hello.version, PROTOCOL_VERSION);
         wait_until("link registered", || node.gates().links() == 1);
         assert_eq!(node.gates().gate_ids(), vec!["g1".to_string()]);
@@ -266,10 +301,55 @@ fn unknown_route_answered_with_ext_no_route() {
         let node = start(workers);
         let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
         let s = SessionId::new(ShardId(0), 3);
-        gate.send(&[deliver(s, 99, 8, b"who serves this?")]);
+        gate.send(&[request(s, 99, 8, b"who serves this?", 0xabc)]);
         let p = gate.pushes(1).remove(0);
         assert_eq!((p.session_id, p.route, p.seq, p.ext), (s.0, 99, 8, 1));
         assert!(p.payload.is_empty());
+        // The NO_ROUTE push is the request's answer: the gate stops waiting.
+        assert_eq!(p.request_id, 0xabc);
+    });
+}
+
+#[test]
+fn replies_carry_the_request_id_first_only() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+        let s = SessionId::new(ShardId(0), 4);
+        gate.send(&[
+            request(s, ECHO, 1, b"e", 101),
+            // Two replies: only the first answers the request.
+            request(s, TWICE, 2, b"", 102),
+            // A push to the requester's own session, batched before the
+            // reply, is not the reply: it does not take the id.
+            request(s, FORWARD, 3, &s.0.to_be_bytes(), 103),
+            // An untracked request (a notification, or a gate that does
+            // not track replies): every packet carries 0.
+            request(s, NOTE, 4, b"", 0),
+            request(s, TWICE, 5, b"", 0),
+        ]);
+        let got: Vec<(i32, String, u64)> = gate
+            .pushes(8)
+            .into_iter()
+            .map(|p| {
+                let text = String::from_utf8(p.payload.to_vec()).unwrap();
+                (p.seq, text, p.request_id)
+            })
+            .collect();
+        let want: Vec<(i32, String, u64)> = [
+            (1, "e", 101),
+            (2, "first", 102),
+            (2, "second", 0),
+            (3, "forwarded", 0),
+            (3, "sent", 103),
+            (4, "noted", 0),
+            (5, "first", 0),
+            (5, "second", 0),
+        ]
+        .iter()
+        .map(|(seq, t, id)| (*seq, t.to_string(), *id))
+        .collect();
+        assert_eq!(got, want, "workers({workers})");
     });
 }
 
@@ -476,6 +556,33 @@ fn bind_errors() {
         .route(1, |_: &mut Context| {})
         .bind();
     assert!(matches!(dup, Err(NodeError::DuplicateRoute(1))));
+    // One route cannot be both answered and a notification.
+    let dup = Node::builder("x")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .notify(2, |_: &mut Context| {})
+        .route(2, |_: &mut Context| {})
+        .bind();
+    assert!(matches!(dup, Err(NodeError::DuplicateRoute(2))));
+    // A reply timeout needs an answered route: not an unknown one, not a
+    // notification; the route may be registered after the timeout.
+    let unknown = Node::builder("x")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .route(1, |_: &mut Context| {})
+        .reply_timeout(3, Duration::from_secs(1))
+        .bind();
+    assert!(matches!(unknown, Err(NodeError::UnknownReplyRoute(3))));
+    let notification = Node::builder("x")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .notify(4, |_: &mut Context| {})
+        .reply_timeout(4, Duration::from_secs(1))
+        .bind();
+    assert!(matches!(notification, Err(NodeError::UnknownReplyRoute(4))));
+    let later = Node::builder("x")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .reply_timeout(5, Duration::from_secs(1))
+        .route(5, |_: &mut Context| {})
+        .bind();
+    assert!(later.is_ok());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = Node::builder("x")
         .listen(taken.local_addr().unwrap())

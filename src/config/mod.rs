@@ -33,6 +33,7 @@ mod ws;
 mod tests;
 
 pub use load::{ConfigError, EMBEDDED_ORIGIN};
+pub use validate::LINK_ENVELOPE_BYTES;
 pub use ws::{
     WsConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TRUST_PROXY, DEFAULT_WS_ADDR, DEFAULT_WS_ENABLED,
     DEFAULT_WS_ORIGINS, DEFAULT_WS_PATH,
@@ -87,6 +88,19 @@ pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// `[link] max_frame_bytes`: a batch of a few thousand full client packets; a
 /// corrupt length prefix cannot make the gate allocate more than this.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+/// `[link] request_timeout`: a request a node announced it answers gets the
+/// TIMEOUT error code after this long without its reply. Long enough for a
+/// database round trip under load, short enough that a player sees an error
+/// rather than a frozen screen.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// `[link] hang_timeout`: a node that has requests waiting on a link and has
+/// sent nothing (not even a pong to the gate's early ping) for this long is
+/// taken as hung: the link closes and its waiting requests get NODE_DOWN.
+pub const DEFAULT_HANG_TIMEOUT: Duration = Duration::from_secs(1);
+/// `[link] max_queued_bytes`: bytes waiting to be written to one node link.
+/// Beyond it, requests for that node get the BUSY error code instead of
+/// growing the gate (about 1,000 full 4 KiB requests).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 << 20;
 /// `[[nodes]] addr`: the echo example node's address, so that the defaults
 /// run end to end on one machine.
 pub const DEFAULT_NODE_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3600);
@@ -310,6 +324,15 @@ pub struct LinkConfig {
     /// Largest frame accepted from (and batched towards) a node.
     #[serde(deserialize_with = "units::size")]
     pub max_frame_bytes: usize,
+    /// Default wait for the reply of a request on a route a node answers.
+    #[serde(deserialize_with = "units::duration")]
+    pub request_timeout: Duration,
+    /// Silence, with requests waiting, after which a node counts as hung (0: off).
+    #[serde(deserialize_with = "units::duration")]
+    pub hang_timeout: Duration,
+    /// Bytes queued toward one node link before requests get BUSY.
+    #[serde(deserialize_with = "units::size")]
+    pub max_queued_bytes: usize,
 }
 
 /// One `[[nodes]]` entry. `addr` is required: a node has no default address
@@ -476,6 +499,9 @@ impl Default for LinkConfig {
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            hang_timeout: DEFAULT_HANG_TIMEOUT,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
         }
     }
 }

@@ -242,6 +242,7 @@ impl Config {
         for (key, value) in [
             ("link.connect_timeout", l.connect_timeout),
             ("link.reconnect_min", l.reconnect_min),
+            ("link.request_timeout", l.request_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::rule(key, "must be more than 0s"));
@@ -265,6 +266,21 @@ impl Config {
                      packet and its envelope) to {} bytes, got {}",
                     u32::MAX,
                     l.max_frame_bytes
+                ),
+            ));
+        }
+        if l.request_timeout.as_millis() > u128::from(u32::MAX) {
+            return Err(ConfigError::rule(
+                "link.request_timeout",
+                format!("must be below 49 days, got {:?}", l.request_timeout),
+            ));
+        }
+        if l.max_queued_bytes < least {
+            return Err(ConfigError::rule(
+                "link.max_queued_bytes",
+                format!(
+                    "must hold at least one client packet and its envelope ({least} bytes), got {}",
+                    l.max_queued_bytes
                 ),
             ));
         }

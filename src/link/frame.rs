@@ -96,6 +96,16 @@ impl BatchBuf {
         self.buf.is_empty()
     }
 
+    /// Bytes waiting to be written, frame headers included.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The size at which frames are closed.
+    pub fn frame_limit(&self) -> usize {
+        self.frame_limit
+    }
+
     fn close(&mut self) {
         if let Some(start) = self.open.take() {
             let len = (self.buf.len() - start - FRAME_HEADER) as u32;

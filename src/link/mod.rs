@@ -3,6 +3,8 @@
 //! live in `shard` (gate side) and `node` (node side).
 
 pub mod frame;
+#[cfg(test)]
+mod tests;
 
 /// Generated from `proto/ringgate.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -11,15 +11,16 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::context::{Context, Handler};
+use super::context::Context;
 use super::error::NodeError;
 use super::event::{EventContext, EventHandler};
 use super::gate_client::{GateClient, DEFAULT_CALL_TIMEOUT};
 use super::options::{
-    default_node_id, Options, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
+    default_node_id, Options, Route, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
     DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE,
 };
 use super::server::Node;
+use super::snapshot::{SnapshotHandler, SnapshotPage};
 use super::types::EventKind;
 
 /// Configures and binds a [`Node`]; made by [`Node::builder`].
@@ -27,8 +28,11 @@ pub struct NodeBuilder {
     service: String,
     node_id: Option<String>,
     listen: Option<Listen>,
-    routes: Vec<(i32, Handler)>,
+    routes: Vec<Route>,
+    /// `reply_timeout` calls, applied to the answered routes at `bind`.
+    reply_timeouts: Vec<(i32, Duration)>,
     events: Vec<(EventKind, EventHandler)>,
+    snapshot: Option<SnapshotHandler>,
     workers: usize,
     worker_queue: usize,
     max_frame_bytes: usize,
@@ -56,7 +60,9 @@ impl NodeBuilder {
             node_id: None,
             listen: None,
             routes: Vec::new(),
+            reply_timeouts: Vec::new(),
             events: Vec::new(),
+            snapshot: None,
             workers: 0,
             worker_queue: DEFAULT_WORKER_QUEUE,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
@@ -79,14 +85,64 @@ impl NodeBuilder {
         self
     }
 
-    /// Serves client `route` with `handler`; the route is announced to gates
-    /// in `NodeHello`. Registering a route twice makes [`NodeBuilder::bind`]
-    /// fail with [`NodeError::DuplicateRoute`].
-    pub fn route<F>(mut self, route: i32, handler: F) -> Self
+    /// Serves client `route` with `handler` and answers it: the route is
+    /// announced in `NodeHello.reply_routes`, so the gate gives each
+    /// request an id and waits for one reply carrying it. The first
+    /// [`Context::reply`] (or [`reply_with`](super::SessionContext::reply_with))
+    /// of the request is that reply; later ones are plain pushes.
+    ///
+    /// **A handler must reply.** If it returns without replying, the SDK
+    /// only logs it at debug level (a panic is logged as an error); the gate
+    /// answers the client with the `TIMEOUT` extension code once the route's
+    /// timeout
+    /// ([`NodeBuilder::reply_timeout`], by default the gate's
+    /// `link.request_timeout`) has passed, and drops a reply that comes
+    /// later. For a route whose requests get no reply, use
+    /// [`NodeBuilder::notify`].
+    ///
+    /// Registering a route twice (with `route` or `notify`) makes
+    /// [`NodeBuilder::bind`] fail with [`NodeError::DuplicateRoute`].
+    pub fn route<F>(self, route: i32, handler: F) -> Self
     where
         F: Fn(&mut Context<'_>) + Send + Sync + 'static,
     {
-        self.routes.push((route, Box::new(handler)));
+        self.serve(route, handler, Some(Duration::ZERO))
+    }
+
+    /// Serves client `route` with `handler` without answering it (a
+    /// notification): the route is announced in `NodeHello.routes`, the gate
+    /// waits for nothing and sends no error when no reply comes. The handler
+    /// may still send packets to the session ([`Context::reply`] is then a
+    /// plain push). Duplicates: as [`NodeBuilder::route`].
+    pub fn notify<F>(self, route: i32, handler: F) -> Self
+    where
+        F: Fn(&mut Context<'_>) + Send + Sync + 'static,
+    {
+        self.serve(route, handler, None)
+    }
+
+    fn serve<F>(mut self, route: i32, handler: F, reply: Option<Duration>) -> Self
+    where
+        F: Fn(&mut Context<'_>) + Send + Sync + 'static,
+    {
+        self.routes.push(Route {
+            route,
+            handler: Box::new(handler),
+            reply,
+        });
+        self
+    }
+
+    /// How long the gate waits for the reply of answered `route` before it
+    /// answers the client with the `TIMEOUT` extension code (sent as
+    /// `RouteSpec.timeout_ms`, rounded up to whole milliseconds).
+    /// `Duration::ZERO`, like not calling this, leaves it to the gate's
+    /// `link.request_timeout` (`GateHello.request_timeout_ms`). The last
+    /// call for a route wins. [`NodeBuilder::bind`] fails with
+    /// [`NodeError::UnknownReplyRoute`] if `route` was not registered with
+    /// [`NodeBuilder::route`] (before or after this call).
+    pub fn reply_timeout(mut self, route: i32, timeout: Duration) -> Self {
+        self.reply_timeouts.push((route, timeout));
         self
     }
 
@@ -114,6 +170,40 @@ impl NodeBuilder {
         for kind in kinds {
             self.events.push((*kind, handler.clone()));
         }
+        self
+    }
+
+    /// Handles snapshots of gate shards' live sessions, page by page, and
+    /// asks every gate link for one right after the handshake
+    /// (`NodeHello.snapshot`), before any event on it: a node that starts,
+    /// or whose link comes back, learns who is connected. The node also
+    /// asks a link for one when it sees that events were lost there (a gap
+    /// in [`EventContext::seq`](super::EventContext::seq), counted by
+    /// [`GateClient::event_gaps`]), and [`GateClient::snapshot`] asks for
+    /// one explicitly. A snapshot resets the event numbers the node expects
+    /// to those it carries. Calling this again replaces the handler.
+    ///
+    /// Pages run on the link's reader thread, in link order, also with
+    /// `workers(n)`: a page must be handled before the events that follow
+    /// it on the link (they happened after the snapshot was taken), and the
+    /// reader hands those events on only after the page handler returns.
+    /// With `workers(n)`, events that came *before* the snapshot may still
+    /// be running on the workers while a page is handled. A slow page
+    /// handler stalls its link like an inline request handler does.
+    ///
+    /// ```no_run
+    /// use ringgate::node::{Node, SnapshotPage};
+    /// let builder = Node::builder("presence").on_snapshot(|page: &mut SnapshotPage| {
+    ///     for s in page.sessions() {
+    ///         tracing::info!(gate = page.gate_id(), session = %s.session, uid = s.uid.0, "online");
+    ///     }
+    /// });
+    /// ```
+    pub fn on_snapshot<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&mut SnapshotPage) + Send + Sync + 'static,
+    {
+        self.snapshot = Some(Box::new(handler));
         self
     }
 
@@ -171,7 +261,8 @@ impl NodeBuilder {
         self
     }
 
-    /// Checks the routes and event kinds, and binds the listener.
+    /// Checks the routes, reply timeouts and event kinds, and binds the
+    /// listener.
     pub fn bind(self) -> Result<Node, NodeError> {
         let service = self.service;
         let node_id = self.node_id.unwrap_or_else(|| default_node_id(&service));
@@ -180,13 +271,14 @@ impl NodeBuilder {
             node_id,
             routes: self.routes,
             events: self.events,
+            snapshot: self.snapshot,
             workers: self.workers,
             worker_queue: self.worker_queue,
             max_frame_bytes: self.max_frame_bytes,
             idle_timeout: self.idle_timeout,
             max_write_backlog: self.max_write_backlog,
         };
-        options.validate()?;
+        options.validate(&self.reply_timeouts)?;
         let listener = match self.listen {
             None => return Err(NodeError::NoListenAddress),
             Some(Listen::Listener(l)) => l,

@@ -12,7 +12,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tracing::error;
+use tracing::{debug, error};
 
 use super::gate_client::GateClient;
 use super::link_handle::Link;
@@ -67,7 +67,7 @@ impl<'a> Context<'a> {
             seq,
             payload,
             settings,
-            ..
+            request_id,
         } = deliver;
         let request = Request {
             route,
@@ -76,7 +76,7 @@ impl<'a> Context<'a> {
             settings,
         };
         let (session, uid) = (SessionId(session_id), UserId(uid));
-        SessionContext::new(request, session, uid, link, out, gates)
+        SessionContext::new(request, session, uid, request_id, link, out, gates)
     }
 
     /// The request's route.
@@ -106,20 +106,32 @@ impl<'a> Context<'a> {
         &self.work().settings
     }
 
-    /// Answers the request: a packet to its session with the same route and seq.
+    /// Answers the request: a packet to its session with the same route and
+    /// seq. The first reply of a request of an answered route carries its
+    /// request id (the gate's answer to the client); later ones are plain
+    /// pushes (see [`SessionContext`]).
     pub fn reply(&mut self, payload: impl Into<Bytes>) {
         let (route, seq) = (self.route(), self.seq());
         self.reply_with(route, seq, payload);
     }
 }
 
-/// Runs `handler`; a panic is logged and the link keeps serving.
+/// Runs `handler`; a panic is logged and the link keeps serving. A request
+/// the gate tracks that the handler did not answer is logged at debug: the
+/// gate will answer the client with `TIMEOUT`.
 pub(crate) fn run_handler(handler: &Handler, ctx: &mut Context<'_>) {
     if panic::catch_unwind(AssertUnwindSafe(|| handler(ctx))).is_err() {
         error!(
             route = ctx.route(),
             session = %ctx.session(),
             "node: handler panicked; request dropped"
+        );
+    } else if ctx.unanswered() != 0 {
+        debug!(
+            route = ctx.route(),
+            session = %ctx.session(),
+            request_id = ctx.unanswered(),
+            "node: handler returned without replying; the gate will answer the client with TIMEOUT"
         );
     }
 }

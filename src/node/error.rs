@@ -23,6 +23,12 @@ pub enum NodeError {
     /// Two handlers were registered for the same route.
     #[error("route {0} registered twice")]
     DuplicateRoute(i32),
+    /// [`NodeBuilder::reply_timeout`](crate::node::NodeBuilder::reply_timeout)
+    /// named a route not registered with
+    /// [`NodeBuilder::route`](crate::node::NodeBuilder::route) (unknown, or a
+    /// [`notify`](crate::node::NodeBuilder::notify) route, which has no reply).
+    #[error("reply_timeout for route {0}, which is not an answered route (NodeBuilder::route)")]
+    UnknownReplyRoute(i32),
     /// Two event handlers were registered for the same event kind.
     #[error("event {0} registered twice")]
     DuplicateEvent(EventKind),

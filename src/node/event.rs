@@ -63,12 +63,20 @@ impl<'a> EventContext<'a> {
     ) -> Self {
         let (session, uid) = (SessionId(event.session_id), UserId(event.uid));
         let work = SessionEvent { kind, event };
-        SessionContext::new(work, session, uid, link, out, gates)
+        SessionContext::new(work, session, uid, 0, link, out, gates)
     }
 
     /// What happened.
     pub fn kind(&self) -> EventKind {
         self.work().kind
+    }
+
+    /// The event's sequence number among the events of its kind raised by
+    /// its gate shard, from 1 at the gate's start; 0 if the gate does not
+    /// number events. The SDK checks them: a gap means events were lost
+    /// (see [`GateClient::event_gaps`](crate::node::GateClient::event_gaps)).
+    pub fn seq(&self) -> u64 {
+        self.work().event.seq
     }
 
     /// `Disconnect`: why the session ended; otherwise `Unspecified`.

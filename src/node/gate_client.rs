@@ -1,5 +1,7 @@
 //! [`GateClient`]: the node's table of live links, keyed by (gate id, shard),
-//! which link a call goes on, and the calls waiting for their results.
+//! which link a call goes on, and the calls waiting for their results; it
+//! also holds the event numbers seen per (gate id, shard), which outlive
+//! links (`sequences.rs`).
 //!
 //! The operations themselves (push, bind, kick, ...) are in `gate_ops.rs`.
 //! This module must not know them, nor read links: it takes a ready
@@ -14,8 +16,9 @@ use super::error::NodeError;
 use super::link_handle::Link;
 use super::messages::call_msg;
 use super::pending::PendingCalls;
+use super::sequences::EventSeqs;
 use super::types::Target;
-use crate::ids::SessionId;
+use crate::ids::{SessionId, ShardId};
 use crate::link::proto::{call, CallResult};
 
 /// How long a blocking call waits for the gate's result by default: far
@@ -84,6 +87,8 @@ struct Inner {
     calls: Arc<PendingCalls>,
     /// Spreads calls that may go on any link over the live links.
     rotor: AtomicUsize,
+    /// Event numbers seen per (gate, shard), kept across links.
+    seqs: EventSeqs,
 }
 
 /// The links of one gate, indexed by shard.
@@ -127,6 +132,7 @@ impl GateClient {
                 reg: RwLock::default(),
                 calls: Arc::default(),
                 rotor: AtomicUsize::new(0),
+                seqs: EventSeqs::default(),
             }),
             gate: None,
             home: None,
@@ -189,11 +195,26 @@ impl GateClient {
             .sum()
     }
 
-    /// The gate a call goes to: the bound one, else the only one.
-    fn select<'r>(&self, reg: &'r [GateLinks], via: Via) -> Result<&'r GateLinks, NodeError> {
-        let not_connected = || NodeError::NotConnected {
-            shard: via.shard_hint(),
-        };
+    /// How many times this node saw that session events were lost, over
+    /// all gates and links: a gap in an event kind's sequence numbers
+    /// ([`EventContext::seq`](super::EventContext::seq)), or a gate that
+    /// restarted (another `GateHello.epoch_ms`) after the node had seen its
+    /// events. Each is also logged as a warning; with a
+    /// [`NodeBuilder::on_snapshot`](super::NodeBuilder::on_snapshot) handler
+    /// the node asks for a snapshot of that shard. Never reset.
+    pub fn event_gaps(&self) -> u64 {
+        self.inner.seqs.gaps()
+    }
+
+    /// Event numbers seen per (gate, shard), which every link reader checks.
+    pub(crate) fn event_seqs(&self) -> &EventSeqs {
+        &self.inner.seqs
+    }
+
+    /// The gate a call goes to: the bound one, else the only one. `shard`
+    /// is named in a "no link" error.
+    fn select<'r>(&self, reg: &'r [GateLinks], shard: u16) -> Result<&'r GateLinks, NodeError> {
+        let not_connected = || NodeError::NotConnected { shard };
         match &self.gate {
             Some(id) => reg.iter().find(|g| g.id == *id).ok_or_else(not_connected),
             None => match reg {
@@ -207,7 +228,7 @@ impl GateClient {
     /// The link a call goes on (see "Which link" above).
     pub(crate) fn pick(&self, via: Via) -> Result<Arc<Link>, NodeError> {
         let reg = self.inner.reg.read().unwrap();
-        let g = self.select(&reg, via)?;
+        let g = self.select(&reg, via.shard_hint())?;
         let preferred = match via {
             Via::To(t) => Some(t.preferred_shard(g.shard_count).0),
             Via::Any => self.home,
@@ -227,12 +248,22 @@ impl GateClient {
             })
     }
 
-    /// The link of `session`'s own shard, which alone takes plain `Push`
-    /// messages for it; `Ok(None)` if the gate is up but that link is not.
+    /// The link of `session`'s own shard, where plain `Push` messages for it
+    /// go (any link of the gate would take them, this one saves the gate a
+    /// cross-shard hop); `Ok(None)` if the gate is up but that link is not.
     pub(crate) fn session_link(&self, session: SessionId) -> Result<Option<Arc<Link>>, NodeError> {
         let reg = self.inner.reg.read().unwrap();
-        let g = self.select(&reg, Via::To(Target::Session(session)))?;
+        let g = self.select(&reg, session.shard().0)?;
         Ok(g.link(session.shard().0))
+    }
+
+    /// The link of `shard` of this client's gate, the only one that can
+    /// carry a call about that shard alone (a snapshot).
+    pub(crate) fn shard_link(&self, shard: ShardId) -> Result<Arc<Link>, NodeError> {
+        let reg = self.inner.reg.read().unwrap();
+        let g = self.select(&reg, shard.0)?;
+        g.link(shard.0)
+            .ok_or(NodeError::NotConnected { shard: shard.0 })
     }
 
     /// Sends `op` with a call id on `link` and waits for its result.

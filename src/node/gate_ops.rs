@@ -12,6 +12,7 @@
 //! | `stat` | any | [`Stat`] |
 //! | `subscribe`, `unsubscribe` | any (one target: its shard) | `()` |
 //! | `publish` | any | packets queued (when known) |
+//! | `snapshot(shard)` | that shard (no other) | sessions in the snapshot |
 //!
 //! Each method checks its targets, builds its `call::Op` (`messages.rs`) and
 //! hands it to the client's `call` (blocking) or `cast` (`_nowait`); which
@@ -24,11 +25,11 @@ use bytes::Bytes;
 use super::error::NodeError;
 use super::gate_client::{GateClient, Via};
 use super::messages::{
-    bind_op, broadcast_op, kick_op, multicast_op, publish_op, push_op, settings_op, subscribe_op,
-    targets, unbind_op, unsubscribe_op, valid, valid_bind,
+    bind_op, broadcast_op, call_msg, kick_op, multicast_op, publish_op, push_op, settings_op,
+    snapshot_op, subscribe_op, targets, unbind_op, unsubscribe_op, valid, valid_bind,
 };
 use super::types::{Stat, Target};
-use crate::ids::{SessionId, UserId};
+use crate::ids::{SessionId, ShardId, UserId};
 use crate::link::proto::{call, StatRequest};
 use crate::link::LinkError;
 
@@ -348,5 +349,26 @@ impl GateClient {
         payload: impl Into<Bytes>,
     ) -> Result<(), NodeError> {
         self.cast(Via::Any, publish_op(channel, route, seq, payload.into()))
+    }
+
+    /// Asks the gate for a snapshot of the live sessions of `shard` and
+    /// waits until the gate has written it: returns how many sessions it
+    /// holds. The pages come on that shard's link and go to the
+    /// [`NodeBuilder::on_snapshot`](super::NodeBuilder::on_snapshot)
+    /// handler on its reader thread, in order with the link's events
+    /// (without a handler they are ignored). The gate's result follows the
+    /// last page, but results are handed over as soon as they are read, so
+    /// the last pages may still be running when this returns.
+    /// [`NodeError::NotConnected`] if that shard's link is down: the call
+    /// cannot go on another.
+    pub fn snapshot(&self, shard: ShardId) -> Result<u64, NodeError> {
+        let link = self.shard_link(shard)?;
+        Ok(self.call_on(&link, snapshot_op())?.delivered)
+    }
+
+    /// [`GateClient::snapshot`] without waiting: the pages still come (with
+    /// call id 0, like the hello's), the gate's count does not.
+    pub fn snapshot_nowait(&self, shard: ShardId) -> Result<(), NodeError> {
+        self.shard_link(shard)?.send(&call_msg(0, snapshot_op()))
     }
 }

@@ -69,7 +69,7 @@ impl Link {
         payload: Bytes,
         ext: u32,
     ) -> Result<(), NodeError> {
-        self.send(&push_msg(session.0, route, seq, payload, ext))
+        self.send(&push_msg(session.0, route, seq, payload, ext, 0))
     }
 
     /// Sends one message (batched with whatever else is pending);

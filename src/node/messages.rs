@@ -13,6 +13,7 @@
 //! | `Kick`, `Unbind`, `Settings` | [`kick_op`], [`unbind_op`], [`settings_op`] |
 //! | `Bind` | [`bind_op`] |
 //! | `Subscribe`, `Unsubscribe` | [`subscribe_op`], [`unsubscribe_op`] |
+//! | `Snapshot` | [`snapshot_op`] |
 //! | `GetIp`, `IsOnline`, `Stat` | inline in the gate client (one field each) |
 
 use bytes::Bytes;
@@ -22,12 +23,19 @@ use super::types::Target;
 use crate::ids::{SessionId, UserId};
 use crate::link::proto::{
     self, call, to_gate, Bind, Broadcast, Call, ChannelMembers, Kick, Multicast, Pong, Push,
-    PushTo, Settings, ToGate,
+    PushTo, Settings, SnapshotRequest, ToGate,
 };
 
-/// A `ToGate::Push`: a packet for one session of the link's shard (a reply
-/// or a push).
-pub(crate) fn push_msg(session_id: u64, route: i32, seq: i32, payload: Bytes, ext: u32) -> ToGate {
+/// A `ToGate::Push`: a packet for one session (a push, or with a non-zero
+/// `request_id` the reply to that request).
+pub(crate) fn push_msg(
+    session_id: u64,
+    route: i32,
+    seq: i32,
+    payload: Bytes,
+    ext: u32,
+    request_id: u64,
+) -> ToGate {
     ToGate {
         msg: Some(to_gate::Msg::Push(Push {
             session_id,
@@ -35,7 +43,7 @@ pub(crate) fn push_msg(session_id: u64, route: i32, seq: i32, payload: Bytes, ex
             seq,
             payload,
             ext,
-            request_id: 0,
+            request_id,
         })),
     }
 }
@@ -171,4 +179,9 @@ pub(crate) fn unsubscribe_op(channel: &str, targets: &[Target]) -> call::Op {
         channel: channel.to_owned(),
         targets: protos(targets),
     })
+}
+
+/// `Snapshot`: the live sessions of the shard of the link it goes on.
+pub(crate) fn snapshot_op() -> call::Op {
+    call::Op::Snapshot(SnapshotRequest {})
 }

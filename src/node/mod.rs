@@ -8,8 +8,13 @@
 //! let node = Node::builder("echo")
 //!     .listen("127.0.0.1:3600".parse()?)
 //!     .route(1, |ctx: &mut Context| {
+//!         // An answered route: the gate waits for this reply.
 //!         let p = ctx.payload().clone();
 //!         ctx.reply(p);
+//!     })
+//!     .notify(2, |ctx: &mut Context| {
+//!         // A notification: the gate waits for nothing.
+//!         tracing::debug!(session = %ctx.session(), "client says it is still here");
 //!     })
 //!     .bind()?;
 //! println!("listening on {}", node.local_addr());
@@ -64,6 +69,20 @@
 //!   gate has shards. Requests of one session always go to the same worker,
 //!   so they still run in order; those of different sessions run in parallel.
 //!
+//! # Routes: answered or notifications
+//!
+//! [`NodeBuilder::route`] serves a route the node **answers**: announced in
+//! `NodeHello.reply_routes`, so the gate gives each request an id, waits for
+//! one reply carrying it, and answers the client itself with the `TIMEOUT`
+//! extension code when none comes within the route's timeout
+//! ([`NodeBuilder::reply_timeout`], else the gate's default). The first
+//! [`Context::reply`] / [`SessionContext::reply_with`] of a request is that
+//! reply; later ones are plain pushes, as is everything sent another way. A
+//! handler of an answered route must therefore reply (the SDK logs at debug
+//! level when one returns without replying). [`NodeBuilder::notify`] serves
+//! a route whose requests get no reply (`NodeHello.routes`): the gate waits
+//! for nothing.
+//!
 //! # Events
 //!
 //! [`NodeBuilder::on_event`] subscribes to session events (connect, bind,
@@ -72,12 +91,30 @@
 //! requests run (inline, or worker `hash(session)`), so a handler sees a
 //! session's requests and events in the order the gate sent them.
 //!
+//! The gate numbers each shard's events per kind ([`EventContext::seq`]).
+//! Each link reader checks the numbers in link order, per (gate, shard,
+//! kind) and across that shard's successive links: a gap (events dropped
+//! by a full link queue, or lost while a link was down) or a gate that
+//! restarted is logged as a warning and counted ([`GateClient::event_gaps`]),
+//! and a node with a snapshot handler asks that link for a snapshot.
+//!
+//! # Snapshots
+//!
+//! [`NodeBuilder::on_snapshot`] handles [`SnapshotPage`]s: the live sessions
+//! of a gate shard ([`SessionInfo`]), taken at one instant. With a handler,
+//! every link asks for one in its hello, before any event; the node asks
+//! again after a gap in the event numbers; [`GateClient::snapshot`] asks for
+//! one of a given shard. Pages run on the link's reader thread even with
+//! `workers(n)`, because a page must be handled before the events that
+//! follow it on the link (they happened after it was taken); a snapshot
+//! resets the event numbers the node expects.
+//!
 //! # Calls to the gate
 //!
 //! [`GateClient`] (from [`Node::gates`], or [`SessionContext::gate`] in a
 //! handler) has every operation of the protocol's `Call`: push (to a
 //! session or a user), multicast, broadcast, kick, bind, unbind, settings,
-//! get_ip, is_online, stat, subscribe, unsubscribe, publish. The naming
+//! get_ip, is_online, stat, subscribe, unsubscribe, publish, snapshot. The naming
 //! rule: **`op(..)` waits for the gate's result; `op_nowait(..)` sends call
 //! id 0 and returns at once.** Only [`Context::reply`] and
 //! [`SessionContext::reply_with`] are neither: they answer the request and
@@ -125,10 +162,10 @@
 //!  reader ......................... a link's thread: handshake, read loop, run or dispatch
 //!  worker ......................... the handler pool of workers(n)
 //!  options ........................ DEFAULT_*, Options: identity, handlers, limits
-//!  context │ event ................ Context │ EventContext: a request's │ an event's fields
+//!  context │ event │ snapshot ..... Context │ EventContext │ SnapshotPage: what handlers see
 //!  session_context │ gate_ops ..... SessionContext: the session's calls │ GateClient's ops
 //!  gate_client │ inbox ............ GateClient: live links, link choice │ a link's read side
-//!  link_handle │ pending .......... Link and its writer │ calls awaiting their result
+//!  link_handle │ pending │ sequences  Link and its writer │ calls awaiting their result │ event numbers
 //!  messages ....................... the ToGate messages, built from SDK types
 //!  error .......................... NodeError
 //!  types .......................... Target, EventKind, CloseReason, Stat
@@ -151,8 +188,10 @@ mod messages;
 mod options;
 mod pending;
 mod reader;
+mod sequences;
 mod server;
 mod session_context;
+mod snapshot;
 mod types;
 mod worker;
 
@@ -167,4 +206,5 @@ pub use options::{
 };
 pub use server::{Node, NodeHandle};
 pub use session_context::SessionContext;
+pub use snapshot::{SessionInfo, SnapshotPage};
 pub use types::{CloseReason, EventKind, ShardStat, Stat, Target};

@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::context::Handler;
 use super::error::NodeError;
 use super::event::EventHandler;
+use super::snapshot::SnapshotHandler;
 use super::types::EventKind;
-use crate::link::proto::{to_gate, NodeHello, ToGate};
+use crate::link::proto::{to_gate, NodeHello, RouteSpec, ToGate};
 use crate::link::PROTOCOL_VERSION;
 
 /// Largest link frame accepted by default (`link.max_frame_bytes` of the
@@ -39,9 +40,11 @@ pub(crate) struct Options {
     /// This node instance's id, announced in `NodeHello`.
     pub(crate) node_id: String,
     /// Route handlers, sorted by route, unique.
-    pub(crate) routes: Vec<(i32, Handler)>,
+    pub(crate) routes: Vec<Route>,
     /// Event handlers, sorted by kind, unique.
     pub(crate) events: Vec<(EventKind, EventHandler)>,
+    /// The snapshot handler; set: the hello asks for a snapshot.
+    pub(crate) snapshot: Option<SnapshotHandler>,
     /// Worker threads; 0 runs handlers inline on the link readers.
     pub(crate) workers: usize,
     /// Jobs queued per worker before a link reader waits.
@@ -52,6 +55,16 @@ pub(crate) struct Options {
     pub(crate) idle_timeout: Option<Duration>,
     /// Bytes a link's writer holds before producers wait.
     pub(crate) max_write_backlog: usize,
+}
+
+/// A client route this node serves.
+pub(crate) struct Route {
+    pub(crate) route: i32,
+    pub(crate) handler: Handler,
+    /// `Some(timeout)`: answered (announced in `NodeHello.reply_routes`,
+    /// `Duration::ZERO` leaving the timeout to the gate); `None`: a
+    /// notification (announced in `NodeHello.routes`).
+    pub(crate) reply: Option<Duration>,
 }
 
 /// The node id used when [`NodeBuilder::node_id`](crate::node::NodeBuilder::node_id)
@@ -65,12 +78,19 @@ pub(crate) fn default_node_id(service: &str) -> String {
 }
 
 impl Options {
-    /// Sorts the routes and event kinds (lookups bisect them) and refuses a
-    /// route or kind given twice.
-    pub(crate) fn validate(&mut self) -> Result<(), NodeError> {
-        self.routes.sort_by_key(|(r, _)| *r);
-        if let Some(w) = self.routes.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(NodeError::DuplicateRoute(w[0].0));
+    /// Sorts the routes and event kinds (lookups bisect them), refuses a
+    /// route or kind given twice, and applies `reply_timeouts` (route,
+    /// timeout; the last one of a route wins) to the answered routes.
+    pub(crate) fn validate(&mut self, reply_timeouts: &[(i32, Duration)]) -> Result<(), NodeError> {
+        self.routes.sort_by_key(|r| r.route);
+        if let Some(w) = self.routes.windows(2).find(|w| w[0].route == w[1].route) {
+            return Err(NodeError::DuplicateRoute(w[0].route));
+        }
+        for &(route, timeout) in reply_timeouts {
+            match self.route(route).map(|i| &mut self.routes[i].reply) {
+                Some(Some(t)) => *t = timeout,
+                Some(None) | None => return Err(NodeError::UnknownReplyRoute(route)),
+            }
         }
         self.events.sort_by_key(|(k, _)| *k);
         if let Some(w) = self.events.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -79,12 +99,14 @@ impl Options {
         Ok(())
     }
 
+    /// Index of `route` in the sorted routes.
+    fn route(&self, route: i32) -> Option<usize> {
+        self.routes.binary_search_by_key(&route, |r| r.route).ok()
+    }
+
     /// The handler of `route`, if this node serves it.
     pub(crate) fn handler(&self, route: i32) -> Option<&Handler> {
-        self.routes
-            .binary_search_by_key(&route, |(r, _)| *r)
-            .ok()
-            .map(|i| &self.routes[i].1)
+        self.route(route).map(|i| &self.routes[i].handler)
     }
 
     /// The handler of event `kind`, if this node subscribed to it.
@@ -92,20 +114,35 @@ impl Options {
         self.events.iter().find(|(k, _)| *k == kind).map(|(_, h)| h)
     }
 
-    /// The handshake's answer: who this node is, what it serves, which
-    /// events it wants.
+    /// The handshake's answer: who this node is, which routes it serves
+    /// (answered ones in `reply_routes`, notifications in `routes`), which
+    /// events it wants, and whether it wants a snapshot first.
     pub(crate) fn node_hello(&self) -> ToGate {
+        let notify = self.routes.iter().filter(|r| r.reply.is_none());
+        let answered = self.routes.iter().filter_map(|r| Some((r.route, r.reply?)));
         ToGate {
             msg: Some(to_gate::Msg::Hello(NodeHello {
                 service: self.service.clone(),
                 node_id: self.node_id.clone(),
-                routes: self.routes.iter().map(|(r, _)| *r).collect(),
+                routes: notify.map(|r| r.route).collect(),
                 version: PROTOCOL_VERSION,
                 events: self.events.iter().map(|(k, _)| k.to_proto()).collect(),
                 max_frame_bytes: u32::try_from(self.max_frame_bytes).unwrap_or(u32::MAX),
-                reply_routes: Vec::new(),
-                snapshot: false,
+                reply_routes: answered
+                    .map(|(route, timeout)| RouteSpec {
+                        route,
+                        timeout_ms: timeout_ms(timeout),
+                    })
+                    .collect(),
+                snapshot: self.snapshot.is_some(),
             })),
         }
     }
+}
+
+/// A reply timeout as `RouteSpec.timeout_ms`: zero stays 0 (the gate's
+/// default), anything else is rounded up to whole milliseconds (so a short
+/// timeout never becomes "the default"), at most `u32::MAX`.
+fn timeout_ms(timeout: Duration) -> u32 {
+    u32::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)
 }

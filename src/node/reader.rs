@@ -24,13 +24,15 @@ use super::event::{run_event_handler, EventContext};
 use super::gate_client::GateClient;
 use super::inbox::{Inbox, Next};
 use super::link_handle::{Link, Writer};
-use super::messages::{pong_msg, push_msg};
+use super::messages::{call_msg, pong_msg, push_msg, snapshot_op};
 use super::options::{Options, HANDSHAKE_TIMEOUT};
 use super::pending;
+use super::sequences::LinkSeqs;
+use super::snapshot::{run_snapshot_handler, SnapshotPage};
 use super::types::EventKind;
 use super::worker::{Job, Pool, Work};
 use crate::ids::{SessionId, ShardId};
-use crate::link::proto::{to_node, Deliver, Event, GateHello};
+use crate::link::proto::{to_node, Deliver, Event, GateHello, Snapshot};
 use crate::link::{BatchBuf, LinkError, PROTOCOL_VERSION};
 
 /// While a worker's queue is full, the reader keeps reading its link (to
@@ -66,15 +68,20 @@ pub(crate) fn serve(env: ReaderEnv<'_>, stream: TcpStream, peer: SocketAddr, id:
     };
     // From here on, calls made on this thread keep reading this link.
     let _reading = pending::reader_thread(reader.inbox.clone(), waker);
-    let link = match reader.handshake() {
-        Ok(link) => link,
+    let (link, epoch) = match reader.handshake() {
+        Ok(up) => up,
         Err(e) => {
             warn!(%peer, link = id, error = %e, "node: link handshake failed");
             return;
         }
     };
     let (gate, shard) = (&link.gate_id, link.shard.0);
-    let r = reader.run(&link);
+    let seqs = reader
+        .env
+        .gates
+        .event_seqs()
+        .open(gate.clone(), shard, epoch);
+    let r = reader.run(&link, &seqs);
     reader.env.gates.remove(&link);
     link.close();
     match r {
@@ -99,9 +106,10 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Reads `GateHello`, answers `NodeHello` and registers the link. The
-    /// rest of the first batch stays queued for [`Reader::run`].
-    fn handshake(&mut self) -> Result<Arc<Link>, NodeError> {
+    /// Reads `GateHello`, answers `NodeHello` and registers the link; returns
+    /// it with the gate's epoch. The rest of the first batch stays queued
+    /// for [`Reader::run`].
+    fn handshake(&mut self) -> Result<(Arc<Link>, u64), NodeError> {
         let mut inbox = self.inbox.borrow_mut();
         let stream = inbox.stream().try_clone()?;
         stream.set_nodelay(true)?;
@@ -149,13 +157,15 @@ impl Reader<'_> {
             gate = %link.gate_id,
             shard,
             shards = hello.shards,
+            epoch_ms = hello.epoch_ms,
+            request_timeout_ms = hello.request_timeout_ms,
             "node: link up"
         );
-        Ok(link)
+        Ok((link, hello.epoch_ms))
     }
 
     /// Serves the link until EOF (`Ok`) or an error.
-    fn run(&mut self, link: &Arc<Link>) -> Result<(), NodeError> {
+    fn run(&mut self, link: &Arc<Link>, seqs: &LinkSeqs<'_>) -> Result<(), NodeError> {
         let mut out = BatchBuf::new(link.frame_limit);
         let idle = self.env.options.idle_timeout.unwrap_or(Duration::MAX);
         loop {
@@ -163,7 +173,7 @@ impl Reader<'_> {
             // pump this inbox while they wait for a call.
             let next = self.inbox.borrow_mut().next();
             match next? {
-                Next::Msg(m) => self.handle(link, m, &mut out)?,
+                Next::Msg(m) => self.handle(link, seqs, m, &mut out)?,
                 Next::Eof => return Ok(()),
                 Next::Empty => {
                     // Everything read so far is handled: one write for it all.
@@ -182,20 +192,26 @@ impl Reader<'_> {
     fn handle(
         &self,
         link: &Arc<Link>,
+        seqs: &LinkSeqs<'_>,
         msg: to_node::Msg,
         out: &mut BatchBuf,
     ) -> Result<(), NodeError> {
         match msg {
             to_node::Msg::Deliver(d) => self.deliver(link, d, out),
             to_node::Msg::Event(e) => {
-                self.event(link, e, out);
+                self.event(link, seqs, e, out);
                 Ok(())
             }
             to_node::Msg::Ping(p) => {
                 out.push(&pong_msg(p.nonce));
                 Ok(())
             }
-            to_node::Msg::Pong(_) | to_node::Msg::Snapshot(_) => Ok(()),
+            to_node::Msg::Snapshot(s) => {
+                seqs.snapshot(&s.event_seqs, s.last);
+                self.snapshot(link, s);
+                Ok(())
+            }
+            to_node::Msg::Pong(_) => Ok(()),
             // Normally resolved as soon as it is decoded (see Inbox).
             to_node::Msg::Result(r) => {
                 self.env.gates.resolve(r);
@@ -210,12 +226,14 @@ impl Reader<'_> {
     fn deliver(&self, link: &Arc<Link>, d: Deliver, out: &mut BatchBuf) -> Result<(), NodeError> {
         let Some(handler) = self.env.options.handler(d.route) else {
             debug!(route = d.route, session = %SessionId(d.session_id), "node: no handler for route");
+            // The answer to the request, if the gate tracks it.
             out.push(&push_msg(
                 d.session_id,
                 d.route,
                 d.seq,
                 Bytes::new(),
                 u32::from(crate::codec::ext::NO_ROUTE),
+                d.request_id,
             ));
             return Ok(());
         };
@@ -229,11 +247,19 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn event(&self, link: &Arc<Link>, e: Event, out: &mut BatchBuf) {
+    /// Checks the event's number (here, in link order), then runs it or
+    /// hands it to its worker. After a gap, asks for a snapshot if the
+    /// node handles them; it is batched with the replies, and its pages
+    /// will follow the events already on the way.
+    fn event(&self, link: &Arc<Link>, seqs: &LinkSeqs<'_>, e: Event, out: &mut BatchBuf) {
         let Some(kind) = EventKind::from_proto(e.kind) else {
             debug!(kind = e.kind, "node: event of an unknown kind ignored");
             return;
         };
+        if seqs.event(kind, e.seq, self.env.options.snapshot.is_some()) {
+            info!(gate = %link.gate_id, shard = link.shard.0, "node: asking for a snapshot after lost events");
+            out.push(&call_msg(0, snapshot_op()));
+        }
         let Some(handler) = self.env.options.event_handler(kind) else {
             debug!(%kind, "node: event nobody subscribed to ignored");
             return;
@@ -245,6 +271,17 @@ impl Reader<'_> {
             }
             Some(pool) => self.dispatch(pool, link.clone(), Work::Event(kind, e), out),
         }
+    }
+
+    /// Runs the snapshot handler on this thread, whatever the workers: the
+    /// events that follow the page on the link must not run before it.
+    fn snapshot(&self, link: &Link, s: Snapshot) {
+        let Some(handler) = &self.env.options.snapshot else {
+            debug!(gate = %link.gate_id, shard = link.shard.0, "node: snapshot page without a handler ignored");
+            return;
+        };
+        let mut page = SnapshotPage::new(link.gate_id.clone(), link.shard, s);
+        run_snapshot_handler(handler, &mut page);
     }
 
     /// Hands work to the worker of its session. When that worker's queue is

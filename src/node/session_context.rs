@@ -37,6 +37,14 @@ use crate::link::BatchBuf;
 /// [`SessionEvent`](crate::node::SessionEvent)); the methods below work on
 /// both.
 ///
+/// While handling a request of an answered route
+/// ([`NodeBuilder::route`](crate::node::NodeBuilder::route)), the first
+/// packet sent with [`Context::reply`](crate::node::Context::reply) or
+/// [`SessionContext::reply_with`] is the request's reply: it carries the
+/// `Deliver.request_id` the gate waits for. Later ones, those of an event
+/// handler, and those sent any other way (`push`, `push_nowait`, the gate
+/// client) are plain pushes.
+///
 /// Packets to the session ([`SessionContext::reply_with`], a `_nowait`
 /// call on the work's own link) are appended to the batch that carries the
 /// handler's replies, written after the handler returns: one write for
@@ -47,6 +55,9 @@ pub struct SessionContext<'a, W> {
     work: W,
     session: SessionId,
     uid: UserId,
+    /// The id the next reply carries: the request's `Deliver.request_id`
+    /// until the first reply takes it, then 0 (always 0 for an event).
+    reply_id: u64,
     /// The link the work came on; replies go back there.
     link: &'a Arc<Link>,
     /// That link's reply batch of the current read or worker drain.
@@ -56,11 +67,13 @@ pub struct SessionContext<'a, W> {
 
 impl<'a, W> SessionContext<'a, W> {
     /// The context of `work` for `session` (whose user is `uid`), which
-    /// came on `link`; its packets to the session are batched in `out`.
+    /// came on `link`; its packets to the session are batched in `out`, the
+    /// first reply carrying `request_id` (0: the work expects no reply).
     pub(crate) fn new(
         work: W,
         session: SessionId,
         uid: UserId,
+        request_id: u64,
         link: &'a Arc<Link>,
         out: &'a mut BatchBuf,
         gates: &'a GateClient,
@@ -69,6 +82,7 @@ impl<'a, W> SessionContext<'a, W> {
             work,
             session,
             uid,
+            reply_id: request_id,
             link,
             out,
             gates,
@@ -83,6 +97,12 @@ impl<'a, W> SessionContext<'a, W> {
     /// The request or event being handled, to take from.
     pub(crate) fn work_mut(&mut self) -> &mut W {
         &mut self.work
+    }
+
+    /// The request id no reply has carried yet: non-zero while the gate
+    /// still waits for this request's reply.
+    pub(crate) fn unanswered(&self) -> u64 {
+        self.reply_id
     }
 
     /// The client session the request or event is about.
@@ -120,9 +140,12 @@ impl<'a, W> SessionContext<'a, W> {
     }
 
     /// Sends a packet with any `route` and `seq` to this session, batched
-    /// like a reply (after a `Disconnect` event the gate drops it).
+    /// like a reply (after a `Disconnect` event the gate drops it). The
+    /// first one of a request of an answered route is its reply (see
+    /// above).
     pub fn reply_with(&mut self, route: i32, seq: i32, payload: impl Into<Bytes>) {
-        let msg = push_msg(self.session.0, route, seq, payload.into(), 0);
+        let request_id = std::mem::take(&mut self.reply_id);
+        let msg = push_msg(self.session.0, route, seq, payload.into(), 0, request_id);
         self.out.push(&msg);
     }
 
@@ -153,7 +176,7 @@ impl<'a, W> SessionContext<'a, W> {
         let (to, payload) = (valid(to.into())?, payload.into());
         if let Target::Session(s) = to {
             if s.shard() == self.link.shard {
-                self.out.push(&push_msg(s.0, route, seq, payload, 0));
+                self.out.push(&push_msg(s.0, route, seq, payload, 0, 0));
                 return Ok(());
             }
             if let Some(link) = self.gates.link(&self.link.gate_id, s.shard().0) {

@@ -1,14 +1,21 @@
 //! What crosses between a client and the nodes: its requests forwarded to
 //! the node serving their route (or answered with an error code), pushes
-//! from nodes delivered, and the connect and disconnect events nodes hear.
+//! from nodes delivered (from any link, to the shard that owns the
+//! session), the connect and disconnect events nodes hear, and the error
+//! replies of requests whose node never answered (see `requests`).
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use prost::Message;
+
+use super::mailbox::ToShard;
 use super::node_calls::proto_reason;
+use super::requests::Waiting;
 use super::{Shard, ShardStats};
 use crate::codec::{self, Packet};
+use crate::config::LINK_ENVELOPE_BYTES;
 use crate::ids::SessionId;
-use crate::link::proto::{to_node, Deliver, Event, EventKind, ToNode};
+use crate::link::proto::{to_node, Deliver, Event, EventKind, Push, ToNode};
 use crate::session::CloseReason;
 
 impl Shard {
@@ -57,43 +64,127 @@ impl Shard {
 
     /// Routes one client request to a node, or answers it with an error.
     pub(super) fn dispatch(&mut self, idx: u32, p: Packet) {
-        match self.routes.pick(p.route, &self.links) {
-            Ok(link) => {
-                let deliver_settings = self.p.session.deliver_settings;
-                let Some(c) = self.clients.get_mut(idx) else {
-                    return;
-                };
-                let s = &c.conn.session;
-                let msg = ToNode {
-                    msg: Some(to_node::Msg::Deliver(Deliver {
-                        session_id: s.id.0,
-                        uid: s.uid.0,
-                        route: p.route,
-                        seq: p.seq,
-                        payload: p.payload,
-                        settings: if deliver_settings {
-                            s.settings.to_map()
-                        } else {
-                            Default::default()
-                        },
-                        request_id: 0,
-                    })),
-                };
-                self.links[link].batch.push(&msg);
-                ShardStats::add(&self.stats().to_node, 1);
+        let pick = match self.routes.pick(p.route, &self.links) {
+            Ok(pick) => pick,
+            Err(code) => return self.refuse(idx, &p, code),
+        };
+        let link = pick.link;
+        if self.links[link].queued() >= self.p.link.max_queued_bytes {
+            return self.refuse(idx, &p, codec::ext::BUSY);
+        }
+        let deliver_settings = self.p.session.deliver_settings;
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let s = &c.conn.session;
+        let mut deliver = Deliver {
+            session_id: s.id.0,
+            uid: s.uid.0,
+            route: p.route,
+            seq: p.seq,
+            payload: p.payload,
+            settings: if deliver_settings {
+                s.settings.to_map()
+            } else {
+                Default::default()
+            },
+            request_id: 0,
+        };
+        let limit = self.links[link].batch.frame_limit();
+        if deliver.payload.len() + LINK_ENVELOPE_BYTES > limit && deliver.encoded_len() + 16 > limit
+        {
+            let p = Packet {
+                payload: deliver.payload,
+                ..p
+            };
+            return self.refuse(idx, &p, codec::ext::TOO_LARGE);
+        }
+        if let Some(timeout) = pick.reply_within {
+            let sid = SessionId(deliver.session_id);
+            deliver.request_id = self
+                .pending
+                .start(link, sid, p.route, p.seq, self.now, timeout);
+            if self.pending.on_link(link) == 1 {
+                self.links[link].busy_since = self.now;
             }
-            Err(code) => {
-                let st = self.stats();
-                ShardStats::add(
-                    if code == codec::ext::NO_ROUTE {
-                        &st.no_route
-                    } else {
-                        &st.node_down
-                    },
-                    1,
-                );
-                tracing::debug!(idx, route = p.route, code, "request not routable");
-                self.with_conn(idx, |c, cx| c.send_packet(code, p.route, p.seq, &[], cx));
+        }
+        self.links[link].batch.push(&ToNode {
+            msg: Some(to_node::Msg::Deliver(deliver)),
+        });
+        ShardStats::add(&self.stats().to_node, 1);
+    }
+
+    /// Answers a request the gate will not forward with error `code`.
+    fn refuse(&mut self, idx: u32, p: &Packet, code: u8) {
+        let st = self.stats();
+        ShardStats::add(
+            match code {
+                codec::ext::NO_ROUTE => &st.no_route,
+                codec::ext::BUSY => &st.link_busy,
+                codec::ext::TOO_LARGE => &st.too_large,
+                _ => &st.node_down,
+            },
+            1,
+        );
+        tracing::debug!(idx, route = p.route, code, "request not forwarded");
+        self.with_conn(idx, |c, cx| c.send_packet(code, p.route, p.seq, &[], cx));
+    }
+
+    /// A node's packet for a client, from any link: delivered here if this
+    /// shard owns the session, else handed to the shard that does.
+    pub(super) fn on_node_push(&mut self, p: Push) {
+        let sid = SessionId(p.session_id);
+        let dest = usize::from(sid.shard().0);
+        if dest == self.me() {
+            self.deliver_node_push(p);
+        } else if dest < usize::from(self.p.shards) {
+            self.send_to(dest, ToShard::NodePush(p));
+        } else {
+            ShardStats::add(&self.stats().push_misses, 1);
+            tracing::debug!(session = %sid, "push for a session id of no shard of this gate");
+        }
+    }
+
+    /// A node's packet for a session of this shard; if it answers a request
+    /// the gate waits for, that request ends here (a late answer is dropped).
+    pub(super) fn deliver_node_push(&mut self, p: Push) {
+        let sid = SessionId(p.session_id);
+        if p.request_id != 0 && self.pending.finish(p.request_id).is_none() {
+            ShardStats::add(&self.stats().late_replies, 1);
+            tracing::debug!(session = %sid, request_id = p.request_id, "reply to a request that already ended (timed out or answered); dropped");
+            return;
+        }
+        self.deliver_push(sid, p.ext, p.route, p.seq, &p.payload);
+    }
+
+    /// Requests whose reply is overdue get TIMEOUT.
+    pub(super) fn expire_requests(&mut self) {
+        let mut out = std::mem::take(&mut self.ended);
+        self.pending.expired(self.now, &mut out);
+        if !out.is_empty() {
+            ShardStats::add(&self.stats().request_timeouts, out.len() as u64);
+            tracing::debug!(n = out.len(), "requests timed out waiting for their node");
+        }
+        self.answer_ended(&mut out, codec::ext::TIMEOUT);
+        self.ended = out;
+    }
+
+    /// Requests waiting on link `i` (which is going down) get NODE_DOWN.
+    pub(super) fn fail_waiting(&mut self, i: usize) {
+        let mut out = std::mem::take(&mut self.ended);
+        self.pending.drain_link(i, &mut out);
+        if !out.is_empty() {
+            ShardStats::add(&self.stats().requests_orphaned, out.len() as u64);
+            tracing::info!(node = %self.links[i].addr, n = out.len(), "requests lost with their node link answered NODE_DOWN");
+        }
+        self.answer_ended(&mut out, codec::ext::NODE_DOWN);
+        self.ended = out;
+    }
+
+    fn answer_ended(&mut self, ended: &mut Vec<Waiting>, code: u8) {
+        for w in ended.drain(..) {
+            if let Some((idx, _)) = self.clients.by_session(w.sid) {
+                self.with_conn(idx, |c, cx| c.send_packet(code, w.route, w.seq, &[], cx));
             }
         }
     }

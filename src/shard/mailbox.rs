@@ -144,6 +144,9 @@ pub enum ToShard {
         /// Sessions the packet was queued for.
         delivered: u64,
     },
+    /// A node's packet for a session this shard owns, sent on another
+    /// shard's link (a reply if its `request_id` is set).
+    NodePush(crate::link::proto::Push),
     /// Write an encoded packet to this shard's members of a channel.
     Publish {
         /// The channel.
@@ -161,6 +164,8 @@ impl ToShard {
         match self {
             ToShard::Session { op, .. } | ToShard::Uid { op, .. } => op.droppable(),
             ToShard::Broadcast { .. } | ToShard::Publish { .. } => true,
+            // A reply is kept: dropping it would turn into a TIMEOUT later.
+            ToShard::NodePush(p) => p.request_id == 0,
             ToShard::DirBind { .. } | ToShard::DirUnbind { .. } | ToShard::Gathered { .. } => false,
         }
     }

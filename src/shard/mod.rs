@@ -28,8 +28,10 @@
 //! | `bufring`     | the provided read buffers (unsafe internals of `ring`)        |
 //! | `clients`     | client sockets: accept, recv, send, timers, close bookkeeping |
 //! | `nodes`       | links to nodes: connect, hello, ping, reconnect with backoff  |
-//! | `routes`      | route → node links, round robin                               |
+//! | `routes`      | route → node links, round robin, reply timeouts               |
+//! | `requests`    | requests waiting for a node's reply, their timeouts           |
 //! | `forward`     | requests to nodes, pushes to clients, connect/disconnect events |
+//! | `snapshot`    | pages of live sessions for a node that (re)connects           |
 //! | `node_calls`  | what nodes ask (calls) and how they are answered              |
 //! | `session_ops` | operations on sessions, routed to the shard that owns them    |
 //! | `mailbox`     | cross-shard messages and bounded inboxes                      |
@@ -49,10 +51,12 @@ mod listener;
 pub mod mailbox;
 mod node_calls;
 mod nodes;
+pub mod requests;
 pub mod ring;
 mod rooms;
 mod routes;
 mod session_ops;
+mod snapshot;
 mod timer;
 pub mod wake;
 
@@ -82,6 +86,7 @@ use gather::Gathers;
 use listener::Listener;
 use mailbox::Mailbox;
 use nodes::Link;
+use requests::PendingRequests;
 use ring::Completion;
 use rooms::Rooms;
 use routes::RouteTable;
@@ -92,6 +97,8 @@ const TICK_MS: u64 = 10;
 const MAX_WAIT: Duration = Duration::from_millis(20);
 /// How long a stopping shard waits for its connections and links to close.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Event kinds, `EVENT_UNSPECIFIED` included (index = `EventKind as usize`).
+const EVENT_KINDS: usize = 5;
 /// Most cross-shard messages handled per loop turn (the rest wait a turn,
 /// so a flood from other shards cannot starve this shard's own sockets).
 const MAIL_PER_TURN: usize = 4096;
@@ -107,6 +114,8 @@ pub struct Shared {
     pub stats: Vec<ShardStats>,
     /// Per shard: the parked flag and the eventfd that wakes it.
     pub wakers: Wakers,
+    /// When the gate started (unix ms), told to nodes as `GateHello.epoch_ms`.
+    pub epoch_ms: u64,
 }
 
 impl Shared {
@@ -117,6 +126,9 @@ impl Shared {
             stop: AtomicBool::new(false),
             stats: (0..shards).map(|_| ShardStats::default()).collect(),
             wakers: Wakers::new(shards)?,
+            epoch_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         })
     }
 
@@ -205,6 +217,12 @@ pub struct Shard {
     clients: Clients,
     links: Vec<Link>,
     routes: RouteTable,
+    /// Requests forwarded to nodes that wait for a reply.
+    pending: PendingRequests,
+    /// Requests that ended without a reply this turn (reused).
+    ended: Vec<requests::Waiting>,
+    /// Events raised per kind (`EventKind` as index): the last `Event.seq`.
+    event_seqs: [u64; EVENT_KINDS],
     mailbox: Mailbox,
     dir: Directory,
     /// Multicasts waiting for their targets' reports.
@@ -250,6 +268,9 @@ impl Shard {
             clients: Clients::default(),
             links,
             routes: RouteTable::default(),
+            pending: PendingRequests::new(p.id.0),
+            ended: Vec::new(),
+            event_seqs: [0; EVENT_KINDS],
             mailbox,
             dir: Directory::default(),
             gathers: Gathers::default(),
@@ -442,8 +463,15 @@ impl Shard {
             self.next_tick_heartbeat = self.now + rules.heartbeat_ms;
             self.tick_heartbeats();
         }
+        self.expire_requests();
         self.link_housekeeping();
         self.arm_accept();
+    }
+
+    /// The route table after a node announced (or re-announced) its routes.
+    fn rebuild_routes(&mut self) {
+        let default = self.p.link.request_timeout.as_millis() as Millis;
+        self.routes.rebuild(&self.links, default);
     }
 
     fn flush(&mut self) {

@@ -112,15 +112,28 @@ impl Shard {
         }
     }
 
-    /// Sends an event to every node that subscribed to its kind.
-    pub(super) fn emit(&mut self, ev: Event) {
-        let bit = 1u32 << (ev.kind as u32);
-        let mut sent = 0;
+    /// Numbers an event (per kind, on this shard) and sends it to every node
+    /// that subscribed to its kind. A link whose queue is over its limit
+    /// misses it (counted); the node sees the gap in `seq`.
+    pub(super) fn emit(&mut self, mut ev: Event) {
+        let kind = ev.kind as usize;
+        let Some(seq) = self.event_seqs.get_mut(kind) else {
+            return;
+        };
+        *seq += 1;
+        ev.seq = *seq;
+        let bit = 1u32 << kind;
+        let max = self.p.link.max_queued_bytes;
+        let (mut sent, mut dropped) = (0, 0);
         for l in self
             .links
             .iter_mut()
             .filter(|l| l.is_active() && l.events & bit != 0)
         {
+            if l.queued() >= max {
+                dropped += 1;
+                continue;
+            }
             l.batch.push(&ToNode {
                 msg: Some(to_node::Msg::Event(ev.clone())),
             });
@@ -128,6 +141,15 @@ impl Shard {
         }
         if sent > 0 {
             ShardStats::add(&self.stats().events_sent, sent);
+        }
+        if dropped > 0 {
+            ShardStats::add(&self.stats().events_dropped, dropped);
+            tracing::debug!(
+                kind,
+                seq = ev.seq,
+                links = dropped,
+                "event dropped: node link queue full"
+            );
         }
     }
 
@@ -181,7 +203,7 @@ impl Shard {
             call::Op::Stat(_) => self.call_stat(reply),
             call::Op::Subscribe(m) => self.route_members(m, SessionOp::Subscribe, reply),
             call::Op::Unsubscribe(m) => self.route_members(m, SessionOp::Unsubscribe, reply),
-            call::Op::Snapshot(_) => self.reply_code(reply, Code::Invalid, "not yet"),
+            call::Op::Snapshot(_) => self.call_snapshot(node, c.call_id),
         }
     }
 
@@ -261,8 +283,9 @@ impl Shard {
         self.reply(reply, r);
     }
 
-    /// Subscribe / unsubscribe each target of `m`; the call is answered once,
-    /// for the last target (single-target calls are the common case).
+    /// Subscribe / unsubscribe each target of `m`. One target is answered
+    /// as any session operation (NOT_FOUND if it is gone); several are
+    /// answered once, with the number found, when all have reported.
     pub(super) fn route_members(
         &mut self,
         m: proto::ChannelMembers,
@@ -273,10 +296,15 @@ impl Shard {
             return self.reply_code(reply, Code::Invalid, "channel membership needs targets");
         }
         let ch: Arc<str> = Arc::from(m.channel.as_str());
-        let n = m.targets.len();
-        for (i, t) in m.targets.into_iter().enumerate() {
-            let r = if i + 1 == n { reply } else { None };
-            self.route_target(Some(t), op(ch.clone()), r);
+        let each = match reply {
+            Some(to) if m.targets.len() > 1 => Some(ReplyTo::Gather {
+                shard: self.p.id.0,
+                id: self.gathers.start(m.targets.len(), to),
+            }),
+            r => r,
+        };
+        for t in m.targets {
+            self.route_target(Some(t), op(ch.clone()), each);
         }
     }
 }

@@ -11,6 +11,18 @@
 //! Messages for a node are appended to the link's [`BatchBuf`] during a loop
 //! turn and written with one send at the end of it. Replies arrive as batches
 //! and are queued on their connections.
+//!
+//! **Bounded.** What waits to be written to a link (the batch and the rest of
+//! the send in flight) is [`Link::queued`]. Over `link.max_queued_bytes`,
+//! requests get BUSY and events are dropped (counted; their seq shows the
+//! gap); a node that lets more than twice that pile up (results of its own
+//! calls, a snapshot aside) is not reading, and its link is closed.
+//!
+//! **Hung nodes.** While requests wait on a link, silence is suspicious: a
+//! ping goes out after a quarter of `link.hang_timeout` without a byte from
+//! the node, and after the whole of it the link is closed as hung, which
+//! answers its waiting requests NODE_DOWN. An idle link only needs the
+//! heartbeat rule (3 silent intervals).
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -20,7 +32,6 @@ use prost::Message;
 
 use super::ring::Owner;
 use super::{Shard, ShardStats};
-use crate::ids::SessionId;
 use crate::link::proto::{to_gate, to_node, GateHello, Ping, Pong, ToGate, ToGateBatch, ToNode};
 use crate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
 use crate::session::Millis;
@@ -78,8 +89,21 @@ pub struct Link {
     pub service: String,
     /// Routes the node announced (kept while it is down, so requests get "node down").
     pub routes: Vec<i32>,
+    /// Routes the node answers, with their timeout in ms (0: the default).
+    pub reply_routes: Vec<(i32, u32)>,
     /// Event kinds the node subscribed to, as bits `1 << EventKind`.
     pub events: u32,
+    /// The id the node announced.
+    pub node_id: String,
+    /// Bytes of the send in flight not yet written.
+    inflight_bytes: usize,
+    /// Bytes of snapshots queued, allowed on top of the overflow limit
+    /// until the queue is empty again.
+    grace_bytes: usize,
+    /// Since when the link has had requests waiting (valid while it has).
+    pub(super) busy_since: Millis,
+    /// A hang probe was sent after the node's last sign of life.
+    probed: bool,
 }
 
 impl Link {
@@ -101,8 +125,24 @@ impl Link {
             max_frame,
             service: String::new(),
             routes: Vec::new(),
+            reply_routes: Vec::new(),
             events: 0,
+            node_id: String::new(),
+            inflight_bytes: 0,
+            grace_bytes: 0,
+            busy_since: 0,
+            probed: false,
         }
+    }
+
+    /// Bytes waiting to be written: the batch and the rest of the send in flight.
+    pub fn queued(&self) -> usize {
+        self.batch.len() + self.inflight_bytes
+    }
+
+    /// Allows `bytes` of snapshot beyond the overflow limit until the queue drains.
+    pub(super) fn allow_burst(&mut self, bytes: usize) {
+        self.grace_bytes += bytes;
     }
 
     /// Serving requests.
@@ -129,7 +169,30 @@ impl Shard {
     pub(super) fn link_housekeeping(&mut self) {
         let now = self.now;
         let hb = self.p.link.heartbeat_interval.as_millis() as Millis;
+        let hang = self.p.link.hang_timeout.as_millis() as Millis;
         for i in 0..self.links.len() {
+            if hang > 0 && self.links[i].is_active() && self.pending.on_link(i) > 0 {
+                let l = &mut self.links[i];
+                let silent_for = now.saturating_sub(l.last_rx.max(l.busy_since));
+                if silent_for >= hang {
+                    ShardStats::add(&self.stats().links_hung, 1);
+                    self.link_down_owned(
+                        i,
+                        format!(
+                            "node hung: silent for {silent_for} ms with {} requests waiting",
+                            self.pending.on_link(i)
+                        ),
+                    );
+                    continue;
+                }
+                if silent_for >= (hang / 4).max(1) && !l.probed {
+                    l.probed = true;
+                    l.last_ping = now;
+                    l.batch.push(&ToNode {
+                        msg: Some(to_node::Msg::Ping(Ping { nonce: now })),
+                    });
+                }
+            }
             match self.links[i].state {
                 LinkState::Down { retry_at } if now >= retry_at && !self.stopping => {
                     self.start_connect(i)
@@ -227,7 +290,9 @@ impl Shard {
             shards: u32::from(self.p.shards),
             version: PROTOCOL_VERSION,
             max_frame_bytes: u32::try_from(self.p.link.max_frame_bytes).unwrap_or(u32::MAX),
-            ..Default::default()
+            epoch_ms: self.shared.epoch_ms,
+            request_timeout_ms: u32::try_from(self.p.link.request_timeout.as_millis())
+                .unwrap_or(u32::MAX),
         };
         l.batch.push(&ToNode {
             msg: Some(to_node::Msg::Hello(hello)),
@@ -264,6 +329,7 @@ impl Shard {
             return;
         }
         l.last_rx = self.now;
+        l.probed = false;
         if self.decode_link_frames(i) {
             self.arm_link_recv(i);
         }
@@ -301,13 +367,10 @@ impl Shard {
     fn on_node_msg(&mut self, i: usize, m: ToGate) -> Result<(), &'static str> {
         match m.msg {
             Some(to_gate::Msg::Push(p)) => {
-                let sid = SessionId(p.session_id);
-                if sid.shard() != self.p.id {
-                    ShardStats::add(&self.stats().push_misses, 1);
-                    tracing::debug!(session = %sid, shard = self.p.id.0, "push for another shard's session on this link");
-                    return Ok(());
+                if !self.links[i].is_active() {
+                    return Err("push before hello");
                 }
-                self.deliver_push(sid, p.ext, p.route, p.seq, &p.payload);
+                self.on_node_push(p);
             }
             Some(to_gate::Msg::Ping(p)) => {
                 self.links[i].batch.push(&ToNode {
@@ -322,7 +385,7 @@ impl Shard {
                 self.on_call(i, c);
             }
             Some(to_gate::Msg::Hello(h)) => {
-                let l = &mut self.links[i];
+                let l = &self.links[i];
                 if !matches!(l.state, LinkState::Handshake { .. }) {
                     return Err("node sent a second hello");
                 }
@@ -330,6 +393,16 @@ impl Shard {
                     tracing::error!(node = %l.addr, version = h.version, ours = PROTOCOL_VERSION, "node speaks another protocol version");
                     return Err("protocol version mismatch");
                 }
+                if let Some(other) = self.links.iter().find(|o| {
+                    !h.node_id.is_empty()
+                        && o.is_active()
+                        && o.addr != l.addr
+                        && o.node_id == h.node_id
+                }) {
+                    tracing::error!(node = %l.addr, node_id = %h.node_id, other = %other.addr, "two nodes announce the same node_id; refusing the second");
+                    return Err("node_id already used by a node at another address");
+                }
+                let l = &mut self.links[i];
                 if h.max_frame_bytes > 0 {
                     // Batch below what the node accepts (and below our own limit).
                     l.batch
@@ -339,15 +412,24 @@ impl Shard {
                 l.backoff = 0;
                 l.failures = 0;
                 l.service = h.service;
+                l.node_id = h.node_id;
                 l.routes = h.routes;
+                l.reply_routes = h
+                    .reply_routes
+                    .iter()
+                    .map(|r| (r.route, r.timeout_ms))
+                    .collect();
                 l.events = h
                     .events
                     .iter()
                     .filter(|k| (0..32).contains(*k))
                     .fold(0, |m, k| m | 1 << k);
                 ShardStats::add(&self.shared.stats[self.p.id.0 as usize].links_up, 1);
-                tracing::info!(shard = self.p.id.0, node = %l.addr, service = %l.service, node_id = %h.node_id, routes = ?l.routes, "node link up");
-                self.routes.rebuild(&self.links);
+                tracing::info!(shard = self.p.id.0, node = %l.addr, service = %l.service, node_id = %l.node_id, routes = ?l.routes, reply_routes = ?l.reply_routes, "node link up");
+                self.rebuild_routes();
+                if h.snapshot {
+                    self.write_snapshot(i, 0);
+                }
             }
             None => return Err("empty message from node"),
         }
@@ -380,9 +462,13 @@ impl Shard {
             }
         }
         l.state = LinkState::Closing;
-        // Messages not yet written are lost with the link; their clients get
-        // "node down" replies on their next requests.
+        // Messages not yet written are lost with the link. Requests waiting
+        // for this node's reply are answered NODE_DOWN now; the next ones
+        // go to another node of the route, or get NODE_DOWN too.
         let _ = l.batch.take();
+        l.grace_bytes = 0;
+        self.fail_waiting(i);
+        let l = &mut self.links[i];
         if let Some(fd) = &l.fd {
             let _ = socket2::SockRef::from(fd).shutdown(std::net::Shutdown::Both);
             if l.connect_inflight {
@@ -397,6 +483,7 @@ impl Shard {
         if l.state != LinkState::Closing || l.ops_inflight() {
             return;
         }
+        l.inflight_bytes = 0;
         l.fd = None; // closes the socket: no operation on it is in flight
         l.rbuf = BytesMut::new();
         self.schedule_retry(i);
@@ -404,6 +491,15 @@ impl Shard {
 
     pub(super) fn flush_link(&mut self, i: usize) {
         let l = &mut self.links[i];
+        let hard = 2 * self.p.link.max_queued_bytes + l.grace_bytes;
+        if l.is_active() && l.queued() > hard {
+            let queued = l.queued();
+            self.link_down_owned(
+                i,
+                format!("node is not reading: {queued} bytes queued, limit {hard}"),
+            );
+            return;
+        }
         if l.send_inflight
             || l.batch.is_empty()
             || !matches!(l.state, LinkState::Active | LinkState::Handshake { .. })
@@ -412,6 +508,7 @@ impl Shard {
         }
         l.send_inflight = true;
         let buf = l.batch.take();
+        l.inflight_bytes = buf.len();
         self.ring.send(l.raw_fd(), buf, 0, Owner::Link(i));
     }
 
@@ -427,9 +524,12 @@ impl Shard {
             return;
         }
         let off = off + res as usize;
+        l.inflight_bytes = buf.len() - off;
         if off < buf.len() {
             l.send_inflight = true;
             self.ring.send(l.raw_fd(), buf, off, Owner::Link(i));
+        } else if l.batch.is_empty() {
+            l.grace_bytes = 0;
         }
     }
 }

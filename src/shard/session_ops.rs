@@ -114,6 +114,7 @@ impl Shard {
                 self.dir.unbind_if(uid, sid);
             }
             ToShard::Gathered { id, delivered } => self.on_gathered(id, delivered),
+            ToShard::NodePush(p) => self.deliver_node_push(p),
             ToShard::Broadcast {
                 packet,
                 bound_only,
@@ -251,13 +252,13 @@ impl Shard {
                 if let Some(name) = self.rooms.join(&ch, idx) {
                     c.rooms.push(name);
                 }
-                self.reply(reply, ok);
+                self.reply(reply, CallResult { delivered: 1, ..ok });
             }
             SessionOp::Unsubscribe(ch) => {
                 if self.rooms.leave(&ch, idx) {
                     c.rooms.retain(|r| **r != *ch);
                 }
-                self.reply(reply, ok);
+                self.reply(reply, CallResult { delivered: 1, ..ok });
             }
         }
     }

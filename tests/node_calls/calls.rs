@@ -309,7 +309,8 @@ fn any_link_calls_spread_and_fall_back() {
         "round robin over live links: {used:?}"
     );
     // Shard 2's link goes down: a call about its session falls back to
-    // another live link, as a Call (a plain Push would miss).
+    // another live link, as a Call (the SDK sends plain Pushes only on the
+    // session's own link).
     let dead = links.remove(2);
     drop(dead);
     wait_until("link 2 removed", || g.links() == 3);

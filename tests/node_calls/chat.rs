@@ -19,7 +19,10 @@ fn chat_login_join_say_whisper() {
         .spawn();
     let mut gate = FakeGate::connect(node.local_addr(), "g1", 0, 1);
     assert_eq!(gate.hello.service, "chat");
-    assert_eq!(gate.hello.routes, [LOGIN, JOIN, SAY, WHISPER]);
+    // Every chat route replies: all answered, none a notification.
+    let answered: Vec<i32> = gate.hello.reply_routes.iter().map(|r| r.route).collect();
+    assert_eq!(answered, [LOGIN, JOIN, SAY, WHISPER]);
+    assert!(gate.hello.routes.is_empty());
     let s = SessionId::new(ShardId(0), 3);
     let before = chat_node::DISCONNECTS.load(Ordering::Relaxed);
 
@@ -37,8 +40,13 @@ fn chat_login_join_say_whisper() {
     gate.send(&[deliver(s, 0, LOGIN, 2, b"abc")]);
     assert!(text(&gate.next_push()).starts_with("error "));
 
-    // login 42: a blocking bind.
-    gate.send(&[deliver(s, 0, LOGIN, 3, b"42")]);
+    // login 42: a blocking bind, then the reply, which answers the request
+    // the gate tracks.
+    let mut login = deliver(s, 0, LOGIN, 3, b"42");
+    if let Some(to_node::Msg::Deliver(d)) = &mut login.msg {
+        d.request_id = 303;
+    }
+    gate.send(&[login]);
     let c = gate.next_call();
     assert_eq!(
         c.op,
@@ -50,8 +58,8 @@ fn chat_login_join_say_whisper() {
     gate.ok(c.call_id);
     let p = gate.next_push();
     assert_eq!(
-        (p.session_id, p.route, p.seq, text(&p)),
-        (s.0, LOGIN, 3, "ok 42")
+        (p.session_id, p.route, p.seq, text(&p), p.request_id),
+        (s.0, LOGIN, 3, "ok 42", 303)
     );
     gate.send(&[ev(event(proto::EventKind::EventBind, s, 42))]);
 

@@ -122,6 +122,7 @@ fn events_run_in_order_with_the_sessions_requests() {
         for _ in 0..20 {
             let p = gate.next_push();
             assert_eq!((p.route, &p.payload[..]), (9, &b"welcome"[..]));
+            assert_eq!(p.request_id, 0, "an event has no request to answer");
             welcomed.push(p.session_id);
         }
         welcomed.sort_unstable();

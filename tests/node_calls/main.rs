@@ -1,6 +1,6 @@
-//! The node SDK's session API against a fake gate: events, calls (how each
-//! is encoded and on which link it goes), results and their codes, timeouts,
-//! the reader-thread wait, and the chat example's logic.
+//! The node SDK's session API against a fake gate: events, snapshots, calls
+//! (how each is encoded and on which link it goes), results and their
+//! codes, timeouts, the reader-thread wait, and the chat example's logic.
 //!
 //! The gate side is a blocking `TcpStream` per link speaking the link framing
 //! by hand, as in `node_sdk.rs`.
@@ -21,7 +21,8 @@ use ringgate::link::proto::{
 };
 use ringgate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
 use ringgate::node::{
-    CloseReason, Context, EventContext, EventKind, GateClient, Node, NodeError, NodeHandle, Target,
+    CloseReason, Context, EventContext, EventKind, GateClient, Node, NodeError, NodeHandle,
+    SessionInfo, SnapshotPage, Target,
 };
 use ringgate::{SessionId, ShardId, UserId};
 
@@ -47,6 +48,21 @@ struct FakeGate {
 
 impl FakeGate {
     fn connect(addr: SocketAddr, gate_id: &str, shard: u32, shards: u32) -> FakeGate {
+        FakeGate::connect_with(
+            addr,
+            GateHello {
+                gate_id: gate_id.into(),
+                shard,
+                shards,
+                version: PROTOCOL_VERSION,
+                max_frame_bytes: 0,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Opens a link whose gate says `hello`.
+    fn connect_with(addr: SocketAddr, hello: GateHello) -> FakeGate {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
         let mut gate = FakeGate {
@@ -56,14 +72,7 @@ impl FakeGate {
             hello: NodeHello::default(),
         };
         gate.send(&[ToNode {
-            msg: Some(to_node::Msg::Hello(GateHello {
-                gate_id: gate_id.into(),
-                shard,
-                shards,
-                version: PROTOCOL_VERSION,
-                max_frame_bytes: 0,
-                ..Default::default()
-            })),
+            msg: Some(to_node::Msg::Hello(hello)),
         }]);
         match gate.next().msg {
             Some(to_gate::Msg::Hello(h)) => gate.hello = h,
@@ -267,3 +276,4 @@ mod calls;
 mod chat;
 mod events;
 mod handlers;
+mod snapshots;
