@@ -942,11 +942,10 @@ fn a_node_without_an_announced_limit_is_held_to_16_mib() {
     node.assert_gate_was_faithful();
 }
 
-/// The node SDK: what it implements today must pass, and nothing may fail
-/// (replies with request ids are the SDK's to add: without announced
-/// reply_routes those checks SKIP).
+/// The node SDK's echo: every check that applies passes (it subscribes to
+/// no events: that one SKIPs).
 #[test]
-fn the_sdk_echo_node_fails_nothing() {
+fn the_sdk_echo_node_passes() {
     use ringgate::node::{Context, Node};
     let node = Node::builder("echo")
         .listen("127.0.0.1:0".parse().unwrap())
@@ -960,14 +959,60 @@ fn the_sdk_echo_node_fails_nothing() {
     let _handle = node.spawn();
     let r = node_check(addr, &["--timeout", "10s"]);
     assert!(r.success, "{}{}", r.stdout, r.stderr);
-    for check in [
-        "hello",
-        "version",
-        "ping",
-        "garbage",
-        "oversized-frame",
-        "reconnect",
-    ] {
+    for check in ALL.iter().filter(|&&c| c != "events") {
         assert_eq!(r.status(check), "PASS", "{check}: {}", r.detail(check));
     }
+    r.assert_row("reply", "PASS", "route 1: 4/4 answered once");
+    r.assert_row("events", "SKIP", "subscribes to no events");
+}
+
+/// A node SDK node with a notification route, every event and snapshots
+/// passes every check; and the SDK, which checks event numbers itself,
+/// saw no gap in the checker's.
+#[test]
+fn an_sdk_node_with_events_and_snapshots_passes_every_check() {
+    use ringgate::node::{Context, EventContext, EventKind, Node, SnapshotPage};
+    let pages = Arc::new(AtomicU64::new(0));
+    let events = Arc::new(AtomicU64::new(0));
+    let (p, e) = (pages.clone(), events.clone());
+    let node = Node::builder("sdk-full")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(2)
+        .route(1, |ctx: &mut Context| {
+            let p = ctx.payload().clone();
+            ctx.reply(p);
+        })
+        .notify(2, |_: &mut Context| {})
+        .on_event(
+            &[
+                EventKind::Connect,
+                EventKind::Bind,
+                EventKind::Unbind,
+                EventKind::Disconnect,
+            ],
+            move |_: &mut EventContext| {
+                e.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .on_snapshot(move |_: &mut SnapshotPage| {
+            p.fetch_add(1, Ordering::SeqCst);
+        })
+        .bind()
+        .unwrap();
+    let addr = node.local_addr();
+    let handle = node.spawn();
+    let r = node_check(addr, &["--timeout", "10s"]);
+    assert!(r.success, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.order, ALL);
+    for check in ALL {
+        assert_eq!(r.status(check), "PASS", "{check}: {}", r.detail(check));
+    }
+    r.assert_row("hello", "PASS", "routes [2], reply_routes [1]");
+    r.assert_row("events", "PASS", "Snapshot of 3 sessions in 2 pages");
+    assert_eq!(
+        handle.gates().event_gaps(),
+        0,
+        "the SDK saw a gap in the checker's event seqs"
+    );
+    assert!(pages.load(Ordering::SeqCst) > 0 && events.load(Ordering::SeqCst) > 0);
 }
