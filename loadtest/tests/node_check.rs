@@ -526,6 +526,8 @@ fn node_check(addr: SocketAddr, extra: &[&str]) -> Report {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Every table, for `--nocapture` (the README's examples come from here).
+    print!("{stdout}{stderr}");
     let mut lines = stdout.lines();
     assert!(
         lines.next().unwrap_or("").starts_with("node-check "),
@@ -598,8 +600,6 @@ fn assert_fails(faults: Faults, check: &str, needle: &str) -> Report {
 fn a_node_that_follows_the_contract_passes_every_check() {
     let node = FakeNode::start(Faults::default());
     let r = node_check(node.addr, &["--timeout", "10s"]);
-    // The README's example table (`--nocapture` shows it).
-    println!("{}", r.stdout);
     assert!(r.success, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.order, ALL, "one row per check, in order");
     for check in ALL {
