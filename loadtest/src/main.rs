@@ -11,6 +11,8 @@
 //!   ceiling the gate is compared against.
 //! * [`push`] — `push` and `broadcast`: an in-process node pushes by uid
 //!   or broadcasts to logged-in clients; delivery rate, losses, latency.
+//! * [`node_check`] — `node-check`: a conformance suite that plays the
+//!   gate against a node and checks it follows the link protocol.
 //!
 //! Every client scenario speaks `--transport tcp|ws|wss` ([`transport`],
 //! [`wsc`] for the WebSocket client frames).
@@ -25,6 +27,7 @@ mod client;
 mod connect;
 mod echo;
 mod idle;
+mod node_check;
 mod push;
 mod rate;
 mod report;
@@ -67,6 +70,9 @@ enum Command {
     Push(push::PushArgs),
     /// An in-process node broadcasts every interval: fan-out rate and latency.
     Broadcast(push::BroadcastArgs),
+    /// Conformance suite for nodes: plays the gate against a node and checks
+    /// it follows protocol version 2; a PASS/FAIL/SKIP table, exit 1 on a FAIL.
+    NodeCheck(node_check::NodeCheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +96,7 @@ fn run(command: Command) -> Result<()> {
         Command::ServeEcho(args) => serve::run(args),
         Command::Push(args) => push::run_push(args),
         Command::Broadcast(args) => push::run_broadcast(args),
+        Command::NodeCheck(args) => node_check::run(args),
     }
 }
 
