@@ -178,6 +178,7 @@ fn node_hello(faults: &Faults, link: u64) -> ToGate {
                 timeout_ms: 0,
             }],
             snapshot: true,
+            ..Default::default()
         })),
     }
 }
@@ -437,6 +438,7 @@ fn on_msg(
                 payload: d.payload,
                 ext: 0,
                 request_id: d.request_id,
+                ..Default::default()
             };
             if !reply_route {
                 // A notification: the node pushes back anyway, as it may.

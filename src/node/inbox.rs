@@ -33,6 +33,10 @@ use super::pending::{KeepReading, PendingCalls, Waker};
 use crate::link::proto::{to_node, ToNodeBatch};
 use crate::link::{decode_frame, LinkError};
 
+/// A message with no field set: a protocol error (docs/node-protocol.md §1),
+/// which closes the link.
+const EMPTY: LinkError = LinkError::Protocol("a message from the gate with no field set");
+
 /// Bytes asked of each `recv`.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -118,10 +122,10 @@ impl Inbox {
         loop {
             if let Some(frame) = decode_frame(&mut self.buf, self.max_frame_bytes)? {
                 let batch = ToNodeBatch::decode(frame).map_err(LinkError::from)?;
-                let mut msgs = batch.msgs.into_iter().filter_map(|m| m.msg);
-                let first = msgs.next();
+                let mut msgs = batch.msgs.into_iter().map(|m| m.msg.ok_or(EMPTY));
+                let first = msgs.next().transpose()?;
                 for m in msgs {
-                    self.keep(m, false);
+                    self.keep(m?, false);
                 }
                 return Ok(first);
             }
@@ -156,8 +160,8 @@ impl Inbox {
             return Ok(false);
         };
         let batch = ToNodeBatch::decode(frame).map_err(LinkError::from)?;
-        for m in batch.msgs.into_iter().filter_map(|m| m.msg) {
-            self.keep(m, pumping);
+        for m in batch.msgs {
+            self.keep(m.msg.ok_or(EMPTY)?, pumping);
         }
         Ok(true)
     }

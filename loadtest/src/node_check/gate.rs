@@ -606,6 +606,7 @@ impl Gate {
                 payload: payload.clone(),
                 settings: HashMap::new(),
                 request_id,
+                ..Default::default()
             })),
         });
         Expect {
