@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
     let mut listen: Option<SocketAddr> = None;
     let mut config: Option<PathBuf> = None;
     let mut workers = 0usize;
+    let mut notify = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
@@ -40,8 +41,13 @@ fn main() -> anyhow::Result<()> {
             "--listen" => listen = Some(value("--listen")?.parse().context("--listen ADDR")?),
             "--config" => config = Some(value("--config")?.into()),
             "--workers" => workers = value("--workers")?.parse().context("--workers N")?,
+            "--notify" => notify = true,
             "-h" | "--help" => {
-                println!("usage: echo_node [--listen ADDR] [--config PATH] [--workers N]");
+                println!(
+                    "usage: echo_node [--listen ADDR] [--config PATH] [--workers N] [--notify]"
+                );
+                println!("  --notify  announce the route as a notification: the gate tracks no");
+                println!("            reply (the replies are plain pushes); to measure tracking");
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -59,14 +65,17 @@ fn main() -> anyhow::Result<()> {
         }
     };
 
-    let node = Node::builder("echo")
-        .listen(addr)
-        .workers(workers)
-        .route(ECHO_ROUTE, |ctx: &mut Context| {
-            let p = ctx.take_payload();
-            ctx.reply(p);
-        })
-        .bind()?;
+    let echo = |ctx: &mut Context| {
+        let p = ctx.take_payload();
+        ctx.reply(p);
+    };
+    let builder = Node::builder("echo").listen(addr).workers(workers);
+    let node = if notify {
+        builder.notify(ECHO_ROUTE, echo)
+    } else {
+        builder.route(ECHO_ROUTE, echo)
+    }
+    .bind()?;
     println!(
         "echo node \"echo\" serving route {ECHO_ROUTE} on {}",
         node.local_addr()

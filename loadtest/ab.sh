@@ -16,6 +16,9 @@
 #          (user+system from /proc/<pid>/stat) per round trip
 # and prints medians with B/A ratios. IDLE=10000 also holds that many idle
 # connections to each build's echo gate and reports RSS per connection.
+# NODE_ARGS_A / NODE_ARGS_B give each build its own echo node with these
+# arguments (e.g. NODE_ARGS_A=--notify compares a route the gate does not
+# track against one it tracks, with one gate binary: A=B=target/release).
 # Listens and connects on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,12 +47,22 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-$NODE --listen 127.0.0.1:$NODE_PORT >"$OUT/node.log" 2>&1 &
+# shellcheck disable=SC2086 # the node arguments are words
+$NODE --listen 127.0.0.1:$NODE_PORT ${NODE_ARGS_A:-} >"$OUT/node-A.log" 2>&1 &
 pids+=($!)
+NODE_PORT_B=$NODE_PORT
+if [ "${NODE_ARGS_A:-}" != "${NODE_ARGS_B:-}" ]; then
+  NODE_PORT_B=$((NODE_PORT + 10))
+  # shellcheck disable=SC2086
+  $NODE --listen 127.0.0.1:$NODE_PORT_B ${NODE_ARGS_B:-} >"$OUT/node-B.log" 2>&1 &
+  pids+=($!)
+fi
 sleep 0.3
 
 declare -A PORT PID
 start_gate() { # name bin shards port
+  local node_port=$NODE_PORT
+  [ "${1%%-*}" = B ] && node_port=$NODE_PORT_B
   cat >"$OUT/$1.toml" <<TOML
 [shards]
 count = $3
@@ -62,7 +75,7 @@ enabled = false
 [log]
 level = "warn"
 [[nodes]]
-addr = "127.0.0.1:$NODE_PORT"
+addr = "127.0.0.1:$node_port"
 TOML
   "$2/ringgate" -c "$OUT/$1.toml" >"$OUT/$1.log" 2>&1 &
   PID[$1]=$! PORT[$1]=$4
