@@ -52,6 +52,9 @@ mod subscribe;
 mod topic;
 mod wire;
 
+#[cfg(test)]
+mod tests;
+
 pub use connect::{encode_connack, encode_connect};
 pub use dispatch::{decode, decode_server, encode_inbound, encode_outbound};
 pub use fixed::{
