@@ -53,6 +53,8 @@ mod topic;
 mod wire;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use connect::{encode_connack, encode_connect};
