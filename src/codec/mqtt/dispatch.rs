@@ -37,7 +37,7 @@ pub fn decode(buf: &mut BytesMut, max_remaining: usize) -> Result<Option<Inbound
     }
     let packet = match h.packet_type {
         CONNECT => Inbound::Connect(decode_connect(split_body(buf, &h))?),
-        PUBLISH => Inbound::Publish(decode_publish(h.flags, split_body(buf, &h))?),
+        PUBLISH => Inbound::Publish(decode_publish(buf, &h)?),
         PUBACK => Inbound::PubAck(take_id(buf, &h)?),
         PUBREC => Inbound::PubRec(take_id(buf, &h)?),
         PUBREL => Inbound::PubRel(take_id(buf, &h)?),
@@ -74,7 +74,7 @@ pub fn decode_server(
     }
     let packet = match h.packet_type {
         CONNACK => with_body(buf, &h, decode_connack)?,
-        PUBLISH => Outbound::Publish(decode_publish(h.flags, split_body(buf, &h))?),
+        PUBLISH => Outbound::Publish(decode_publish(buf, &h)?),
         PUBACK => Outbound::PubAck(take_id(buf, &h)?),
         PUBREC => Outbound::PubRec(take_id(buf, &h)?),
         PUBREL => Outbound::PubRel(take_id(buf, &h)?),

@@ -11,33 +11,40 @@
 //! The gate sends QoS 0 only ([`encode_publish`]); clients send any QoS
 //! ([`encode_client_publish`]).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
 use super::topic::{check_topic_name, Topic};
 use super::wire::{
-    check_remaining, field_len, nonzero_id, publish_qos, put_field, put_header, varint_len, Reader,
+    check_remaining, field_len, nonzero_id, publish_qos, put_field, put_header, varint_len, Header,
+    Reader,
 };
 use super::{MqttError, Publish};
 
 const DUP: u8 = 0b1000;
 const RETAIN: u8 = 0b0001;
 
-/// Parses a complete PUBLISH body; `flags` passed the header's checks.
-pub(super) fn decode_publish(flags: u8, body: Bytes) -> Result<Publish, MqttError> {
-    let qos = publish_qos(flags);
-    let mut r = Reader::new(&body);
-    let topic = r.binary("truncated topic name")?;
-    check_topic_name(topic)?;
-    let topic = Topic::from_checked(body.slice_ref(topic));
+/// Takes the complete PUBLISH `h` heads off `buf`; `h.flags` passed the
+/// header's checks. The fields are checked in place first, then the topic
+/// and payload are split off `buf`: two reference counts, no copy.
+pub(super) fn decode_publish(buf: &mut BytesMut, h: &Header) -> Result<Publish, MqttError> {
+    let qos = publish_qos(h.flags);
+    let mut r = Reader::new(&buf[h.len..h.total()]);
+    let topic_len = check_topic_name(r.binary("truncated topic name")?)?.len();
     let packet_id = match qos {
         0 => None,
         _ => Some(nonzero_id(r.u16("truncated packet id")?)?),
     };
-    let payload = body.slice_ref(r.rest());
+    let payload_len = r.rest().len();
+    buf.advance(h.len + 2);
+    let topic = Topic::from_checked(buf.split_to(topic_len).freeze());
+    if packet_id.is_some() {
+        buf.advance(2);
+    }
+    let payload = buf.split_to(payload_len).freeze();
     Ok(Publish {
-        dup: flags & DUP != 0,
+        dup: h.flags & DUP != 0,
         qos,
-        retain: flags & RETAIN != 0,
+        retain: h.flags & RETAIN != 0,
         topic,
         packet_id,
         payload,
