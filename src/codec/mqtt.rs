@@ -40,7 +40,19 @@
 //! Payloads, will payloads, passwords and PUBLISH topics ([`Topic`]) are
 //! slices of the read buffer, not copies. Encoders append to a `BytesMut` and
 //! check everything before writing, so on `Err` the buffer is untouched;
-//! what an encoder accepts, the matching decoder accepts.
+//! what an encoder accepts, the matching decoder accepts (except SUBACK
+//! codes, which [`encode_suback`] writes as given).
+//!
+//! Strict where the two versions differ: fixed-header flags are 3.1.1's, so
+//! a 3.1 client resending SUBSCRIBE, UNSUBSCRIBE or PUBREL with the DUP bit
+//! (3.1 allowed it) is refused with [`MqttError::BadFlags`]; the reserved
+//! CONNECT flag must be 0 at both levels. A password without a user name is
+//! accepted at level 3 only.
+//!
+//! Files: `wire` (fixed header, body cursor, strings), `topic` ([`Topic`],
+//! name and filter rules), `connect`, `publish`, `subscribe` (one packet
+//! family each, decoder beside encoder), `fixed` (acks, pings, DISCONNECT),
+//! `dispatch` ([`decode`], [`decode_server`] and the two `encode_*bound`).
 
 use bytes::Bytes;
 

@@ -2,7 +2,7 @@
 //! data.
 //!
 //! ```text
-//!  3f <len>       PUBLISH; flags: 3 dup, 2..1 qos (0..=2), 0 retain
+//!  3x <len>       PUBLISH; flags x: bit 3 dup, 2..1 qos (0..=2), 0 retain
 //!  00 03 61 2f 62 topic name "a/b": non-empty, no + or #, no U+0000
 //!  00 07          packet id, only when qos > 0, non-zero
 //!  ...            payload: the rest of the body, may be empty
