@@ -1,4 +1,7 @@
 //! How fast are client-packet decode and encode, per option set and payload size?
+//! (Rows named `mqtt qos0` are MQTT PUBLISHes on a 16-byte topic, the
+//! `codec::mqtt` path: `decode` of client packets, `encode_publish` of the
+//! gate's.)
 //!
 //! ```text
 //! cargo bench --bench codec               # ~6 s
@@ -17,10 +20,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ringgate::codec::mqtt;
 use ringgate::codec::{decode, encode_data, ByteOrder, Frame, PacketOptions};
 
 /// Packets per buffer.
 const BATCH: usize = 1024;
+/// An mqant request topic: module, handler, message id.
+const MQTT_TOPIC: &str = "Login/HD_Login/1";
 
 struct Row {
     options: &'static str,
@@ -69,6 +75,27 @@ fn main() {
             rows.push(row("decode", bench_decode(&wire, opts, budget)));
             rows.push(row("memcpy", bench_memcpy(&wire, budget)));
         }
+    }
+    for payload_len in [32, 1024] {
+        let payload = vec![0x5a; payload_len];
+        let wire = mqtt_batch(&payload, &mut BytesMut::new()).to_vec();
+        let row = |op, (packets, elapsed)| Row {
+            options: "mqtt qos0",
+            payload: payload_len,
+            op,
+            packets,
+            bytes: packets / BATCH as u64 * wire.len() as u64,
+            elapsed,
+        };
+        let mut dst = BytesMut::new();
+        rows.push(row(
+            "encode",
+            run(budget, || {
+                black_box(mqtt_batch(&payload, &mut dst));
+            }),
+        ));
+        rows.push(row("decode", bench_mqtt_decode(&wire, budget)));
+        rows.push(row("memcpy", bench_memcpy(&wire, budget)));
     }
 
     if json {
@@ -159,6 +186,39 @@ fn bench_decode(wire: &[u8], opts: &PacketOptions, budget: Duration) -> (u64, Du
         while let Some(frame) = decode(&mut buf, opts).expect("valid") {
             debug_assert!(matches!(frame, Frame::Data(_)));
             black_box(frame);
+            decoded += 1;
+        }
+        if warm {
+            elapsed += start.elapsed();
+            packets += decoded;
+        }
+        warm = true;
+    }
+    (packets, elapsed)
+}
+
+/// Clears `dst` and appends one batch of the gate's QoS 0 PUBLISHes.
+fn mqtt_batch<'a>(payload: &[u8], dst: &'a mut BytesMut) -> &'a BytesMut {
+    dst.clear();
+    for _ in 0..BATCH {
+        mqtt::encode_publish(black_box(MQTT_TOPIC), black_box(payload), dst).expect("fits");
+    }
+    dst
+}
+
+/// [`bench_decode`] for MQTT: the same PUBLISHes read as client packets.
+fn bench_mqtt_decode(wire: &[u8], budget: Duration) -> (u64, Duration) {
+    let mut buf = BytesMut::with_capacity(wire.len());
+    let mut elapsed = Duration::ZERO;
+    let mut packets = 0;
+    let mut warm = false;
+    while elapsed < budget {
+        buf.extend_from_slice(wire);
+        let start = Instant::now();
+        let mut decoded = 0;
+        while let Some(packet) = mqtt::decode(&mut buf, 65_535).expect("valid") {
+            debug_assert!(matches!(packet, mqtt::Inbound::Publish(_)));
+            black_box(packet);
             decoded += 1;
         }
         if warm {

@@ -49,6 +49,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 mod int;
+pub mod mqtt;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
