@@ -58,6 +58,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use ringgate::config::{DEFAULT_CHANNEL_CAPACITY, DEFAULT_RING_ENTRIES};
+use ringgate::connection::Outgoing;
 use ringgate::shard::mailbox::{Mailbox, Sent, ToShard};
 use ringgate::shard::ring::Completion;
 use ringgate::shard::{Ring, Wakers};
@@ -68,6 +69,9 @@ const MAX_WAIT: Duration = Duration::from_millis(20);
 const STOP: u64 = u64::MAX;
 
 /// One shard's mailbox, ring and wake-up, used the way `Shard::run` uses them.
+/// The MQTT topic of the broadcasts (shared, as a gate's broadcast shares it).
+static TOPIC: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("bench"));
+
 struct Side {
     me: usize,
     mail: Mailbox,
@@ -146,7 +150,11 @@ impl Side {
         let sent = self.mail.send(
             dest,
             ToShard::Broadcast {
-                packet,
+                packet: Outgoing {
+                    payload: packet.clone(),
+                    packet,
+                    topic: TOPIC.clone(),
+                },
                 bound_only: false,
                 reply: None,
             },
@@ -157,9 +165,9 @@ impl Side {
     /// The stamp of the next message in the inbox.
     fn try_recv(&mut self) -> Option<u64> {
         match self.mail.try_recv()? {
-            ToShard::Broadcast { packet, .. } => {
-                Some(u64::from_le_bytes(packet[..8].try_into().expect("stamp")))
-            }
+            ToShard::Broadcast { packet, .. } => Some(u64::from_le_bytes(
+                packet.packet[..8].try_into().expect("stamp"),
+            )),
             m => panic!("unexpected message {m:?}"),
         }
     }

@@ -227,19 +227,42 @@ fn load_tls(
     }
 }
 
-/// The listening sockets of each shard (TCP, and WebSocket when enabled)
-/// with what each serves, and the bound TCP and WebSocket addresses.
-#[allow(clippy::type_complexity)]
-fn bind_listeners(
-    cfg: &Config,
-) -> Result<
-    (
-        Vec<Vec<(TcpListener, ListenerSpec)>>,
-        SocketAddr,
-        Option<SocketAddr>,
-    ),
-    StartError,
-> {
+/// The listening sockets of each shard and what each serves, and the
+/// bound addresses.
+struct Bound {
+    listeners: Vec<Vec<(TcpListener, ListenerSpec)>>,
+    tcp: SocketAddr,
+    ws: Option<SocketAddr>,
+    mqtt: Option<SocketAddr>,
+}
+
+/// Binds TCP, and WebSocket and MQTT when enabled, on every shard.
+fn bind_listeners(cfg: &Config) -> Result<Bound, StartError> {
+    let mut b = bind_due_listeners(cfg)?;
+    let (m, tcp) = (&cfg.network.mqtt, &cfg.network.tcp);
+    if m.enabled {
+        let n = cfg.shards.cores.len();
+        let (ls, addr) = bind_all(m.addr, tcp.backlog, n, "network.mqtt.addr")?;
+        let tls = load_tls(m.tls_files(), "network.mqtt")?;
+        let spec = ListenerSpec {
+            network: if tls.is_some() {
+                Network::Mqtts
+            } else {
+                Network::Mqtt
+            },
+            handshake_ms: m.connect_timeout.as_millis() as u64,
+            tls,
+        };
+        for (v, l) in b.listeners.iter_mut().zip(ls) {
+            v.push((l, spec.clone()));
+        }
+        b.mqtt = Some(addr);
+    }
+    Ok(b)
+}
+
+/// The TCP and WebSocket listeners (due's packet format).
+fn bind_due_listeners(cfg: &Config) -> Result<Bound, StartError> {
     let (tcp, ws) = (&cfg.network.tcp, &cfg.network.ws);
     // Bind every listener up front: errors surface here, and with port 0
     // all shards share the port the first one got.
@@ -264,7 +287,12 @@ fn bind_listeners(
         .map(|l| vec![(l, tcp_spec.clone())])
         .collect();
     if !ws.enabled {
-        return Ok((out, tcp_addr, None));
+        return Ok(Bound {
+            listeners: out,
+            tcp: tcp_addr,
+            ws: None,
+            mqtt: None,
+        });
     }
     let (ws_listeners, ws_addr) = bind_all(ws.addr, tcp.backlog, n, "network.ws.addr")?;
     let tls = load_tls(ws.tls_files(), "network.ws")?;
@@ -280,7 +308,12 @@ fn bind_listeners(
     for (v, l) in out.iter_mut().zip(ws_listeners) {
         v.push((l, ws_spec.clone()));
     }
-    Ok((out, tcp_addr, Some(ws_addr)))
+    Ok(Bound {
+        listeners: out,
+        tcp: tcp_addr,
+        ws: Some(ws_addr),
+        mqtt: None,
+    })
 }
 
 /// A running gate.
@@ -289,6 +322,7 @@ pub struct Gate {
     threads: Vec<JoinHandle<std::io::Result<()>>>,
     tcp_addr: SocketAddr,
     ws_addr: Option<SocketAddr>,
+    mqtt_addr: Option<SocketAddr>,
     gate_id: String,
     cores: Vec<usize>,
 }
@@ -299,7 +333,12 @@ impl Gate {
     pub fn start(cfg: &Config) -> Result<Gate, StartError> {
         probe_kernel()?;
         check_file_limit(cfg)?;
-        let (listeners, tcp_addr, ws_addr) = bind_listeners(cfg)?;
+        let Bound {
+            listeners,
+            tcp: tcp_addr,
+            ws: ws_addr,
+            mqtt: mqtt_addr,
+        } = bind_listeners(cfg)?;
         let shards = cfg.shards.cores.len();
         let shared = Arc::new(Shared::new(shards).map_err(|source| StartError::Shard {
             shard: 0,
@@ -313,6 +352,7 @@ impl Gate {
             threads: Vec::new(),
             tcp_addr,
             ws_addr,
+            mqtt_addr,
             gate_id: cfg.gate.id.clone(),
             cores: cfg.shards.cores.clone(),
         };
@@ -380,6 +420,11 @@ impl Gate {
         self.ws_addr
     }
 
+    /// The MQTT address every shard listens on, when enabled.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_addr
+    }
+
     /// This gate's instance id.
     pub fn id(&self) -> &str {
         &self.gate_id
@@ -438,6 +483,10 @@ impl Gate {
                 "            [{scheme}] {ws} path {}",
                 cfg.network.ws.path
             );
+        }
+        if let Some(m) = self.mqtt_addr {
+            let tls = tls(cfg.network.mqtt.tls_files().is_some());
+            let _ = writeln!(b, "            [mqtt] {m}{tls}");
         }
         let _ = writeln!(
             b,

@@ -126,6 +126,9 @@ counters! {
     links_hung,
     /// Snapshots of live sessions written to nodes.
     snapshots,
+    /// MQTT packets refused or answered with an error (bad packet, bad
+    /// topic, bad JSON, too many requests in flight).
+    mqtt_errors,
 }
 
 impl ShardStats {

@@ -133,6 +133,8 @@ pub mod ext {
     pub const BUSY: u8 = 4;
     /// The request does not fit the node's frame limit.
     pub const TOO_LARGE: u8 = 5;
+    /// The node answered with an error; the payload is its text.
+    pub const NODE_ERROR: u8 = 6;
 }
 
 /// Codec errors. None allocates.

@@ -4,6 +4,7 @@
 //! ```text
 //!  Framing::Packets     due packets straight on the stream (TCP, TLS)
 //!  Framing::WebSocket   HTTP upgrade, then one due packet per binary message (ws, wss)
+//!  Framing::Mqtt        MQTT 3.1 / 3.1.1 packets on the stream (mqtt, mqtts)
 //! ```
 //!
 //! Adding a protocol is adding a variant here and a codec beside
@@ -14,6 +15,9 @@ use std::net::IpAddr;
 
 use bytes::{Bytes, BytesMut};
 
+use super::mqtt::MqttState;
+use super::Network;
+use crate::codec::mqtt::MqttError;
 use crate::codec::{self, CodecError, Frame, PacketOptions};
 use crate::session::CloseReason;
 use crate::ws::{self, close, frame::Message, handshake, HandshakePolicy, Reassembler, WsError};
@@ -36,6 +40,8 @@ pub enum Framing {
     Packets,
     /// due packets, one per WebSocket binary message, after an HTTP upgrade.
     WebSocket(Box<WsState>),
+    /// MQTT packets straight on the byte stream (see `connection::mqtt`).
+    Mqtt(Box<MqttState>),
 }
 
 /// One thing decoded from the client.
@@ -53,6 +59,8 @@ pub enum Inbound {
     },
     /// Bytes to send back at once (a WebSocket pong).
     Reply(BytesMut),
+    /// An MQTT packet.
+    Mqtt(crate::codec::mqtt::Inbound),
     /// The client said goodbye: send `reply` (its close frame echoed), then close.
     PeerClosed {
         /// The close reply.
@@ -75,15 +83,36 @@ pub enum FramingError {
     },
     /// The upgrade request was refused: send the HTTP response, then close.
     Rejected(handshake::Rejected),
+    /// A broken MQTT packet.
+    Mqtt(MqttError),
 }
 
 impl Framing {
-    /// The framing for a listener: WebSocket ones start waiting for the upgrade.
-    pub fn new(websocket: bool) -> Framing {
-        if websocket {
+    /// The framing for a listener's network: WebSocket ones start waiting
+    /// for the upgrade, MQTT ones for CONNECT.
+    pub fn new(network: Network) -> Framing {
+        if network.is_websocket() {
             Framing::WebSocket(Box::new(WsState::Upgrade))
+        } else if network.is_mqtt() {
+            Framing::Mqtt(Box::default())
         } else {
             Framing::Packets
+        }
+    }
+
+    /// The MQTT state, on an MQTT connection.
+    pub fn mqtt(&self) -> Option<&MqttState> {
+        match self {
+            Framing::Mqtt(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// See [`Framing::mqtt`].
+    pub fn mqtt_mut(&mut self) -> Option<&mut MqttState> {
+        match self {
+            Framing::Mqtt(m) => Some(m),
+            _ => None,
         }
     }
 
@@ -100,12 +129,16 @@ impl Framing {
         src: &mut BytesMut,
         opts: &PacketOptions,
         policy: Option<&HandshakePolicy>,
+        mqtt_max: usize,
     ) -> Result<Option<Inbound>, FramingError> {
         match self {
             Framing::Packets => codec::decode(src, opts)
                 .map(|f| f.map(Inbound::Frame))
                 .map_err(FramingError::Packet),
             Framing::WebSocket(ws) => ws.decode(src, opts, policy),
+            Framing::Mqtt(_) => crate::codec::mqtt::decode(src, mqtt_max)
+                .map(|p| p.map(Inbound::Mqtt))
+                .map_err(FramingError::Mqtt),
         }
     }
 
@@ -122,6 +155,7 @@ impl Framing {
         match self {
             Framing::Packets => codec::encode_data(ext, route, seq, payload, opts, dst),
             Framing::WebSocket(_) => ws::packet::encode_data(ext, route, seq, payload, opts, dst),
+            Framing::Mqtt(_) => Err(CodecError::OutOfRange("a due packet for an MQTT client")),
         }
     }
 
@@ -130,6 +164,8 @@ impl Framing {
         match self {
             Framing::Packets => codec::encode_heartbeat(time, opts, dst),
             Framing::WebSocket(_) => ws::packet::encode_heartbeat(time, opts, dst),
+            // MQTT clients ping; the server never does.
+            Framing::Mqtt(_) => {}
         }
     }
 
@@ -139,6 +175,8 @@ impl Framing {
         match self {
             Framing::Packets => dst.extend_from_slice(packet),
             Framing::WebSocket(_) => ws::packet::encode_encoded(packet, dst),
+            // Callers send MQTT clients the topic and payload instead.
+            Framing::Mqtt(_) => {}
         }
     }
 

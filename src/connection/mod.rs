@@ -24,6 +24,7 @@
 //! the framing's goodbye where it has one and decides whether to drain.
 
 mod framing;
+mod mqtt;
 mod outbound;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 pub use framing::{Framing, FramingError, Inbound, WsState};
+pub use mqtt::{MqttRequest, MqttRules, MqttState};
 pub use outbound::{BufPool, Outbound};
 
 use crate::codec::{CodecError, Frame, Packet, PacketOptions};
@@ -58,6 +60,10 @@ pub enum Network {
     Ws,
     /// WebSocket over TLS.
     Wss,
+    /// MQTT over TCP.
+    Mqtt,
+    /// MQTT over TLS.
+    Mqtts,
 }
 
 impl Network {
@@ -68,7 +74,20 @@ impl Network {
             Network::Tls => "tls",
             Network::Ws => "ws",
             Network::Wss => "wss",
+            Network::Mqtt => "mqtt",
+            Network::Mqtts => "mqtts",
         }
+    }
+
+    /// The client speaks MQTT.
+    pub fn is_mqtt(self) -> bool {
+        matches!(self, Network::Mqtt | Network::Mqtts)
+    }
+
+    /// The connection opens on the client's first message (an upgrade
+    /// request, a CONNECT), not when the transport is up.
+    fn opens_on_hello(self) -> bool {
+        self.is_websocket() || self.is_mqtt()
     }
 
     /// Packets travel in WebSocket messages.
@@ -120,6 +139,8 @@ pub enum ConnEvent {
     Opened,
     /// A request for a node.
     Request(Packet),
+    /// A request or notification of an MQTT client.
+    Mqtt(MqttRequest),
     /// The session ended (emitted once); `opened`: nodes heard of it.
     Closed {
         /// Why.
@@ -127,6 +148,19 @@ pub enum ConnEvent {
         /// An [`ConnEvent::Opened`] was emitted before.
         opened: bool,
     },
+}
+
+/// A packet for many sessions (a push, multicast, broadcast or channel
+/// publish), encoded once: due's packet for due clients (raw or in a
+/// WebSocket message), topic and payload for MQTT clients.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// The due packet, encoded for raw streams.
+    pub packet: bytes::Bytes,
+    /// The PUBLISH topic for MQTT clients.
+    pub topic: Arc<str>,
+    /// The payload alone, for MQTT clients.
+    pub payload: bytes::Bytes,
 }
 
 /// Rules shared by every connection of a shard.
@@ -140,6 +174,8 @@ pub struct ConnRules {
     pub max_outbound: usize,
     /// WebSocket upgrade rules, when a WebSocket listener is served.
     pub ws: Option<Arc<HandshakePolicy>>,
+    /// MQTT limits.
+    pub mqtt: MqttRules,
 }
 
 /// What every input needs besides the connection: time, rules and the
@@ -189,13 +225,13 @@ impl Connection {
         handshake_ms: Millis,
         cx: &mut Ctx<'_>,
     ) -> Connection {
-        let handshake = tls.is_some() || network.is_websocket();
+        let handshake = tls.is_some() || network.opens_on_hello();
         let mut c = Connection {
             session: Session::new(id, cx.now),
             peer,
             network,
             phase: Phase::Open,
-            framing: Framing::new(network.is_websocket()),
+            framing: Framing::new(network),
             tls,
             rbuf: BytesMut::new(),
             out: Outbound::default(),
@@ -277,7 +313,7 @@ impl Connection {
         } else {
             src.extend_from_slice(data);
         }
-        if !matches!(self.phase, Phase::Handshake { .. }) || self.network.is_websocket() {
+        if !matches!(self.phase, Phase::Handshake { .. }) || self.network.opens_on_hello() {
             self.decode_all(&mut src, cx);
         }
         if from_scratch {
@@ -313,7 +349,7 @@ impl Connection {
             self.close(CloseReason::ProtocolError, Close::AfterFlush, cx);
             return false;
         }
-        if was_handshaking && !tls.is_handshaking() && !self.network.is_websocket() {
+        if was_handshaking && !tls.is_handshaking() && !self.network.opens_on_hello() {
             ShardStats::add(&cx.stats.tls_handshakes, 1);
             self.open(cx);
         }
@@ -323,10 +359,11 @@ impl Connection {
     /// Decodes and acts on everything complete in `src`, while the connection reads.
     fn decode_all(&mut self, src: &mut BytesMut, cx: &mut Ctx<'_>) {
         let policy = cx.rules.ws.clone();
+        let mqtt_max = cx.rules.mqtt.max_packet_bytes;
         while self.accepts_input() {
             match self
                 .framing
-                .decode(src, &cx.rules.packet, policy.as_deref())
+                .decode(src, &cx.rules.packet, policy.as_deref(), mqtt_max)
             {
                 Ok(Some(x)) => self.on_inbound(x, cx),
                 Ok(None) => return,
@@ -370,6 +407,7 @@ impl Connection {
                 self.queue_raw(&reply, cx);
                 self.close(CloseReason::ClientClosed, Close::AfterFlush, cx);
             }
+            Inbound::Mqtt(p) => self.on_mqtt(p, cx),
         }
     }
 
@@ -388,6 +426,7 @@ impl Connection {
                 self.queue_raw(&goodbye, cx);
                 self.close(CloseReason::ProtocolError, Close::AfterFlush, cx);
             }
+            FramingError::Mqtt(err) => self.on_mqtt_error(err, cx),
             FramingError::Rejected(rej) => {
                 tracing::info!(session = %id, %peer, status = rej.status, reason = %rej.reason, "websocket upgrade refused");
                 ShardStats::add(&cx.stats.ws_rejected, 1);
@@ -512,6 +551,16 @@ impl Connection {
             ShardStats::add(&cx.stats.packets_out, 1);
         }
         queued
+    }
+
+    /// Queues a packet made for many connections: its due encoding, or for
+    /// an MQTT client a PUBLISH of its topic and payload.
+    pub fn send_outgoing(&mut self, o: &Outgoing, cx: &mut Ctx<'_>) -> bool {
+        if self.framing.mqtt().is_some() {
+            self.send_publish(&o.topic, &o.payload, cx)
+        } else {
+            self.send_encoded(&o.packet, cx)
+        }
     }
 
     /// Queues a server heartbeat (with the time when `heartbeat_time` is on).

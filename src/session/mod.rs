@@ -126,6 +126,9 @@ pub struct Session {
     last_rx: Millis,
     /// When the authorize window (re)started.
     auth_from: Millis,
+    /// The client's own idle limit (MQTT: 1.5 × its keep-alive), replacing
+    /// the gate's heartbeat rule; `None`: the gate's rule.
+    pub keep_alive_ms: Option<Millis>,
 }
 
 impl Session {
@@ -137,6 +140,7 @@ impl Session {
             settings: Settings::default(),
             last_rx: now,
             auth_from: now,
+            keep_alive_ms: None,
         }
     }
 
@@ -171,7 +175,7 @@ impl Session {
 
     /// Whether the session has expired at `now`, and why. Call when a timer fires.
     pub fn poll_expired(&self, now: Millis, rules: &Rules) -> Option<CloseReason> {
-        if let Some(idle) = rules.idle_ms() {
+        if let Some(idle) = self.keep_alive_ms.or_else(|| rules.idle_ms()) {
             if now >= self.last_rx + idle {
                 return Some(CloseReason::HeartbeatTimeout);
             }
@@ -186,7 +190,7 @@ impl Session {
     /// The earliest time [`Session::poll_expired`] could say yes; `None` when
     /// nothing can expire. Call after a timer fired without expiry, to re-arm it.
     pub fn next_deadline(&self, rules: &Rules) -> Option<Millis> {
-        let idle = rules.idle_ms().map(|i| self.last_rx + i);
+        let idle = (self.keep_alive_ms.or_else(|| rules.idle_ms())).map(|i| self.last_rx + i);
         let auth = (rules.authorize_ms > 0 && !self.is_bound())
             .then(|| self.auth_from + rules.authorize_ms);
         [idle, auth].into_iter().flatten().min()

@@ -18,7 +18,7 @@ use bytes::BytesMut;
 
 use super::ring::{Owner, RecvBuf, Ring};
 use super::{Shard, ShardStats, TICK_MS};
-use crate::connection::{Close, ConnEvent, Connection, Ctx};
+use crate::connection::{Close, ConnEvent, Connection, Ctx, Outgoing};
 use crate::ids::SessionId;
 use crate::session::CloseReason;
 use crate::tls::TlsConn;
@@ -180,6 +180,7 @@ impl Shard {
                 match ev {
                     ConnEvent::Opened => self.on_opened(idx),
                     ConnEvent::Request(p) => self.dispatch(idx, p),
+                    ConnEvent::Mqtt(r) => self.dispatch_mqtt(idx, r),
                     ConnEvent::Closed { reason, opened } => {
                         self.on_session_closed(idx, reason, opened)
                     }
@@ -461,8 +462,8 @@ impl Shard {
     }
 
     /// Queues an already-encoded packet for client `idx`; false if not queued.
-    pub(super) fn send_encoded(&mut self, idx: u32, pkt: &[u8]) -> bool {
-        self.with_conn(idx, |c, cx| c.send_encoded(pkt, cx))
+    pub(super) fn send_encoded(&mut self, idx: u32, pkt: &Outgoing) -> bool {
+        self.with_conn(idx, |c, cx| c.send_outgoing(pkt, cx))
             .unwrap_or(false)
     }
 }

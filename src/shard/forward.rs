@@ -9,13 +9,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use prost::Message;
 
 use super::mailbox::ToShard;
+use super::mqtt::Answer;
 use super::node_calls::proto_reason;
 use super::requests::Waiting;
 use super::{Shard, ShardStats};
 use crate::codec::{self, Packet};
 use crate::config::LINK_ENVELOPE_BYTES;
 use crate::ids::SessionId;
-use crate::link::proto::{to_node, Deliver, Event, EventKind, Push, ToNode};
+use crate::link::proto::{to_node, Deliver, Event, EventKind, Push, ResultFormat, ToNode};
 use crate::session::CloseReason;
 
 impl Shard {
@@ -25,7 +26,7 @@ impl Shard {
             return;
         };
         let peer = c.conn.peer();
-        let ev = Event {
+        let mut ev = Event {
             kind: EventKind::EventConnect as i32,
             session_id: c.conn.id().0,
             ip: peer.ip().to_string(),
@@ -33,6 +34,11 @@ impl Shard {
             network: c.conn.network().as_str().into(),
             ..Default::default()
         };
+        if let Some(m) = c.conn.mqtt() {
+            ev.client_id = m.client_id.clone();
+            ev.username = m.username.clone();
+            ev.password = m.password.clone();
+        }
         self.emit(ev);
     }
 
@@ -133,8 +139,14 @@ impl Shard {
 
     /// A node's packet for a client, from any link: delivered here if this
     /// shard owns the session, else handed to the shard that does.
-    pub(super) fn on_node_push(&mut self, p: Push) {
+    pub(super) fn on_node_push(&mut self, link: usize, mut p: Push) {
         let sid = SessionId(p.session_id);
+        if p.request_id == 0 && p.topic.is_empty() {
+            // The topic MQTT clients would see: the node's name for the route.
+            if let Some(name) = self.links[link].name_of(p.route) {
+                p.topic = name.to_owned();
+            }
+        }
         let dest = usize::from(sid.shard().0);
         if dest == self.me() {
             self.deliver_node_push(p);
@@ -150,12 +162,26 @@ impl Shard {
     /// the gate waits for, that request ends here (a late answer is dropped).
     pub(super) fn deliver_node_push(&mut self, p: Push) {
         let sid = SessionId(p.session_id);
-        if p.request_id != 0 && self.pending.finish(p.request_id).is_none() {
+        if p.request_id == 0 {
+            return self.deliver_push(sid, &p);
+        }
+        let Some(w) = self.pending.finish(p.request_id) else {
             ShardStats::add(&self.stats().late_replies, 1);
             tracing::debug!(session = %sid, request_id = p.request_id, "reply to a request that already ended (timed out or answered); dropped");
             return;
-        }
-        self.deliver_push(sid, p.ext, p.route, p.seq, &p.payload);
+        };
+        self.answer_request(
+            w.sid,
+            Answer {
+                ext: (p.ext & 0x7f) as u8,
+                route: p.route,
+                seq: p.seq,
+                token: w.seq,
+                payload: &p.payload,
+                error: &p.error,
+                format: p.format(),
+            },
+        );
     }
 
     /// Requests whose reply is overdue get TIMEOUT.
@@ -184,30 +210,39 @@ impl Shard {
 
     fn answer_ended(&mut self, ended: &mut Vec<Waiting>, code: u8) {
         for w in ended.drain(..) {
-            if let Some((idx, _)) = self.clients.by_session(w.sid) {
-                self.with_conn(idx, |c, cx| c.send_packet(code, w.route, w.seq, &[], cx));
-            }
+            let a = Answer {
+                ext: code,
+                route: w.route,
+                seq: w.seq,
+                token: w.seq,
+                payload: &[],
+                error: "",
+                format: ResultFormat::ResultRaw,
+            };
+            self.answer_request(w.sid, a);
         }
     }
 
-    /// Delivers a node's packet to a session of this shard.
-    pub(super) fn deliver_push(
-        &mut self,
-        sid: SessionId,
-        ext: u32,
-        route: i32,
-        seq: i32,
-        payload: &[u8],
-    ) {
-        match self.clients.by_session(sid) {
-            Some((idx, _)) => {
-                let ext = (ext & 0x7f) as u8;
-                self.with_conn(idx, |c, cx| c.send_packet(ext, route, seq, payload, cx));
-            }
-            None => {
-                ShardStats::add(&self.stats().push_misses, 1);
-                tracing::debug!(session = %sid, "push for a session that is gone");
-            }
+    /// Delivers a node's push (not a reply) to a session of this shard:
+    /// a due packet, or a PUBLISH on `topic` (else the route in decimal).
+    fn deliver_push(&mut self, sid: SessionId, p: &Push) {
+        let Some((idx, c)) = self.clients.by_session(sid) else {
+            ShardStats::add(&self.stats().push_misses, 1);
+            tracing::debug!(session = %sid, "push for a session that is gone");
+            return;
+        };
+        if c.conn.mqtt().is_some() {
+            let topic = if p.topic.is_empty() {
+                p.route.to_string().into()
+            } else {
+                std::borrow::Cow::Borrowed(p.topic.as_str())
+            };
+            self.with_conn(idx, |c, cx| c.send_publish(&topic, &p.payload, cx));
+            return;
         }
+        let ext = (p.ext & 0x7f) as u8;
+        self.with_conn(idx, |c, cx| {
+            c.send_packet(ext, p.route, p.seq, &p.payload, cx)
+        });
     }
 }

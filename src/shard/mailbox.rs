@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use crate::connection::Outgoing;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::ids::{SessionId, UserId};
@@ -51,8 +51,8 @@ pub enum ReplyTo {
 /// An operation on one session, executed by the shard that owns it.
 #[derive(Debug)]
 pub enum SessionOp {
-    /// Queue an already-encoded packet.
-    Push(Bytes),
+    /// Queue a packet encoded once for many sessions.
+    Push(Outgoing),
     /// Close the session (`flush`: after what is queued has been sent).
     Kick {
         /// Send what is queued first.
@@ -131,7 +131,7 @@ pub enum ToShard {
     /// Write an encoded packet to every (bound) session of this shard.
     Broadcast {
         /// The packet, encoded once for the whole gate.
-        packet: Bytes,
+        packet: Outgoing,
         /// Only sessions with a bound user.
         bound_only: bool,
         /// Where to report how many got it.
@@ -152,7 +152,7 @@ pub enum ToShard {
         /// The channel.
         channel: Arc<str>,
         /// The packet, encoded once for the whole gate.
-        packet: Bytes,
+        packet: Outgoing,
         /// Where to report how many got it.
         reply: Option<ReplyTo>,
     },
@@ -287,7 +287,11 @@ mod tests {
 
     fn push() -> ToShard {
         ToShard::Broadcast {
-            packet: Bytes::from_static(b"x"),
+            packet: Outgoing {
+                packet: bytes::Bytes::from_static(b"x"),
+                topic: "t".into(),
+                payload: bytes::Bytes::from_static(b"x"),
+            },
             bound_only: false,
             reply: None,
         }

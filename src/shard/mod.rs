@@ -32,6 +32,7 @@
 //! | `requests`    | requests waiting for a node's reply, their timeouts           |
 //! | `forward`     | requests to nodes, pushes to clients, connect/disconnect events |
 //! | `snapshot`    | pages of live sessions for a node that (re)connects           |
+//! | `mqtt`        | MQTT clients' requests by topic, their replies and errors     |
 //! | `node_calls`  | what nodes ask (calls) and how they are answered              |
 //! | `session_ops` | operations on sessions, routed to the shard that owns them    |
 //! | `mailbox`     | cross-shard messages and bounded inboxes                      |
@@ -49,6 +50,7 @@ mod forward;
 mod gather;
 mod listener;
 pub mod mailbox;
+mod mqtt;
 mod node_calls;
 mod nodes;
 pub mod requests;
@@ -168,6 +170,8 @@ pub struct ShardParams {
     pub session: SessionConfig,
     /// Poll this long before sleeping (zero: never spin).
     pub busy_poll: Duration,
+    /// How long an MQTT request waits for its node's reply.
+    pub mqtt_request_timeout: Millis,
 }
 
 impl ShardParams {
@@ -186,7 +190,12 @@ impl ShardParams {
                     .ws
                     .enabled
                     .then(|| Arc::new(crate::ws::HandshakePolicy::from_config(&cfg.network.ws))),
+                mqtt: crate::connection::MqttRules {
+                    max_packet_bytes: cfg.network.mqtt.max_packet_bytes,
+                    max_inflight: cfg.network.mqtt.max_inflight,
+                },
             },
+            mqtt_request_timeout: cfg.network.mqtt.request_timeout.as_millis() as Millis,
             max_connections: cfg.network.tcp.max_connections,
             ring_entries: cfg.shards.ring_entries,
             buffer_count: cfg.shards.buffer_count,

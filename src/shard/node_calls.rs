@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use super::mailbox::{ReplyTo, SessionOp, ToShard};
 use super::{Shard, ShardStats};
 use crate::codec;
+use crate::connection::Outgoing;
 use crate::ids::{SessionId, UserId};
 use crate::link::proto::{self, call, to_node, CallResult, Code, Event, ToNode};
 use crate::session::CloseReason;
@@ -36,25 +37,74 @@ pub fn proto_reason(r: CloseReason) -> proto::CloseReason {
     }
 }
 
-impl Shard {
-    /// Encodes a packet once, to be shared by every session it goes to.
-    pub(super) fn encode_packet(
-        &self,
-        ext: u32,
-        route: i32,
-        seq: i32,
-        payload: &[u8],
-    ) -> Result<Bytes, codec::CodecError> {
-        let mut b = BytesMut::with_capacity(payload.len() + 16);
-        codec::encode_data(
-            (ext & 0x7f) as u8,
+/// The packet fields of a call (push, multicast, broadcast, publish).
+pub(super) struct PacketMsg<'a> {
+    ext: u32,
+    route: i32,
+    seq: i32,
+    payload: &'a Bytes,
+    topic: &'a str,
+}
+
+impl<'a> PacketMsg<'a> {
+    fn of(topic: &'a str, route: i32, seq: i32, payload: &'a Bytes) -> Self {
+        PacketMsg {
+            ext: 0,
             route,
             seq,
             payload,
+            topic,
+        }
+    }
+
+    fn of_push(p: &'a proto::PushTo) -> Self {
+        PacketMsg {
+            ext: p.ext,
+            ..Self::of(&p.topic, p.route, p.seq, &p.payload)
+        }
+    }
+}
+
+impl Shard {
+    /// The MQTT topic of a packet from node `node`: `topic` if given, else
+    /// the name the node announced for `route`, else the route in decimal.
+    pub(super) fn topic_for<'a>(
+        &'a self,
+        node: usize,
+        topic: &'a str,
+        route: i32,
+    ) -> std::borrow::Cow<'a, str> {
+        if !topic.is_empty() {
+            return topic.into();
+        }
+        match self.links.get(node).and_then(|l| l.name_of(route)) {
+            Some(name) => name.into(),
+            None => route.to_string().into(),
+        }
+    }
+
+    /// Encodes a packet once, to be shared by every session it goes to:
+    /// for due clients, and the topic for MQTT clients (`topic`, else the
+    /// name node `node` gave `route`, else the route in decimal).
+    pub(super) fn encode_packet(
+        &self,
+        node: usize,
+        m: PacketMsg<'_>,
+    ) -> Result<Outgoing, codec::CodecError> {
+        let mut b = BytesMut::with_capacity(m.payload.len() + 16);
+        codec::encode_data(
+            (m.ext & 0x7f) as u8,
+            m.route,
+            m.seq,
+            m.payload,
             self.p.packet(),
             &mut b,
         )?;
-        Ok(b.freeze())
+        Ok(Outgoing {
+            packet: b.freeze(),
+            topic: Arc::from(self.topic_for(node, m.topic, m.route).as_ref()),
+            payload: m.payload.clone(),
+        })
     }
 
     /// Answers a call on this shard's link to the node that made it.
@@ -164,12 +214,14 @@ impl Shard {
             return self.reply_code(reply, Code::Invalid, "call without an operation");
         };
         match op {
-            call::Op::Push(p) => match self.encode_packet(p.ext, p.route, p.seq, &p.payload) {
+            call::Op::Push(p) => match self.encode_packet(node, PacketMsg::of_push(&p)) {
                 Ok(pkt) => self.route_target(p.target, SessionOp::Push(pkt), reply),
                 Err(e) => self.reply_code(reply, Code::Invalid, &e.to_string()),
             },
-            call::Op::Multicast(m) => self.call_multicast(m, reply),
-            call::Op::Broadcast(b) => match self.encode_packet(0, b.route, b.seq, &b.payload) {
+            call::Op::Multicast(m) => self.call_multicast(node, m, reply),
+            call::Op::Broadcast(b) => match self
+                .encode_packet(node, PacketMsg::of(&b.topic, b.route, b.seq, &b.payload))
+            {
                 Ok(packet) => self.fan_out(reply, |reply| ToShard::Broadcast {
                     packet: packet.clone(),
                     bound_only: b.bound_only,
@@ -177,7 +229,9 @@ impl Shard {
                 }),
                 Err(e) => self.reply_code(reply, Code::Invalid, &e.to_string()),
             },
-            call::Op::Publish(p) => match self.encode_packet(0, p.route, p.seq, &p.payload) {
+            call::Op::Publish(p) => match self
+                .encode_packet(node, PacketMsg::of(&p.topic, p.route, p.seq, &p.payload))
+            {
                 Ok(packet) => {
                     let channel: Arc<str> = Arc::from(p.channel.as_str());
                     self.fan_out(reply, |reply| ToShard::Publish {
@@ -209,11 +263,17 @@ impl Shard {
 
     /// Pushes to each target; answered with the number of sessions found,
     /// once every target has reported (see `gather`).
-    pub(super) fn call_multicast(&mut self, m: proto::Multicast, reply: Option<ReplyTo>) {
-        let pkt = match self.encode_packet(0, m.route, m.seq, &m.payload) {
-            Ok(p) => p,
-            Err(e) => return self.reply_code(reply, Code::Invalid, &e.to_string()),
-        };
+    pub(super) fn call_multicast(
+        &mut self,
+        node: usize,
+        m: proto::Multicast,
+        reply: Option<ReplyTo>,
+    ) {
+        let pkt =
+            match self.encode_packet(node, PacketMsg::of(&m.topic, m.route, m.seq, &m.payload)) {
+                Ok(p) => p,
+                Err(e) => return self.reply_code(reply, Code::Invalid, &e.to_string()),
+            };
         let each = match reply {
             Some(to) if !m.targets.is_empty() => Some(ReplyTo::Gather {
                 shard: self.p.id.0,

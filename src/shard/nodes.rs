@@ -93,6 +93,8 @@ pub struct Link {
     pub reply_routes: Vec<(i32, u32)>,
     /// Event kinds the node subscribed to, as bits `1 << EventKind`.
     pub events: u32,
+    /// Names the node gave its routes (for MQTT topics), sorted by route.
+    pub names: Vec<(i32, String)>,
     /// The id the node announced.
     pub node_id: String,
     /// Bytes of the send in flight not yet written.
@@ -127,6 +129,7 @@ impl Link {
             routes: Vec::new(),
             reply_routes: Vec::new(),
             events: 0,
+            names: Vec::new(),
             node_id: String::new(),
             inflight_bytes: 0,
             grace_bytes: 0,
@@ -138,6 +141,12 @@ impl Link {
     /// Bytes waiting to be written: the batch and the rest of the send in flight.
     pub fn queued(&self) -> usize {
         self.batch.len() + self.inflight_bytes
+    }
+
+    /// The name the node gave `route`, if any.
+    pub fn name_of(&self, route: i32) -> Option<&str> {
+        let i = self.names.binary_search_by_key(&route, |(r, _)| *r).ok()?;
+        Some(&self.names[i].1)
     }
 
     /// Allows `bytes` of snapshot beyond the overflow limit until the queue drains.
@@ -370,7 +379,7 @@ impl Shard {
                 if !self.links[i].is_active() {
                     return Err("push before hello");
                 }
-                self.on_node_push(p);
+                self.on_node_push(i, p);
             }
             Some(to_gate::Msg::Ping(p)) => {
                 self.links[i].batch.push(&ToNode {
@@ -419,6 +428,8 @@ impl Shard {
                     .iter()
                     .map(|r| (r.route, r.timeout_ms))
                     .collect();
+                l.names = h.route_names.into_iter().map(|(n, r)| (r, n)).collect();
+                l.names.sort_unstable();
                 l.events = h
                     .events
                     .iter()

@@ -50,6 +50,23 @@ pub struct Pick {
 #[derive(Default)]
 pub struct RouteTable {
     map: HashMap<i32, RouteEntry, BuildHasherDefault<IntHasher>>,
+    /// Service → handler name → (link, route), for MQTT topics.
+    named: HashMap<String, HashMap<String, NamedEntry>>,
+}
+
+#[derive(Default)]
+struct NamedEntry {
+    links: Vec<(usize, i32)>,
+    next: usize,
+}
+
+/// Why a `module/handler` topic finds no node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamedMiss {
+    /// No node announced the service (or the pinned instance is not up).
+    NoService,
+    /// The service's nodes do not announce the handler name.
+    NoFunction,
 }
 
 impl RouteTable {
@@ -57,7 +74,15 @@ impl RouteTable {
     /// route with timeout 0 waits `default_timeout`.
     pub fn rebuild(&mut self, links: &[Link], default_timeout: Millis) {
         self.map.clear();
+        self.named.clear();
         for (i, l) in links.iter().enumerate() {
+            if !l.service.is_empty() {
+                let handlers = self.named.entry(l.service.clone()).or_default();
+                for (route, name) in &l.names {
+                    let e = handlers.entry(name.clone()).or_default();
+                    e.links.push((i, *route));
+                }
+            }
             let served = l.routes.iter().map(|r| (*r, None));
             let answered = (l.reply_routes.iter()).map(|&(r, t)| {
                 let t = if t == 0 {
@@ -94,12 +119,44 @@ impl RouteTable {
         }
         Err(ext::NODE_DOWN)
     }
+
+    /// An active link serving handler `name` of `service` (on node
+    /// `instance` if given), round robin, and its route number.
+    pub fn pick_named(
+        &mut self,
+        service: &str,
+        name: &str,
+        instance: Option<&str>,
+        links: &[Link],
+    ) -> Result<(usize, i32), NamedMiss> {
+        let handlers = self.named.get_mut(service).ok_or(NamedMiss::NoService)?;
+        let e = handlers.get_mut(name).ok_or(NamedMiss::NoFunction)?;
+        let n = e.links.len();
+        for k in 0..n {
+            let (link, route) = e.links[(e.next + k) % n];
+            let l = &links[link];
+            if l.is_active() && instance.is_none_or(|id| l.node_id == id) {
+                e.next = (e.next + k + 1) % n;
+                return Ok((link, route));
+            }
+        }
+        Err(NamedMiss::NoService)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::nodes::LinkState;
     use super::*;
+
+    impl Link {
+        fn clone_for_test(&self) -> Link {
+            let mut l = link(&self.routes, self.is_active());
+            l.service = self.service.clone();
+            l.names = self.names.clone();
+            l
+        }
+    }
 
     fn link(routes: &[i32], active: bool) -> Link {
         let mut l = Link::new("127.0.0.1:1".parse().unwrap(), 1 << 20);
@@ -120,6 +177,39 @@ mod tests {
         assert_eq!(t.pick(2, &links).map(|p| p.link), Ok(0));
         assert_eq!(t.pick(3, &links), Err(ext::NODE_DOWN));
         assert_eq!(t.pick(4, &links), Err(ext::NO_ROUTE));
+    }
+
+    #[test]
+    fn named_handlers_pick_by_service_name_and_instance() {
+        let mut a = link(&[1], true);
+        a.service = "Echo".into();
+        a.node_id = "n1".into();
+        a.names = vec![(1, "HD_Echo".into())];
+        let mut b = a.clone_for_test();
+        b.node_id = "n2".into();
+        let links = vec![a, b];
+        let mut t = RouteTable::default();
+        t.rebuild(&links, 5000);
+        let picks: Vec<_> = (0..2)
+            .map(|_| t.pick_named("Echo", "HD_Echo", None, &links).unwrap())
+            .collect();
+        assert_eq!(picks, vec![(0, 1), (1, 1)]);
+        assert_eq!(
+            t.pick_named("Echo", "HD_Echo", Some("n2"), &links),
+            Ok((1, 1))
+        );
+        assert_eq!(
+            t.pick_named("Echo", "HD_Echo", Some("n9"), &links),
+            Err(NamedMiss::NoService)
+        );
+        assert_eq!(
+            t.pick_named("Echo", "HD_Nope", None, &links),
+            Err(NamedMiss::NoFunction)
+        );
+        assert_eq!(
+            t.pick_named("Chat", "HD_Echo", None, &links),
+            Err(NamedMiss::NoService)
+        );
     }
 
     #[test]

@@ -12,12 +12,10 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::Bytes;
-
 use super::directory::BindOutcome;
 use super::mailbox::{ReplyTo, Sent, SessionOp, ToShard};
 use super::{Shard, ShardStats};
-use crate::connection::Close;
+use crate::connection::{Close, Outgoing};
 use crate::ids::{SessionId, UserId};
 use crate::link::proto::{self, target, CallResult, Code, Event, EventKind};
 use crate::session::CloseReason;
@@ -296,7 +294,7 @@ impl Shard {
     }
 
     /// Writes an encoded packet to every (bound) session of this shard.
-    pub(super) fn broadcast_local(&mut self, pkt: &Bytes, bound_only: bool) -> u64 {
+    pub(super) fn broadcast_local(&mut self, pkt: &Outgoing, bound_only: bool) -> u64 {
         let mut n = 0;
         for idx in self.clients.live() {
             let bound = self
@@ -311,7 +309,7 @@ impl Shard {
     }
 
     /// Writes an encoded packet to this shard's members of `channel`.
-    pub(super) fn publish_local(&mut self, channel: &str, pkt: &Bytes) -> u64 {
+    pub(super) fn publish_local(&mut self, channel: &str, pkt: &Outgoing) -> u64 {
         let members: Vec<u32> = self.rooms.members(channel).collect();
         let mut n = 0;
         for idx in members {

@@ -171,7 +171,7 @@ proptest::proptest! {
                 proptest::prop_assert!(reason.is_none(), "{:?} after Closed", e);
                 match e {
                     Ev::Opened => opens += 1,
-                    Ev::Request(_) => proptest::prop_assert_eq!(opens, 1),
+                    Ev::Request(_) | Ev::Mqtt(..) => proptest::prop_assert_eq!(opens, 1),
                     Ev::Closed(r, opened) => {
                         proptest::prop_assert_eq!(opened, opens == 1);
                         reason = Some(r);

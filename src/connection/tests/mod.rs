@@ -33,6 +33,10 @@ fn rules() -> ConnRules {
         },
         max_outbound: 64 * 1024,
         ws: Some(Arc::new(HandshakePolicy::from_config(&WsConfig::default()))),
+        mqtt: MqttRules {
+            max_packet_bytes: 65535,
+            max_inflight: 3,
+        },
     }
 }
 
@@ -47,6 +51,8 @@ fn heartbeat_rules(interval: Millis) -> ConnRules {
 enum Ev {
     Opened,
     Request(Packet),
+    /// An MQTT request (token, topic, payload).
+    Mqtt(i32, String, Bytes),
     Closed(CloseReason, bool),
 }
 
@@ -189,6 +195,7 @@ impl H {
         let ev = |e| match e {
             ConnEvent::Opened => Ev::Opened,
             ConnEvent::Request(p) => Ev::Request(p),
+            ConnEvent::Mqtt(r) => Ev::Mqtt(r.token, r.topic.to_string(), r.payload),
             ConnEvent::Closed { reason, opened } => Ev::Closed(reason, opened),
         };
         self.s.events.drain(..).map(ev).collect()
@@ -323,6 +330,7 @@ fn after_http(bytes: &[u8]) -> &[u8] {
 
 mod closing;
 mod decode;
+mod mqtt;
 mod timing;
 mod tls;
 mod websocket;

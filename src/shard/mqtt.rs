@@ -1,0 +1,140 @@
+//! MQTT clients' requests, routed by topic (`module[@instance]/handler`)
+//! to the node that announced that handler name, and the gate's own
+//! answers in mqant's words when no node can take them.
+
+use super::routes::NamedMiss;
+use super::{Shard, ShardStats};
+use crate::codec::ext;
+use crate::connection::MqttRequest;
+use crate::ids::SessionId;
+use crate::link::proto::{to_node, Deliver, ResultFormat, ToNode};
+use crate::mqtt::{errors, parse_topic};
+
+impl Shard {
+    /// Routes one MQTT request or notification to a node, or answers it.
+    pub(super) fn dispatch_mqtt(&mut self, idx: u32, r: MqttRequest) {
+        // The connection parsed the topic before emitting the request.
+        let Ok(topic) = parse_topic(&r.topic) else {
+            return;
+        };
+        let picked =
+            self.routes
+                .pick_named(topic.module, topic.handler, topic.instance, &self.links);
+        let (link, route) = match picked {
+            Ok(x) => x,
+            Err(miss) => {
+                ShardStats::add(&self.stats().no_route, 1);
+                let error = match miss {
+                    NamedMiss::NoService => errors::service_not_found(topic.module),
+                    NamedMiss::NoFunction => errors::function_not_found(topic.handler),
+                };
+                return self.mqtt_error(idx, r.token, &error);
+            }
+        };
+        if self.links[link].queued() >= self.p.link.max_queued_bytes {
+            ShardStats::add(&self.stats().link_busy, 1);
+            return self.mqtt_error(idx, r.token, errors::QUEUE_FULL);
+        }
+        if r.payload.len() + crate::config::LINK_ENVELOPE_BYTES + r.topic.len()
+            > self.links[link].batch.frame_limit()
+        {
+            ShardStats::add(&self.stats().too_large, 1);
+            return self.mqtt_error(idx, r.token, errors::TOO_LARGE);
+        }
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let s = &c.conn.session;
+        let (sid, uid) = (s.id, s.uid);
+        let settings = if self.p.session.deliver_settings {
+            s.settings.to_map()
+        } else {
+            Default::default()
+        };
+        let request_id = if r.is_request() {
+            let timeout = self.p.mqtt_request_timeout;
+            let id = self
+                .pending
+                .start(link, sid, route, r.token, self.now, timeout);
+            if self.pending.on_link(link) == 1 {
+                self.links[link].busy_since = self.now;
+            }
+            id
+        } else {
+            0
+        };
+        self.links[link].batch.push(&ToNode {
+            msg: Some(to_node::Msg::Deliver(Deliver {
+                session_id: sid.0,
+                uid: uid.0,
+                route,
+                seq: r.token,
+                payload: r.payload,
+                settings,
+                request_id,
+                topic: r.topic.as_str().to_owned(),
+            })),
+        });
+        ShardStats::add(&self.stats().to_node, 1);
+    }
+
+    /// Answers MQTT request `token` of `idx` with mqant's `error` (nothing
+    /// for a notification, token 0).
+    pub(super) fn mqtt_error(&mut self, idx: u32, token: i32, error: &str) {
+        if token == 0 {
+            return;
+        }
+        ShardStats::add(&self.stats().mqtt_errors, 1);
+        tracing::debug!(idx, token, error, "MQTT request answered by the gate");
+        self.with_conn(idx, |c, cx| {
+            c.mqtt_reply(token, error, b"", ResultFormat::ResultRaw, cx)
+        });
+    }
+
+    /// A node's answer, or the gate's error, for a request of session
+    /// `sid`: MQTT clients get it wrapped on the request's topic, due
+    /// clients a packet (a node's error text with extension NODE_ERROR).
+    pub(super) fn answer_request(&mut self, sid: SessionId, a: Answer<'_>) {
+        let Some((idx, c)) = self.clients.by_session(sid) else {
+            ShardStats::add(&self.stats().push_misses, 1);
+            return;
+        };
+        if c.conn.mqtt().is_some() {
+            let error = match a.ext {
+                0 => a.error,
+                ext::TIMEOUT | ext::NODE_DOWN => errors::DEADLINE,
+                ext::BUSY => errors::QUEUE_FULL,
+                ext::TOO_LARGE => errors::TOO_LARGE,
+                _ if !a.error.is_empty() => a.error,
+                _ => "error",
+            };
+            let (token, payload, format) = (a.token, a.payload, a.format);
+            self.with_conn(idx, |c, cx| c.mqtt_reply(token, error, payload, format, cx));
+            return;
+        }
+        let (ext, payload) = if a.error.is_empty() {
+            (a.ext, a.payload)
+        } else {
+            (ext::NODE_ERROR, a.error.as_bytes())
+        };
+        self.with_conn(idx, |c, cx| c.send_packet(ext, a.route, a.seq, payload, cx));
+    }
+}
+
+/// What answers a request (see [`Shard::answer_request`]).
+pub(super) struct Answer<'a> {
+    /// Extension code (0: the node's reply).
+    pub ext: u8,
+    /// The request's route and seq (an MQTT request's token).
+    pub route: i32,
+    /// See `route`.
+    pub seq: i32,
+    /// The MQTT request's token (the gate's record of it).
+    pub token: i32,
+    /// The reply's payload.
+    pub payload: &'a [u8],
+    /// A node's error text (empty: success).
+    pub error: &'a str,
+    /// How an MQTT client sees the payload.
+    pub format: ResultFormat,
+}
