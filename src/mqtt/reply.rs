@@ -103,6 +103,30 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_request_and_reply_bytes_hold() {
+        use crate::codec::mqtt::encode_publish;
+        let mut req = BytesMut::new();
+        encode_publish("Echo/HD_Echo/7", br#"{"a":1}"#, &mut req).unwrap();
+        assert_eq!(&req[..4], [0x30, 0x17, 0x00, 0x0e]);
+        let mut body = BytesMut::new();
+        wrap_reply(
+            "9e3779b97f4a7c15",
+            "",
+            br#"{"a":1}"#,
+            ResultFormat::ResultAuto,
+            &mut body,
+        );
+        assert_eq!(
+            &body[..],
+            br#"{"Trace":"9e3779b97f4a7c15","Error":"","Result":{"a":1}}"#
+        );
+        let mut reply = BytesMut::new();
+        encode_publish("Echo/HD_Echo/7", &body, &mut reply).unwrap();
+        assert_eq!(&reply[..2], [0x30, 0x48]);
+        assert_eq!(&reply[2 + 2 + 14..], &body[..]);
+    }
+
+    #[test]
     fn errors_carry_their_text_and_a_null_result() {
         assert_eq!(
             wrap("deadline exceeded", b"", ResultFormat::ResultRaw),
