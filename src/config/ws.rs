@@ -22,6 +22,8 @@ pub const DEFAULT_WS_ENABLED: bool = true;
 pub const DEFAULT_WS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3554);
 /// `[network.ws] path`: due's default upgrade path.
 pub const DEFAULT_WS_PATH: &str = "/";
+/// `[network.ws] mqtt_path`: where mqant's JavaScript and Cocos clients connect.
+pub const DEFAULT_MQTT_PATH: &str = "/mqtt";
 /// `[network.ws] origins`: due's default, every origin.
 pub const DEFAULT_WS_ORIGINS: &[&str] = &["*"];
 /// `[network.ws] handshake_timeout` and `[network.tcp] tls_handshake_timeout`:
@@ -56,6 +58,9 @@ pub struct WsConfig {
     pub handshake_timeout: Duration,
     /// Take the client's address from `X-Forwarded-For` / `X-Real-IP`.
     pub trust_proxy: bool,
+    /// The extra path MQTT clients upgrade on (when `[network.mqtt]` is
+    /// enabled); on `path` they are told apart by their subprotocol.
+    pub mqtt_path: String,
     /// PEM certificate chain; with `key_file`, serves wss. Empty: plain ws.
     pub cert_file: PathBuf,
     /// PEM private key for `cert_file`. Empty: plain ws.
@@ -71,6 +76,7 @@ impl Default for WsConfig {
             origins: DEFAULT_WS_ORIGINS.iter().map(|&o| o.to_owned()).collect(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             trust_proxy: DEFAULT_TRUST_PROXY,
+            mqtt_path: DEFAULT_MQTT_PATH.to_owned(),
             cert_file: PathBuf::new(),
             key_file: PathBuf::new(),
         }
@@ -116,6 +122,18 @@ impl Config {
                 format!(
                     "must start with \"/\" and hold no '?', '#' or spaces, got {:?}",
                     w.path
+                ),
+            ));
+        }
+        if !w.mqtt_path.starts_with('/')
+            || w.mqtt_path.contains(['?', '#'])
+            || w.mqtt_path.contains(char::is_whitespace)
+        {
+            return Err(ConfigError::rule(
+                "network.ws.mqtt_path",
+                format!(
+                    "must start with \"/\" and hold no '?', '#' or spaces, got {:?}",
+                    w.mqtt_path
                 ),
             ));
         }

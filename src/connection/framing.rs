@@ -56,6 +56,8 @@ pub enum Inbound {
         response: Bytes,
         /// The address from the proxy headers, if trusted and present.
         forwarded_ip: Option<IpAddr>,
+        /// An MQTT client: the framing is now MQTT in binary messages.
+        mqtt: bool,
     },
     /// Bytes to send back at once (a WebSocket pong).
     Reply(BytesMut),
@@ -136,9 +138,36 @@ impl Framing {
                 .map(|f| f.map(Inbound::Frame))
                 .map_err(FramingError::Packet),
             Framing::WebSocket(ws) => ws.decode(src, opts, policy),
-            Framing::Mqtt(_) => crate::codec::mqtt::decode(src, mqtt_max)
-                .map(|p| p.map(Inbound::Mqtt))
-                .map_err(FramingError::Mqtt),
+            Framing::Mqtt(m) => match &mut m.ws {
+                None => crate::codec::mqtt::decode(src, mqtt_max)
+                    .map(|p| p.map(Inbound::Mqtt))
+                    .map_err(FramingError::Mqtt),
+                Some(ws) => ws.decode(src, mqtt_max),
+            },
+        }
+    }
+
+    /// Switches a WebSocket connection whose client upgraded as MQTT to
+    /// MQTT in binary messages.
+    pub fn become_mqtt_over_ws(&mut self, mqtt_max: usize) {
+        *self = Framing::Mqtt(Box::new(MqttState::over_websocket(mqtt_max)));
+    }
+
+    /// Appends an MQTT packet written by `encode` (in a binary message on
+    /// a WebSocket).
+    pub fn encode_mqtt(
+        &self,
+        dst: &mut BytesMut,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), MqttError>,
+    ) -> Result<(), MqttError> {
+        match self {
+            Framing::Mqtt(m) if m.ws.is_some() => {
+                let mut packet = BytesMut::new();
+                encode(&mut packet)?;
+                ws::frame::encode_binary(&packet, dst);
+                Ok(())
+            }
+            _ => encode(dst),
         }
     }
 
@@ -185,6 +214,9 @@ impl Framing {
     /// packet, 1008 otherwise); afterwards nothing more is framed or read.
     /// Returns whether a goodbye was written.
     pub fn encode_goodbye(&mut self, reason: CloseReason, dst: &mut BytesMut) -> bool {
+        if let Framing::Mqtt(m) = self {
+            return m.ws.as_mut().is_some_and(|ws| ws.goodbye(reason, dst));
+        }
         let Framing::WebSocket(ws) = self else {
             return false;
         };
@@ -192,15 +224,21 @@ impl Framing {
             **ws = WsState::Closed;
             return false;
         }
-        let (code, text) = match reason {
-            CloseReason::Shutdown => (close::GOING_AWAY, reason.as_str()),
-            CloseReason::ProtocolError => (close::PROTOCOL_ERROR, "bad packet"),
-            _ => (close::POLICY_VIOLATION, reason.as_str()),
-        };
-        ws::frame::encode_close(code, text, dst);
+        encode_close_for(reason, dst);
         **ws = WsState::Closed;
         true
     }
+}
+
+/// The close frame for a connection closing for `reason`: 1001 on
+/// shutdown, 1002 for a bad packet, 1008 otherwise.
+pub(super) fn encode_close_for(reason: CloseReason, dst: &mut BytesMut) {
+    let (code, text) = match reason {
+        CloseReason::Shutdown => (close::GOING_AWAY, reason.as_str()),
+        CloseReason::ProtocolError => (close::PROTOCOL_ERROR, "bad packet"),
+        _ => (close::POLICY_VIOLATION, reason.as_str()),
+    };
+    ws::frame::encode_close(code, text, dst);
 }
 
 impl WsState {
@@ -220,6 +258,7 @@ impl WsState {
                         Ok(Some(Inbound::Upgraded {
                             response: acc.response,
                             forwarded_ip: acc.forwarded_ip,
+                            mqtt: acc.mqtt,
                         }))
                     }
                     Err(rej) => {

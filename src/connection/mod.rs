@@ -64,6 +64,10 @@ pub enum Network {
     Mqtt,
     /// MQTT over TLS.
     Mqtts,
+    /// MQTT in WebSocket binary messages (upgraded on the ws listener).
+    MqttWs,
+    /// MQTT over WebSocket over TLS.
+    MqttWss,
 }
 
 impl Network {
@@ -76,12 +80,17 @@ impl Network {
             Network::Wss => "wss",
             Network::Mqtt => "mqtt",
             Network::Mqtts => "mqtts",
+            Network::MqttWs => "mqtt-ws",
+            Network::MqttWss => "mqtt-wss",
         }
     }
 
     /// The client speaks MQTT.
     pub fn is_mqtt(self) -> bool {
-        matches!(self, Network::Mqtt | Network::Mqtts)
+        matches!(
+            self,
+            Network::Mqtt | Network::Mqtts | Network::MqttWs | Network::MqttWss
+        )
     }
 
     /// The connection opens on the client's first message (an upgrade
@@ -92,7 +101,10 @@ impl Network {
 
     /// Packets travel in WebSocket messages.
     pub fn is_websocket(self) -> bool {
-        matches!(self, Network::Ws | Network::Wss)
+        matches!(
+            self,
+            Network::Ws | Network::Wss | Network::MqttWs | Network::MqttWss
+        )
     }
 }
 
@@ -390,13 +402,24 @@ impl Connection {
             Inbound::Upgraded {
                 response,
                 forwarded_ip,
+                mqtt,
             } => {
                 if let Some(ip) = forwarded_ip {
                     self.peer.set_ip(ip);
                 }
                 self.queue_raw(&response, cx);
                 ShardStats::add(&cx.stats.ws_upgrades, 1);
-                self.open(cx);
+                if mqtt {
+                    // MQTT in binary messages; it opens on CONNECT.
+                    self.framing
+                        .become_mqtt_over_ws(cx.rules.mqtt.max_packet_bytes);
+                    self.network = match self.network {
+                        Network::Wss => Network::MqttWss,
+                        _ => Network::MqttWs,
+                    };
+                } else {
+                    self.open(cx);
+                }
             }
             Inbound::Reply(b) => {
                 if !b.is_empty() {

@@ -21,11 +21,14 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::framing::{FramingError, Inbound};
 use super::{Close, ConnEvent, Connection, Ctx};
 use crate::codec::mqtt::{self as wire, Connect, MqttError, Publish, Topic};
 use crate::mqtt::{errors, is_json, looks_like_json_object, parse_topic, ResultFormat};
 use crate::session::{CloseReason, Millis};
 use crate::stats::ShardStats;
+use crate::ws::frame::Message;
+use crate::ws::{Reassembler, WsError};
 
 /// QoS 2 packet ids remembered at most per connection (a client keeps at
 /// most its own in-flight window of them).
@@ -59,6 +62,76 @@ pub struct MqttState {
     next_token: i32,
     /// QoS 2 packet ids delivered and not yet released.
     qos2: Vec<u16>,
+    /// MQTT in WebSocket binary messages (`mqtt-ws`): the frames around it.
+    pub(super) ws: Option<MqttWs>,
+}
+
+/// The WebSocket layer under MQTT: binary messages are a byte stream, so a
+/// packet may span messages and a message may hold several packets.
+#[derive(Debug)]
+pub(super) struct MqttWs {
+    reader: Option<Reassembler>,
+    /// Bytes of messages not yet decoded as packets (usually empty).
+    stream: BytesMut,
+}
+
+impl MqttWs {
+    /// The next MQTT packet, reading WebSocket messages as needed.
+    pub(super) fn decode(
+        &mut self,
+        src: &mut BytesMut,
+        max: usize,
+    ) -> Result<Option<Inbound>, FramingError> {
+        loop {
+            if !self.stream.is_empty() {
+                match wire::decode(&mut self.stream, max) {
+                    Ok(Some(p)) => return Ok(Some(Inbound::Mqtt(p))),
+                    Ok(None) => {}
+                    Err(e) => return Err(FramingError::Mqtt(e)),
+                }
+            }
+            let Some(reader) = &mut self.reader else {
+                src.clear();
+                return Ok(None);
+            };
+            let msg = match reader.decode(src) {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(None),
+                Err(err) => return Err(self.fail(err)),
+            };
+            match msg {
+                Message::Binary(m) => self.stream.extend_from_slice(&m),
+                Message::Ping(p) => {
+                    let mut b = BytesMut::new();
+                    crate::ws::frame::encode_pong(&p, &mut b);
+                    return Ok(Some(Inbound::Reply(b)));
+                }
+                Message::Pong(_) => {}
+                Message::Close(cf) => {
+                    let mut reply = BytesMut::new();
+                    crate::ws::frame::encode_close_reply(cf.as_ref(), &mut reply);
+                    self.reader = None;
+                    return Ok(Some(Inbound::PeerClosed { reply }));
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, err: WsError) -> FramingError {
+        let mut goodbye = BytesMut::new();
+        crate::ws::frame::encode_close(err.close_code(), "", &mut goodbye);
+        self.reader = None;
+        FramingError::Ws { err, goodbye }
+    }
+
+    /// The close frame, once.
+    pub(super) fn goodbye(&mut self, reason: CloseReason, dst: &mut BytesMut) -> bool {
+        if self.reader.take().is_none() {
+            return false;
+        }
+        super::framing::encode_close_for(reason, dst);
+        true
+    }
 }
 
 /// A client request or notification for a node, decoded from a PUBLISH.
@@ -81,6 +154,18 @@ impl MqttRequest {
 }
 
 impl MqttState {
+    /// The state of a client that upgraded a WebSocket to MQTT; messages
+    /// up to one packet of `max` (and at least 64 KiB) are accepted.
+    pub(super) fn over_websocket(max: usize) -> Self {
+        MqttState {
+            ws: Some(MqttWs {
+                reader: Some(Reassembler::new((max + 5).max(64 * 1024))),
+                stream: BytesMut::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
     /// The trace id of this connection.
     pub fn trace(&self) -> &str {
         &self.trace
@@ -221,8 +306,8 @@ impl Connection {
 
     /// Queues a QoS 0 PUBLISH (a push, or a reply already wrapped).
     pub fn send_publish(&mut self, topic: &str, payload: &[u8], cx: &mut Ctx<'_>) -> bool {
-        let queued = self.queue(cx, |_, _, b| {
-            wire::encode_publish(topic, payload, b)
+        let queued = self.queue(cx, |f, _, b| {
+            f.encode_mqtt(b, |b| wire::encode_publish(topic, payload, b))
                 .map_err(|_| crate::codec::CodecError::OutOfRange("MQTT topic or payload size"))
         });
         if queued {
@@ -245,8 +330,11 @@ impl Connection {
 
     /// Queues a control packet of an open connection.
     fn queue_mqtt(&mut self, encode: impl FnOnce(&mut BytesMut), cx: &mut Ctx<'_>) {
-        self.queue(cx, |_, _, b| {
-            encode(b);
+        self.queue(cx, |f, _, b| {
+            let _ = f.encode_mqtt(b, |b| {
+                encode(b);
+                Ok(())
+            });
             Ok(())
         });
     }
@@ -254,7 +342,10 @@ impl Connection {
     /// Queues a packet whatever the phase (CONNACK, before the connection opens).
     fn queue_raw_mqtt(&mut self, encode: impl FnOnce(&mut BytesMut), cx: &mut Ctx<'_>) {
         let mut b = BytesMut::with_capacity(8);
-        encode(&mut b);
+        let _ = self.framing.encode_mqtt(&mut b, |b| {
+            encode(b);
+            Ok(())
+        });
         self.queue_raw(&b, cx);
     }
 

@@ -185,11 +185,12 @@ impl ShardParams {
                 packet: cfg.packet,
                 session: Rules::from_tcp(&cfg.network.tcp),
                 max_outbound: cfg.network.tcp.max_outbound_bytes,
-                ws: cfg
-                    .network
-                    .ws
-                    .enabled
-                    .then(|| Arc::new(crate::ws::HandshakePolicy::from_config(&cfg.network.ws))),
+                ws: cfg.network.ws.enabled.then(|| {
+                    Arc::new(crate::ws::HandshakePolicy::from_config(
+                        &cfg.network.ws,
+                        cfg.network.mqtt.enabled,
+                    ))
+                }),
                 mqtt: crate::connection::MqttRules {
                     max_packet_bytes: cfg.network.mqtt.max_packet_bytes,
                     max_inflight: cfg.network.mqtt.max_inflight,

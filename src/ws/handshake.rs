@@ -67,12 +67,16 @@ pub struct HandshakePolicy {
     pub origins: Origins,
     /// Read the client address from `X-Forwarded-For` / `X-Real-IP`.
     pub trust_proxy: bool,
+    /// MQTT over WebSocket, when `[network.mqtt]` is enabled: the extra
+    /// path MQTT clients may upgrade on (`mqtt_path`). `None`: no MQTT.
+    pub mqtt_path: Option<String>,
 }
 
 impl HandshakePolicy {
-    /// The policy `[network.ws]` describes (`"*"` anywhere in the list means any).
+    /// The policy `[network.ws]` describes (`"*"` anywhere in the list means
+    /// any); `mqtt`: MQTT clients may upgrade too (`[network.mqtt] enabled`).
     #[must_use]
-    pub fn from_config(cfg: &WsConfig) -> Self {
+    pub fn from_config(cfg: &WsConfig, mqtt: bool) -> Self {
         let origins = if cfg.origins.iter().any(|o| o == "*") {
             Origins::Any
         } else {
@@ -82,6 +86,7 @@ impl HandshakePolicy {
             path: cfg.path.clone(),
             origins,
             trust_proxy: cfg.trust_proxy,
+            mqtt_path: mqtt.then(|| cfg.mqtt_path.clone()),
         }
     }
 
@@ -104,6 +109,10 @@ pub struct Accepted {
     /// The client's address from the proxy headers (with `trust_proxy`, when
     /// present and parseable); else use the socket's peer address.
     pub forwarded_ip: Option<IpAddr>,
+    /// The client speaks MQTT over this WebSocket: it offered the `mqtt` or
+    /// `mqttv3.1` subprotocol (echoed in the response), or upgraded on
+    /// `mqtt_path`.
+    pub mqtt: bool,
 }
 
 /// A refused upgrade: send `response`, then close.
@@ -157,7 +166,8 @@ fn check(req: &httparse::Request<'_, '_>, policy: &HandshakePolicy) -> Result<Ac
     }
     let target = req.path.unwrap_or_default();
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    if path != policy.path {
+    let on_mqtt_path = policy.mqtt_path.as_deref() == Some(path);
+    if path != policy.path && !on_mqtt_path {
         return Err(WsError::NotFound);
     }
     let headers = req.headers.iter();
@@ -167,6 +177,19 @@ fn check(req: &httparse::Request<'_, '_>, policy: &HandshakePolicy) -> Result<Ac
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
+    // The first MQTT subprotocol offered, if MQTT is served (mqant echoes
+    // the first one offered: Paho JS offers `mqttv3.1` for 3.1, `mqtt` for 3.1.1).
+    let subprotocol = policy.mqtt_path.as_ref().and_then(|_| {
+        values("Sec-WebSocket-Protocol")
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .find_map(|t| {
+                MQTT_SUBPROTOCOLS
+                    .iter()
+                    .copied()
+                    .find(|p| p.as_bytes() == t)
+            })
+    });
     if !values("Upgrade").any(|v| has_token(v, "websocket")) {
         return Err(WsError::NotUpgrade("no Upgrade: websocket"));
     }
@@ -202,10 +225,14 @@ fn check(req: &httparse::Request<'_, '_>, policy: &HandshakePolicy) -> Result<Ac
         None
     };
     Ok(Accepted {
-        response: switching_protocols(key),
+        response: switching_protocols(key, subprotocol),
         forwarded_ip,
+        mqtt: subprotocol.is_some() || on_mqtt_path,
     })
 }
+
+/// The WebSocket subprotocols of MQTT clients (3.1.1 and 3.1).
+const MQTT_SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 
 /// Whether the comma-separated header value holds `token` (any case).
 fn has_token(value: &[u8], token: &str) -> bool {
@@ -237,12 +264,15 @@ pub fn accept_key(key: &[u8]) -> String {
     BASE64.encode(sha.finalize())
 }
 
-fn switching_protocols(key: &[u8]) -> Bytes {
+fn switching_protocols(key: &[u8], subprotocol: Option<&str>) -> Bytes {
+    let protocol = subprotocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
     Bytes::from(format!(
         "HTTP/1.1 101 Switching Protocols\r\n\
          Upgrade: websocket\r\n\
          Connection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
+         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
         accept_key(key)
     ))
 }

@@ -15,6 +15,7 @@ fn policy(origins: Origins) -> HandshakePolicy {
         path: "/".into(),
         origins,
         trust_proxy: false,
+        mqtt_path: None,
     }
 }
 
@@ -264,19 +265,23 @@ fn origin_policy() {
 #[test]
 fn policy_from_config() {
     let mut cfg = crate::config::WsConfig::default();
-    assert_eq!(HandshakePolicy::from_config(&cfg), any());
+    assert_eq!(HandshakePolicy::from_config(&cfg, false), any());
     cfg.origins = vec!["https://a".into(), "*".into()];
-    assert_eq!(HandshakePolicy::from_config(&cfg).origins, Origins::Any);
+    assert_eq!(
+        HandshakePolicy::from_config(&cfg, false).origins,
+        Origins::Any
+    );
     cfg.origins = vec![];
     cfg.path = "/ws".into();
     cfg.trust_proxy = true;
-    let p = HandshakePolicy::from_config(&cfg);
+    let p = HandshakePolicy::from_config(&cfg, true);
     assert_eq!(
         p,
         HandshakePolicy {
             path: "/ws".into(),
             origins: Origins::List(vec![]),
             trust_proxy: true,
+            mqtt_path: Some("/mqtt".into()),
         }
     );
 }
@@ -318,4 +323,37 @@ fn proxy_headers() {
     assert_eq!(ip("", &trusting), None);
     // Without trust_proxy the headers are ignored.
     assert_eq!(ip("X-Forwarded-For: 203.0.113.7\r\n", &any()), None);
+}
+
+#[test]
+fn mqtt_clients_are_told_apart_by_subprotocol_or_path() {
+    let p = HandshakePolicy {
+        mqtt_path: Some("/mqtt".into()),
+        ..any()
+    };
+    let text = |a: &Accepted| String::from_utf8(a.response.to_vec()).unwrap();
+    // paho-python offers "mqtt"; Paho JS for 3.1 offers "mqttv3.1": echoed.
+    let a = accepted(&request("/", "Sec-WebSocket-Protocol: mqtt\r\n"), &p);
+    assert!(a.mqtt);
+    assert!(
+        text(&a).contains("\r\nSec-WebSocket-Protocol: mqtt\r\n"),
+        "{}",
+        text(&a)
+    );
+    let a = accepted(
+        &request("/mqtt", "Sec-WebSocket-Protocol: chat, mqttv3.1\r\n"),
+        &p,
+    );
+    assert!(a.mqtt);
+    assert!(text(&a).contains("Sec-WebSocket-Protocol: mqttv3.1\r\n"));
+    // mqtt_path alone is enough; no subprotocol is invented.
+    let a = accepted(&request("/mqtt", ""), &p);
+    assert!(a.mqtt && !text(&a).contains("Sec-WebSocket-Protocol"));
+    // due's clients are unchanged.
+    let a = accepted(&request("/", "Sec-WebSocket-Protocol: chat\r\n"), &p);
+    assert!(!a.mqtt && !text(&a).contains("Sec-WebSocket-Protocol"));
+    // Without MQTT served, neither the path nor the subprotocol is MQTT.
+    assert_eq!(rejected(&request("/mqtt", ""), &any()).status, 404);
+    let a = accepted(&request("/", "Sec-WebSocket-Protocol: mqtt\r\n"), &any());
+    assert!(!a.mqtt && !text(&a).contains("Sec-WebSocket-Protocol"));
 }

@@ -115,7 +115,12 @@ proptest! {
 
     #[test]
     fn arbitrary_requests_never_panic(bytes in vec(any::<u8>(), 0..600)) {
-        let policy = HandshakePolicy { path: "/".into(), origins: Origins::Any, trust_proxy: true };
+        let policy = HandshakePolicy {
+            path: "/".into(),
+            origins: Origins::Any,
+            trust_proxy: true,
+            mqtt_path: None,
+        };
         let _ = upgrade(&mut BytesMut::from(&bytes[..]), &policy);
     }
 

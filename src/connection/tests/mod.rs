@@ -32,7 +32,10 @@ fn rules() -> ConnRules {
             authorize_ms: 0,
         },
         max_outbound: 64 * 1024,
-        ws: Some(Arc::new(HandshakePolicy::from_config(&WsConfig::default()))),
+        ws: Some(Arc::new(HandshakePolicy::from_config(
+            &WsConfig::default(),
+            true,
+        ))),
         mqtt: MqttRules {
             max_packet_bytes: 65535,
             max_inflight: 3,

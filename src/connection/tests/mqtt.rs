@@ -266,3 +266,73 @@ fn broken_packets_close_only_with_a_counted_reason() {
         assert_eq!(h.stats().mqtt_errors, 1);
     }
 }
+
+/// An MQTT client upgraded on `/mqtt` (101 read, nothing else).
+fn over_websocket() -> H {
+    let mut h = H::accept(Network::Ws, rules(), None);
+    h.recv(upgrade_request("/mqtt").as_bytes());
+    assert!(h.transmit().starts_with(b"HTTP/1.1 101 "));
+    assert!(
+        h.events().is_empty(),
+        "it opens on CONNECT, not on the upgrade"
+    );
+    assert!(h.is_handshaking());
+    h
+}
+
+/// Unwraps the gate's binary frames (unmasked, 7-bit lengths).
+fn unframe(mut bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        assert_eq!(bytes[0], BIN, "{bytes:02x?}");
+        let n = usize::from(bytes[1]);
+        out.extend_from_slice(&bytes[2..2 + n]);
+        bytes = &bytes[2 + n..];
+    }
+    out
+}
+
+#[test]
+fn mqtt_over_websocket_is_a_byte_stream_in_binary_messages() {
+    let mut h = over_websocket();
+    // CONNECT and a request in ONE message, the request's tail in the next.
+    let connect = connect_packet("ws1", 0, 4);
+    let req = publish("Echo/HD_Echo/1", 0, 0, b"hello");
+    let first = [&connect[..], &req[..5]].concat();
+    h.recv(&client_frame(BIN, &first));
+    assert_eq!(h.events(), [Ev::Opened]);
+    assert_eq!(h.conn.network(), Network::MqttWs);
+    assert_eq!(unframe(&h.transmit()), [0x20, 0x02, 0x00, 0x00]);
+    h.recv(&client_frame(BIN, &req[5..]));
+    let ev = h.events();
+    let [Ev::Mqtt(token, topic, _)] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(topic, "Echo/HD_Echo/1");
+    let mut cx = h.s.cx();
+    assert!(h
+        .conn
+        .mqtt_reply(*token, "", b"\"ok\"", ResultFormat::ResultJson, &mut cx));
+    let mut out = BytesMut::from(&unframe(&h.transmit())[..]);
+    let reply = wire::decode_server(&mut out, 1 << 20).unwrap().unwrap();
+    assert_eq!(published(&reply).1["Result"], "ok");
+    // A ping frame is answered with a pong; a close frame is echoed.
+    h.recv(&client_frame(PING, b"p"));
+    assert_eq!(h.transmit(), [0x8a, 0x01, b'p']);
+    h.recv(&close_frame_masked(1000));
+    assert_eq!(h.events(), closed(ClientClosed));
+}
+
+fn close_frame_masked(code: u16) -> Vec<u8> {
+    client_frame(0x88, &code.to_be_bytes())
+}
+
+#[test]
+fn a_kicked_mqtt_over_websocket_client_gets_a_close_frame() {
+    let mut h = over_websocket();
+    h.recv(&client_frame(BIN, &connect_packet("ws2", 0, 4)));
+    h.events();
+    h.transmit();
+    h.close(Shutdown, Close::Graceful);
+    assert_eq!(h.transmit(), close_frame(1001, "shutdown"));
+}
