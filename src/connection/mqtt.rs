@@ -51,6 +51,8 @@ pub struct MqttState {
     connected: bool,
     /// The client id (assigned when the client sent none).
     pub client_id: String,
+    /// The gate assigned `client_id` (the CONNECT had none).
+    pub assigned_id: bool,
     /// CONNECT's user name, if any.
     pub username: String,
     /// CONNECT's password, if any.
@@ -212,6 +214,7 @@ impl Connection {
             return;
         };
         m.connected = true;
+        m.assigned_id = c.client_id.is_empty();
         m.client_id = if c.client_id.is_empty() {
             // 3.1.1 §3.1.3.1: the server assigns one.
             format!("ringgate-{:016x}", sid.0)

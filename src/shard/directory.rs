@@ -1,14 +1,18 @@
-//! One shard's partition of the uid directory: user id → the session it is
-//! bound to. Pure data; the shard routes binds, unbinds and lookups by uid to
-//! the partition that owns the uid ([`UserId::home_shard`]).
+//! One shard's partition of a directory: user id → the session it is bound
+//! to (and, for MQTT, client id → the session that connected with it).
+//! Pure data; the shard routes binds, unbinds and lookups by key to the
+//! partition that owns the key ([`UserId::home_shard`], [`client_id_home`]).
 //!
 //! Removal is conditional on the session (`unbind_if`), so a late "this
 //! session ended" never removes a newer binding of the same user.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use crate::config::Rebind;
-use crate::ids::{SessionId, UserId};
+use crate::ids::SessionId;
+#[cfg(test)]
+use crate::ids::UserId;
 
 /// What a bind did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,24 +33,42 @@ pub enum BindOutcome {
     },
 }
 
-/// uid → session for the uids this shard owns.
-#[derive(Default, Debug)]
-pub struct Directory {
-    map: HashMap<i64, SessionId>,
+/// key → session for the keys this shard owns (uids as `i64`, MQTT client
+/// ids as strings).
+#[derive(Debug)]
+pub struct Directory<K = i64> {
+    map: HashMap<K, SessionId>,
 }
 
-impl Directory {
-    /// Binds `uid` to `sid` under `policy`.
-    pub fn bind(&mut self, uid: UserId, sid: SessionId, policy: Rebind) -> BindOutcome {
-        match self.map.get(&uid.0).copied() {
+impl<K> Default for Directory<K> {
+    fn default() -> Self {
+        Directory {
+            map: HashMap::new(),
+        }
+    }
+}
+
+/// The shard that owns MQTT client id `id` in a gate of `shards` shards
+/// (FNV-1a: stable across shards and runs, spread enough for a partition).
+pub fn client_id_home(id: &str, shards: u16) -> usize {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % u64::from(shards.max(1))) as usize
+}
+
+impl<K: Hash + Eq + Clone> Directory<K> {
+    /// Binds `key` to `sid` under `policy`.
+    pub fn bind(&mut self, key: K, sid: SessionId, policy: Rebind) -> BindOutcome {
+        match self.map.get(&key).copied() {
             None => {
-                self.map.insert(uid.0, sid);
+                self.map.insert(key, sid);
                 BindOutcome::Bound
             }
             Some(s) if s == sid => BindOutcome::Unchanged,
             Some(other) => match policy {
                 Rebind::Kick => {
-                    self.map.insert(uid.0, sid);
+                    self.map.insert(key, sid);
                     BindOutcome::Replaced { old: other }
                 }
                 Rebind::Reject => BindOutcome::Rejected { other },
@@ -54,22 +76,22 @@ impl Directory {
         }
     }
 
-    /// Removes `uid` if (and only if) it is bound to `sid`. Returns whether it was.
-    pub fn unbind_if(&mut self, uid: UserId, sid: SessionId) -> bool {
-        if self.map.get(&uid.0) == Some(&sid) {
-            self.map.remove(&uid.0);
+    /// Removes `key` if (and only if) it is bound to `sid`. Returns whether it was.
+    pub fn unbind_if(&mut self, key: &K, sid: SessionId) -> bool {
+        if self.map.get(key) == Some(&sid) {
+            self.map.remove(key);
             true
         } else {
             false
         }
     }
 
-    /// The session `uid` is bound to.
-    pub fn lookup(&self, uid: UserId) -> Option<SessionId> {
-        self.map.get(&uid.0).copied()
+    /// The session `key` is bound to.
+    pub fn lookup(&self, key: &K) -> Option<SessionId> {
+        self.map.get(key).copied()
     }
 
-    /// No user bound in this partition.
+    /// Nothing bound in this partition.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
@@ -88,34 +110,34 @@ mod tests {
     #[test]
     fn bind_rebind_kick_and_reject() {
         let mut d = Directory::default();
-        assert_eq!(d.bind(UserId(7), s(1), Rebind::Kick), BindOutcome::Bound);
+        let u = UserId(7).0;
+        assert_eq!(d.bind(u, s(1), Rebind::Kick), BindOutcome::Bound);
+        assert_eq!(d.bind(u, s(1), Rebind::Kick), BindOutcome::Unchanged);
         assert_eq!(
-            d.bind(UserId(7), s(1), Rebind::Kick),
-            BindOutcome::Unchanged
-        );
-        assert_eq!(
-            d.bind(UserId(7), s(2), Rebind::Reject),
+            d.bind(u, s(2), Rebind::Reject),
             BindOutcome::Rejected { other: s(1) }
         );
-        assert_eq!(d.lookup(UserId(7)), Some(s(1)));
+        assert_eq!(d.lookup(&u), Some(s(1)));
         assert_eq!(
-            d.bind(UserId(7), s(2), Rebind::Kick),
+            d.bind(u, s(2), Rebind::Kick),
             BindOutcome::Replaced { old: s(1) }
         );
-        assert_eq!(d.lookup(UserId(7)), Some(s(2)));
+        assert_eq!(d.lookup(&u), Some(s(2)));
     }
 
     #[test]
     fn late_unbind_of_an_old_session_keeps_the_new_binding() {
-        let mut d = Directory::default();
-        d.bind(UserId(7), s(1), Rebind::Kick);
-        d.bind(UserId(7), s(2), Rebind::Kick);
+        let mut d = Directory::<std::sync::Arc<str>>::default();
+        let id: std::sync::Arc<str> = "player-7".into();
+        d.bind(id.clone(), s(1), Rebind::Kick);
+        d.bind(id.clone(), s(2), Rebind::Kick);
         assert!(
-            !d.unbind_if(UserId(7), s(1)),
+            !d.unbind_if(&id, s(1)),
             "the kicked session's disconnect arrives late"
         );
-        assert_eq!(d.lookup(UserId(7)), Some(s(2)));
-        assert!(d.unbind_if(UserId(7), s(2)));
+        assert_eq!(d.lookup(&id), Some(s(2)));
+        assert!(d.unbind_if(&id, s(2)));
         assert!(d.is_empty());
+        assert!((0..4).contains(&client_id_home("player-7", 4)));
     }
 }

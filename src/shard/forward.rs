@@ -34,10 +34,13 @@ impl Shard {
             network: c.conn.network().as_str().into(),
             ..Default::default()
         };
-        if let Some(m) = c.conn.mqtt() {
+        let mqtt = c.conn.mqtt().map(|m| {
             ev.client_id = m.client_id.clone();
             ev.username = m.username.clone();
             ev.password = m.password.clone();
+        });
+        if mqtt.is_some() {
+            self.route_client_id(idx, true);
         }
         self.emit(ev);
     }
@@ -50,6 +53,12 @@ impl Shard {
             return;
         };
         let (sid, uid) = (c.conn.id(), c.conn.session.uid);
+        if opened && c.conn.mqtt().is_some() {
+            self.route_client_id(idx, false);
+        }
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
         for r in std::mem::take(&mut c.rooms) {
             self.rooms.leave(&r, idx);
         }

@@ -144,6 +144,22 @@ pub enum ToShard {
         /// Sessions the packet was queued for.
         delivered: u64,
     },
+    /// An MQTT client connected with `client_id`: claim it in this shard's
+    /// partition of the client id directory (a session already holding it
+    /// is closed, or the new one, per `session.rebind`).
+    ClientIdClaim {
+        /// The CONNECT's client id.
+        client_id: Arc<str>,
+        /// The session that sent it.
+        sid: SessionId,
+    },
+    /// The session holding `client_id` ended.
+    ClientIdRelease {
+        /// The client id.
+        client_id: Arc<str>,
+        /// The session that ended.
+        sid: SessionId,
+    },
     /// A node's packet for a session this shard owns, sent on another
     /// shard's link (a reply if its `request_id` is set).
     NodePush(crate::link::proto::Push),
@@ -166,7 +182,11 @@ impl ToShard {
             ToShard::Broadcast { .. } | ToShard::Publish { .. } => true,
             // A reply is kept: dropping it would turn into a TIMEOUT later.
             ToShard::NodePush(p) => p.request_id == 0,
-            ToShard::DirBind { .. } | ToShard::DirUnbind { .. } | ToShard::Gathered { .. } => false,
+            ToShard::DirBind { .. }
+            | ToShard::DirUnbind { .. }
+            | ToShard::Gathered { .. }
+            | ToShard::ClientIdClaim { .. }
+            | ToShard::ClientIdRelease { .. } => false,
         }
     }
 

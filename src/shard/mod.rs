@@ -235,6 +235,8 @@ pub struct Shard {
     event_seqs: [u64; EVENT_KINDS],
     mailbox: Mailbox,
     dir: Directory,
+    /// This shard's partition of the MQTT client ids of live sessions.
+    client_ids: Directory<Arc<str>>,
     /// Multicasts waiting for their targets' reports.
     gathers: Gathers,
     rooms: Rooms,
@@ -283,6 +285,7 @@ impl Shard {
             event_seqs: [0; EVENT_KINDS],
             mailbox,
             dir: Directory::default(),
+            client_ids: Directory::default(),
             gathers: Gathers::default(),
             rooms: Rooms::default(),
             wheel: TimerWheel::new(4096, 0),

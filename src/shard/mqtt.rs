@@ -2,6 +2,10 @@
 //! to the node that announced that handler name, and the gate's own
 //! answers in mqant's words when no node can take them.
 
+use std::sync::Arc;
+
+use super::directory::{client_id_home, BindOutcome};
+use super::mailbox::{SessionOp, ToShard};
 use super::routes::NamedMiss;
 use super::{Shard, ShardStats};
 use crate::codec::ext;
@@ -9,8 +13,60 @@ use crate::connection::MqttRequest;
 use crate::ids::SessionId;
 use crate::link::proto::{to_node, Deliver, ResultFormat, ToNode};
 use crate::mqtt::{errors, parse_topic};
+use crate::session::CloseReason;
 
 impl Shard {
+    /// Claims (`claim`) or releases the client id of MQTT session `idx`,
+    /// on the shard that owns it. Ids the gate assigned are unique already.
+    pub(super) fn route_client_id(&mut self, idx: u32, claim: bool) {
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let Some(m) = c.conn.mqtt().filter(|m| !m.assigned_id) else {
+            return;
+        };
+        let (client_id, sid): (Arc<str>, _) = (m.client_id.as_str().into(), c.conn.id());
+        let home = client_id_home(&client_id, self.p.shards);
+        let msg = if claim {
+            ToShard::ClientIdClaim { client_id, sid }
+        } else {
+            ToShard::ClientIdRelease { client_id, sid }
+        };
+        if home == self.me() {
+            self.on_mail(msg);
+        } else {
+            self.send_to(home, msg);
+        }
+    }
+
+    /// A session connected with `client_id`: as MQTT says, a second
+    /// connection with the same id takes over (`session.rebind = "kick"`:
+    /// the old one is closed with reason `rebind`), or is refused
+    /// (`"reject"`: the new one is closed).
+    pub(super) fn claim_client_id(&mut self, client_id: Arc<str>, sid: SessionId) {
+        let kick = |this: &mut Self, victim| {
+            let op = SessionOp::Kick {
+                flush: false,
+                reason: CloseReason::Rebind,
+            };
+            this.route_session(victim, op, None);
+        };
+        match self
+            .client_ids
+            .bind(client_id.clone(), sid, self.p.session.rebind)
+        {
+            BindOutcome::Bound | BindOutcome::Unchanged => {}
+            BindOutcome::Replaced { old } => {
+                tracing::debug!(%client_id, %old, new = %sid, "MQTT client id taken over");
+                kick(self, old);
+            }
+            BindOutcome::Rejected { other } => {
+                tracing::debug!(%client_id, %other, new = %sid, "MQTT client id in use; refusing the new connection");
+                kick(self, sid);
+            }
+        }
+    }
+
     /// Routes one MQTT request or notification to a node, or answers it.
     pub(super) fn dispatch_mqtt(&mut self, idx: u32, r: MqttRequest) {
         // The connection parsed the topic before emitting the request.

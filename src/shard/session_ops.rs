@@ -51,7 +51,7 @@ impl Shard {
             self.send_to(home, ToShard::Uid { uid, op, reply });
             return;
         }
-        match self.dir.lookup(uid) {
+        match self.dir.lookup(&uid.0) {
             Some(sid) => self.route_session(sid, op, reply),
             None => self.not_found(op, reply),
         }
@@ -103,16 +103,20 @@ impl Shard {
     pub(super) fn on_mail(&mut self, m: ToShard) {
         match m {
             ToShard::Session { sid, op, reply } => self.exec_session(sid, op, reply),
-            ToShard::Uid { uid, op, reply } => match self.dir.lookup(uid) {
+            ToShard::Uid { uid, op, reply } => match self.dir.lookup(&uid.0) {
                 Some(sid) => self.route_session(sid, op, reply),
                 None => self.not_found(op, reply),
             },
             ToShard::DirBind { uid, sid, reply } => self.dir_bind(uid, sid, reply),
             ToShard::DirUnbind { uid, sid } => {
-                self.dir.unbind_if(uid, sid);
+                self.dir.unbind_if(&uid.0, sid);
             }
             ToShard::Gathered { id, delivered } => self.on_gathered(id, delivered),
             ToShard::NodePush(p) => self.deliver_node_push(p),
+            ToShard::ClientIdClaim { client_id, sid } => self.claim_client_id(client_id, sid),
+            ToShard::ClientIdRelease { client_id, sid } => {
+                self.client_ids.unbind_if(&client_id, sid);
+            }
             ToShard::Broadcast {
                 packet,
                 bound_only,
@@ -142,7 +146,7 @@ impl Shard {
 
     /// The directory side of a bind, on the uid's home shard.
     pub(super) fn dir_bind(&mut self, uid: UserId, sid: SessionId, reply: Option<ReplyTo>) {
-        match self.dir.bind(uid, sid, self.p.session.rebind) {
+        match self.dir.bind(uid.0, sid, self.p.session.rebind) {
             BindOutcome::Bound | BindOutcome::Unchanged => {
                 self.route_session(sid, SessionOp::Attach(uid), reply)
             }
@@ -175,7 +179,7 @@ impl Shard {
     pub(super) fn dir_unbind(&mut self, uid: UserId, sid: SessionId) {
         let home = uid.home_shard(self.p.shards).0 as usize;
         if home == self.me() {
-            self.dir.unbind_if(uid, sid);
+            self.dir.unbind_if(&uid.0, sid);
         } else {
             self.send_to(home, ToShard::DirUnbind { uid, sid });
         }
