@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use super::framing::{FramingError, Inbound};
 use super::{Close, ConnEvent, Connection, Ctx};
 use crate::codec::mqtt::{self as wire, Connect, MqttError, Publish, Topic};
-use crate::mqtt::{errors, is_json, looks_like_json_object, parse_topic, ResultFormat};
+use crate::mqtt::{errors, is_json, looks_like_json_object, parse_topic, ResultFormat, TRACE_LEN};
 use crate::session::{CloseReason, Millis};
 use crate::stats::ShardStats;
 use crate::ws::frame::Message;
@@ -58,14 +58,14 @@ pub struct MqttState {
     /// CONNECT's password, if any.
     pub password: Bytes,
     /// 16 hex digits, fixed for the connection (mqant's Trace).
-    trace: String,
+    trace: [u8; TRACE_LEN],
     /// Requests waiting for a reply: token and topic, oldest first.
     inflight: Vec<(i32, Topic)>,
     next_token: i32,
     /// QoS 2 packet ids delivered and not yet released.
     qos2: Vec<u16>,
     /// MQTT in WebSocket binary messages (`mqtt-ws`): the frames around it.
-    pub(super) ws: Option<MqttWs>,
+    pub(super) ws: Option<Box<MqttWs>>,
 }
 
 /// The WebSocket layer under MQTT: binary messages are a byte stream, so a
@@ -160,17 +160,18 @@ impl MqttState {
     /// up to one packet of `max` (and at least 64 KiB) are accepted.
     pub(super) fn over_websocket(max: usize) -> Self {
         MqttState {
-            ws: Some(MqttWs {
+            ws: Some(Box::new(MqttWs {
                 reader: Some(Reassembler::new((max + 5).max(64 * 1024))),
                 stream: BytesMut::new(),
-            }),
+            })),
             ..Default::default()
         }
     }
 
     /// The trace id of this connection.
     pub fn trace(&self) -> &str {
-        &self.trace
+        // Written from hex digits only (see `on_connect`).
+        std::str::from_utf8(&self.trace).unwrap_or_default()
     }
 }
 
@@ -223,10 +224,11 @@ impl Connection {
         };
         m.username = c.username.unwrap_or_default();
         m.password = c.password.unwrap_or_default();
-        m.trace = format!(
+        let trace = format!(
             "{:016x}",
             sid.0.rotate_left(17) ^ cx.now.wrapping_mul(0x9e37_79b9)
         );
+        m.trace.copy_from_slice(trace.as_bytes());
         // MQTT 3.1.1 §3.1.2.10: silent for 1.5 × keep-alive closes; 0: the gate's rule.
         self.session.keep_alive_ms = (c.keep_alive > 0).then(|| Millis::from(c.keep_alive) * 1500);
         self.queue_raw_mqtt(|b| wire::encode_connack(false, 0, b), cx);
@@ -303,7 +305,7 @@ impl Connection {
         };
         let (_, topic) = m.inflight.remove(i);
         let mut body = BytesMut::with_capacity(payload.len() + 64);
-        crate::mqtt::wrap_reply(&m.trace, error, payload, format, &mut body);
+        crate::mqtt::wrap_reply(m.trace(), error, payload, format, &mut body);
         self.send_publish(&topic, &body, cx)
     }
 
@@ -326,7 +328,7 @@ impl Connection {
             return;
         };
         let mut body = BytesMut::with_capacity(error.len() + 64);
-        crate::mqtt::wrap_reply(&m.trace, error, b"", ResultFormat::ResultRaw, &mut body);
+        crate::mqtt::wrap_reply(m.trace(), error, b"", ResultFormat::ResultRaw, &mut body);
         ShardStats::add(&cx.stats.mqtt_errors, 1);
         self.send_publish(topic, &body, cx);
     }
