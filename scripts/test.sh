@@ -52,6 +52,27 @@ fi
 if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium
 fi
+# MQTT's third-party clients (tests/mqtt): Debian's mosquitto-clients, PyPI's
+# paho-mqtt and npm's mqtt (MQTT.js), pinned; MQTT.js goes into
+# tests/clients/node_modules (git-ignored). A machine with another node
+# (NodeSource's, npm bundled) keeps it: Debian's npm would conflict.
+PAHO_VERSION=2.1.0
+MQTTJS_VERSION=5.10.4
+if ! command -v mosquitto_pub >/dev/null 2>&1; then
+  apt_install mosquitto-clients
+fi
+if ! python3 -c "import sys, paho.mqtt as p; sys.exit(p.__version__ != '$PAHO_VERSION')" >/dev/null 2>&1; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt_install python3-pip
+  fi
+  PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    python3 -m pip install --quiet "paho-mqtt==$PAHO_VERSION"
+fi
+command -v node >/dev/null 2>&1 || apt_install nodejs
+command -v npm >/dev/null 2>&1 || apt_install npm
+if ! node -e "process.exit(require('./tests/clients/node_modules/mqtt/package.json').version === '$MQTTJS_VERSION' ? 0 : 1)" >/dev/null 2>&1; then
+  npm install --silent --prefix tests/clients --no-save --no-package-lock "mqtt@$MQTTJS_VERSION"
+fi
 
 # The integration tests open thousands of sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
