@@ -193,7 +193,7 @@ impl Framing {
         match self {
             Framing::Packets => codec::encode_heartbeat(time, opts, dst),
             Framing::WebSocket(_) => ws::packet::encode_heartbeat(time, opts, dst),
-            // MQTT clients ping; the server never does.
+            // Never asked: `Connection::send_heartbeat` skips MQTT clients.
             Framing::Mqtt(_) => {}
         }
     }

@@ -588,6 +588,9 @@ impl Connection {
 
     /// Queues a server heartbeat (with the time when `heartbeat_time` is on).
     pub fn send_heartbeat(&mut self, cx: &mut Ctx<'_>) -> bool {
+        if self.framing.mqtt().is_some() {
+            return false; // MQTT clients ping; the server never does
+        }
         let time = cx.rules.packet.heartbeat_time.then_some(cx.unix_nanos);
         self.queue(cx, |f, opts, buf| {
             f.encode_heartbeat(time, opts, buf);

@@ -336,3 +336,10 @@ fn a_kicked_mqtt_over_websocket_client_gets_a_close_frame() {
     h.close(Shutdown, Close::Graceful);
     assert_eq!(h.transmit(), close_frame(1001, "shutdown"));
 }
+
+#[test]
+fn the_gate_never_sends_mqtt_clients_due_heartbeats() {
+    let mut h = connected();
+    assert!(!h.conn.send_heartbeat(&mut h.s.cx()));
+    assert!(h.transmit().is_empty());
+}
