@@ -277,4 +277,5 @@ mod calls;
 mod chat;
 mod events;
 mod handlers;
+mod mqtt;
 mod snapshots;
