@@ -272,3 +272,54 @@ fn connect_event_carries_the_mqtt_connect_fields() {
     let p = gate.next_push();
     assert_eq!(p.payload, "mqtt cid-1 ann [112, 0, 119]");
 }
+
+/// examples/echo_node.rs as mqant module `Echo`: each handler answers as
+/// its docs say.
+#[test]
+fn the_echo_example_serves_module_echo() {
+    let node = echo_node::mqtt_handlers(Node::builder("Echo"))
+        .listen("127.0.0.1:0".parse().unwrap())
+        .bind()
+        .unwrap()
+        .spawn();
+    let mut gate = FakeGate::connect(node.local_addr(), "g1", 0, 1);
+    let route = |gate: &FakeGate, name: &str| gate.hello.route_names[name];
+    let s = SessionId::new(ShardId(0), 5);
+    let mut ask = |name: &str, payload: &[u8]| {
+        let r = route(&gate, name);
+        gate.send(&[request(s, r, 1, &format!("Echo/{name}/1"), payload)]);
+        gate.next_push()
+    };
+    let json = br#"{"hello":"world"}"#;
+    let p = ask("HD_Echo", json);
+    assert_eq!(
+        (p.format(), &p.payload[..]),
+        (ResultFormat::ResultJson, &json[..])
+    );
+    assert!(!ask("HD_Echo", b"[1]").error.is_empty(), "not an object");
+    let p = ask("HD_Bytes", b"\x00b");
+    assert_eq!(
+        (p.format(), &p.payload[..]),
+        (ResultFormat::ResultBytes, &b"\x00b"[..])
+    );
+    let p = ask("HD_Raw", b"raw");
+    assert_eq!(
+        (p.format(), &p.payload[..]),
+        (ResultFormat::ResultRaw, &b"raw"[..])
+    );
+    let p = ask("HD_Err", b"");
+    assert_eq!((p.request_id, p.error.as_str()), (1, "boom"));
+    let p = ask("HD_Push", b"hi");
+    assert_eq!(
+        (p.topic.as_str(), p.request_id, &p.payload[..]),
+        ("Echo/OnPush", 0, &b"hi"[..])
+    );
+    let p = gate.next_push();
+    assert_eq!(
+        (p.request_id, p.format(), &p.payload[..]),
+        (1, ResultFormat::ResultString, &b"pushed"[..])
+    );
+    let slow = route(&gate, "HD_Slow");
+    gate.send(&[request(s, slow, 2, "Echo/HD_Slow/2", b"")]);
+    gate.quiet("HD_Slow never answers");
+}
