@@ -18,6 +18,13 @@
 //! | 2 join | room name | `joined <room>` / `error not logged in` |
 //! | 3 say | text | `sent`; every member of the session's rooms gets route 100 `<uid>@<room>: <text>` |
 //! | 4 whisper | `<to_uid> <text>` | `delivered` / `error offline`; the user gets route 101 `<from_uid>: <text>` |
+//!
+//! MQTT clients reach the same routes as mqant module `Chat`: topics
+//! `Chat/HD_Login/<msgid>`, `Chat/HD_Join/..`, `Chat/HD_Say/..`,
+//! `Chat/HD_Whisper/..`; the replies are text (`reply_string`: in mqant's
+//! wrapper `Result` is a JSON string; due clients see no difference). Room messages and
+//! whispers are pushed on routes 100 and 101, which have no name: MQTT
+//! clients get them on topics `100` and `101`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +38,8 @@ use ringgate::node::{Context, EventContext, EventKind, Node, NodeBuilder, NodeEr
 use ringgate::{SessionId, UserId};
 use tracing::info;
 
+/// The service name, also mqant's module name for MQTT topics (`Chat/HD_Login/1`).
+pub const SERVICE: &str = "Chat";
 /// Route of `login`.
 pub const LOGIN: i32 = 1;
 /// Route of `join`.
@@ -43,6 +52,7 @@ pub const WHISPER: i32 = 4;
 pub const ROOM_MESSAGE: i32 = 100;
 /// Route of whispers pushed to their recipient.
 pub const WHISPER_MESSAGE: i32 = 101;
+
 /// Default handler threads.
 const DEFAULT_WORKERS: usize = 4;
 
@@ -86,11 +96,15 @@ impl Chat {
 /// `reply_timeout` should give these routes more.
 pub fn chat(state: Arc<Chat>) -> NodeBuilder {
     let (s_join, s_say, s_event) = (state.clone(), state.clone(), state);
-    Node::builder("chat")
+    Node::builder(SERVICE)
         .route(LOGIN, login)
         .route(JOIN, move |ctx: &mut Context| join(&s_join, ctx))
         .route(SAY, move |ctx: &mut Context| say(&s_say, ctx))
         .route(WHISPER, whisper)
+        .name(LOGIN, "HD_Login")
+        .name(JOIN, "HD_Join")
+        .name(SAY, "HD_Say")
+        .name(WHISPER, "HD_Whisper")
         .on_event(
             &[EventKind::Connect, EventKind::Bind, EventKind::Disconnect],
             move |ev: &mut EventContext| event(&s_event, ev),
@@ -104,26 +118,26 @@ fn text<'c>(ctx: &'c Context<'_>) -> Result<&'c str, String> {
 fn login(ctx: &mut Context) {
     let uid = match text(ctx).map(|t| t.trim().parse::<i64>()) {
         Ok(Ok(uid)) if uid > 0 => UserId(uid),
-        Ok(_) => return ctx.reply("error uid must be a positive decimal number"),
-        Err(e) => return ctx.reply(e),
+        Ok(_) => return ctx.reply_string("error uid must be a positive decimal number"),
+        Err(e) => return ctx.reply_string(e),
     };
     match ctx.bind(uid) {
-        Ok(()) => ctx.reply(format!("ok {}", uid.0)),
-        Err(e) => ctx.reply(format!("error {e}")),
+        Ok(()) => ctx.reply_string(format!("ok {}", uid.0)),
+        Err(e) => ctx.reply_string(format!("error {e}")),
     }
 }
 
 fn join(state: &Chat, ctx: &mut Context) {
     if ctx.uid() == UserId(0) {
-        return ctx.reply("error not logged in");
+        return ctx.reply_string("error not logged in");
     }
     let room = match text(ctx) {
         Ok(r) if !r.trim().is_empty() => r.trim().to_string(),
-        Ok(_) => return ctx.reply("error empty room name"),
-        Err(e) => return ctx.reply(e),
+        Ok(_) => return ctx.reply_string("error empty room name"),
+        Err(e) => return ctx.reply_string(e),
     };
     if let Err(e) = ctx.subscribe(&format!("room:{room}")) {
-        return ctx.reply(format!("error {e}"));
+        return ctx.reply_string(format!("error {e}"));
     }
     let mut rooms = state.rooms.lock().unwrap();
     let mine = rooms.entry(ctx.session()).or_default();
@@ -131,21 +145,21 @@ fn join(state: &Chat, ctx: &mut Context) {
         mine.push(room.clone());
     }
     drop(rooms);
-    ctx.reply(format!("joined {room}"));
+    ctx.reply_string(format!("joined {room}"));
 }
 
 fn say(state: &Chat, ctx: &mut Context) {
     let uid = ctx.uid();
     if uid == UserId(0) {
-        return ctx.reply("error not logged in");
+        return ctx.reply_string("error not logged in");
     }
     let said = match text(ctx) {
         Ok(t) => t.to_string(),
-        Err(e) => return ctx.reply(e),
+        Err(e) => return ctx.reply_string(e),
     };
     let rooms = state.rooms_of(ctx.session());
     if rooms.is_empty() {
-        return ctx.reply("error not in a room");
+        return ctx.reply_string("error not in a room");
     }
     // The handler's client sends on this request's link: the room message
     // reaches the sender (a member) before the "sent" reply.
@@ -153,16 +167,16 @@ fn say(state: &Chat, ctx: &mut Context) {
     for room in &rooms {
         let msg = format!("{}@{room}: {said}", uid.0);
         if let Err(e) = gate.publish(&format!("room:{room}"), ROOM_MESSAGE, 0, msg) {
-            return ctx.reply(format!("error {e}"));
+            return ctx.reply_string(format!("error {e}"));
         }
     }
-    ctx.reply("sent");
+    ctx.reply_string("sent");
 }
 
 fn whisper(ctx: &mut Context) {
     let from = ctx.uid();
     if from == UserId(0) {
-        return ctx.reply("error not logged in");
+        return ctx.reply_string("error not logged in");
     }
     let parsed = text(ctx).map(|t| {
         let (to, said) = t.split_once(' ').unwrap_or((t, ""));
@@ -170,14 +184,14 @@ fn whisper(ctx: &mut Context) {
     });
     let (to, said) = match parsed {
         Ok((Ok(to), said)) if to > 0 => (UserId(to), said),
-        Ok(_) => return ctx.reply("error expected \"<to_uid> <text>\""),
-        Err(e) => return ctx.reply(e),
+        Ok(_) => return ctx.reply_string("error expected \"<to_uid> <text>\""),
+        Err(e) => return ctx.reply_string(e),
     };
     let msg = format!("{}: {said}", from.0);
     match ctx.push(to, WHISPER_MESSAGE, 0, msg) {
-        Ok(()) => ctx.reply("delivered"),
-        Err(NodeError::NotFound) => ctx.reply("error offline"),
-        Err(e) => ctx.reply(format!("error {e}")),
+        Ok(()) => ctx.reply_string("delivered"),
+        Err(NodeError::NotFound) => ctx.reply_string("error offline"),
+        Err(e) => ctx.reply_string(format!("error {e}")),
     }
 }
 
@@ -245,7 +259,7 @@ fn main() -> anyhow::Result<()> {
         .workers(workers)
         .bind()?;
     println!(
-        "chat node \"chat\" serving routes {LOGIN}-{WHISPER} on {} ({workers} workers)",
+        "chat node \"{SERVICE}\" serving routes {LOGIN}-{WHISPER} on {} ({workers} workers)",
         node.local_addr()
     );
     node.run()?;

@@ -1,6 +1,20 @@
 //! An echo node: serves route 1 by replying with the same route, seq and
 //! payload. The gate's benchmarks and the quick start use it.
 //!
+//! It is also the mqant module `Echo` for MQTT clients (service `"Echo"`;
+//! module names are case-sensitive). Requests are PUBLISHes to
+//! `Echo/<handler>/<msgid>`; the reply comes on the same topic as
+//! `{"Trace":..,"Error":..,"Result":..}`:
+//!
+//! | handler | answer |
+//! |---|---|
+//! | `HD_Echo` | `Result`: the JSON object sent (`reply_json`); not an object: `Error` |
+//! | `HD_Bytes` | `Result`: the payload's bytes in base64 (`reply_bytes`) |
+//! | `HD_Raw` | the payload itself, no wrapper (`reply_raw`) |
+//! | `HD_Push` | first a PUBLISH of the payload on `Echo/OnPush`, then `Result: "pushed"` |
+//! | `HD_Slow` | never answers: the gate answers `Error: "deadline exceeded"` |
+//! | `HD_Err` | `Error: "boom"` (`reply_error`) |
+//!
 //! ```text
 //! cargo run --release --example echo_node                    # cfg.nodes[0].addr
 //! cargo run --release --example echo_node -- --listen 127.0.0.1:3601
@@ -15,9 +29,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use ringgate::config::Config;
-use ringgate::node::{Context, Node};
+use ringgate::node::{Context, Node, NodeBuilder};
 
-/// The route this node serves. Every request gets its echo, so it is an
+/// The service name: mqant's module name for MQTT topics (`Echo/HD_Echo/1`).
+const SERVICE: &str = "Echo";
+
+/// The route this node serves for due clients. Every request gets its echo, so it is an
 /// answered route (`route`, not `notify`): the gate tracks each request and
 /// answers the client with TIMEOUT if the echo does not come.
 const ECHO_ROUTE: i32 = 1;
@@ -69,7 +86,7 @@ fn main() -> anyhow::Result<()> {
         let p = ctx.take_payload();
         ctx.reply(p);
     };
-    let builder = Node::builder("echo").listen(addr).workers(workers);
+    let builder = mqtt_handlers(Node::builder(SERVICE).listen(addr).workers(workers));
     let node = if notify {
         builder.notify(ECHO_ROUTE, echo)
     } else {
@@ -77,9 +94,38 @@ fn main() -> anyhow::Result<()> {
     }
     .bind()?;
     println!(
-        "echo node \"echo\" serving route {ECHO_ROUTE} on {}",
+        "echo node \"{SERVICE}\" serving route {ECHO_ROUTE} and {SERVICE}/HD_* on {}",
         node.local_addr()
     );
     node.run()?;
     Ok(())
+}
+
+/// The handlers of module `Echo` for MQTT clients (see the module docs).
+pub fn mqtt_handlers(builder: NodeBuilder) -> NodeBuilder {
+    builder
+        .handler("HD_Echo", |ctx: &mut Context| {
+            let p = ctx.take_payload();
+            match serde_json::from_slice::<serde_json::Value>(&p) {
+                Ok(v) if v.is_object() => ctx.reply_json(p),
+                _ => ctx.reply_error("HD_Echo wants a JSON object"),
+            }
+        })
+        .handler("HD_Bytes", |ctx: &mut Context| {
+            let p = ctx.take_payload();
+            ctx.reply_bytes(p);
+        })
+        .handler("HD_Raw", |ctx: &mut Context| {
+            let p = ctx.take_payload();
+            ctx.reply_raw(p);
+        })
+        .handler("HD_Push", |ctx: &mut Context| {
+            let p = ctx.take_payload();
+            ctx.push_topic_nowait("Echo/OnPush", p);
+            ctx.reply_string("pushed");
+        })
+        // Never answers: the gate answers "deadline exceeded" after its
+        // MQTT request timeout (the SDK logs the missing reply at debug).
+        .handler("HD_Slow", |_: &mut Context| {})
+        .handler("HD_Err", |ctx: &mut Context| ctx.reply_error("boom"))
 }

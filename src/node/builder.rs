@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::context::Context;
+use super::context::{Context, Handler};
 use super::error::NodeError;
 use super::event::{EventContext, EventHandler};
 use super::gate_client::{GateClient, DEFAULT_CALL_TIMEOUT};
@@ -31,6 +31,11 @@ pub struct NodeBuilder {
     routes: Vec<Route>,
     /// `reply_timeout` calls, applied to the answered routes at `bind`.
     reply_timeouts: Vec<(i32, Duration)>,
+    /// `name` calls (route, name), applied at `bind`.
+    names: Vec<(i32, String)>,
+    /// `handler` calls: answered handlers known by name only, given a
+    /// route at `bind`.
+    named: Vec<(String, Handler)>,
     events: Vec<(EventKind, EventHandler)>,
     snapshot: Option<SnapshotHandler>,
     workers: usize,
@@ -61,6 +66,8 @@ impl NodeBuilder {
             listen: None,
             routes: Vec::new(),
             reply_timeouts: Vec::new(),
+            names: Vec::new(),
+            named: Vec::new(),
             events: Vec::new(),
             snapshot: None,
             workers: 0,
@@ -129,7 +136,50 @@ impl NodeBuilder {
             route,
             handler: Box::new(handler),
             reply,
+            name: None,
         });
+        self
+    }
+
+    /// Names `route` (registered with [`NodeBuilder::route`] or
+    /// [`NodeBuilder::notify`], before or after this call) for MQTT
+    /// clients: the name is announced in `NodeHello.route_names`, and a
+    /// client's PUBLISH to `<service>[@<node_id>]/<name>[/<msgid>]` is a
+    /// request for that route ([`Context::topic`] is that topic). The name
+    /// is also the topic on which MQTT sessions get pushes that give only
+    /// this route (no topic of their own). mqant's convention is an `HD_`
+    /// prefix (`HD_Login`); names are case-sensitive.
+    ///
+    /// [`NodeBuilder::bind`] fails with [`NodeError::UnknownNamedRoute`]
+    /// for a route not registered, [`NodeError::RouteNamedTwice`] when a
+    /// route is named twice (a route has at most one name),
+    /// [`NodeError::DuplicateName`] when two routes get one name, and
+    /// [`NodeError::BadName`] for a name that cannot be a topic level.
+    pub fn name(mut self, route: i32, name: impl Into<String>) -> Self {
+        self.names.push((route, name.into()));
+        self
+    }
+
+    /// Serves the answered handler `name` for MQTT clients, without
+    /// choosing a route number: at [`NodeBuilder::bind`] it gets the lowest
+    /// route from [`NAMED_ROUTE_BASE`](crate::node::NAMED_ROUTE_BASE) (`2^30`) up
+    /// that no other handler uses, in registration order, and is announced
+    /// like [`NodeBuilder::route`] named with [`NodeBuilder::name`]
+    /// ([`Context::route`] tells the number). The gate's default reply
+    /// timeout applies. Name errors: as [`NodeBuilder::name`].
+    ///
+    /// ```no_run
+    /// use ringgate::node::{Context, Node};
+    /// let builder = Node::builder("Echo").handler("HD_Echo", |ctx: &mut Context| {
+    ///     let p = ctx.take_payload();
+    ///     ctx.reply_json(p); // Result: the JSON the client sent
+    /// });
+    /// ```
+    pub fn handler<F>(mut self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(&mut Context<'_>) + Send + Sync + 'static,
+    {
+        self.named.push((name.into(), Box::new(handler)));
         self
     }
 
@@ -261,8 +311,8 @@ impl NodeBuilder {
         self
     }
 
-    /// Checks the routes, reply timeouts and event kinds, and binds the
-    /// listener.
+    /// Checks the routes, reply timeouts, names and event kinds, gives the
+    /// handlers registered by name their routes, and binds the listener.
     pub fn bind(self) -> Result<Node, NodeError> {
         let service = self.service;
         let node_id = self.node_id.unwrap_or_else(|| default_node_id(&service));
@@ -278,7 +328,7 @@ impl NodeBuilder {
             idle_timeout: self.idle_timeout,
             max_write_backlog: self.max_write_backlog,
         };
-        options.validate(&self.reply_timeouts)?;
+        options.validate(&self.reply_timeouts, self.names, self.named)?;
         let listener = match self.listen {
             None => return Err(NodeError::NoListenAddress),
             Some(Listen::Listener(l)) => l,

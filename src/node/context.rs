@@ -1,5 +1,6 @@
 //! [`Context`]: what a route handler sees of one client request — route,
-//! seq, payload, the settings delivered with it — and the way to answer it.
+//! seq, payload, the settings and MQTT topic delivered with it — and the
+//! ways to answer it (plain, or formatted for MQTT clients, or an error).
 //!
 //! `Context` is [`SessionContext`] working on a [`Request`]: everything
 //! about the request's session (its id and user, packets to it, the gate
@@ -18,7 +19,7 @@ use super::gate_client::GateClient;
 use super::link_handle::Link;
 use super::session_context::SessionContext;
 use crate::ids::{SessionId, UserId};
-use crate::link::proto::Deliver;
+use crate::link::proto::{Deliver, ResultFormat};
 use crate::link::BatchBuf;
 
 /// A route handler.
@@ -27,7 +28,12 @@ pub(crate) type Handler = Box<dyn Fn(&mut Context<'_>) + Send + Sync + 'static>;
 /// One client request being handled, and the way to answer it: a
 /// [`SessionContext`] whose work is a [`Request`].
 ///
-/// [`Context::reply`] answers the request. Replies are appended to a batch
+/// [`Context::reply`] answers the request (for MQTT clients also
+/// [`Context::reply_json`], [`reply_bytes`](Context::reply_bytes),
+/// [`reply_string`](Context::reply_string), [`reply_raw`](Context::reply_raw)
+/// and [`reply_error`](Context::reply_error), which say how the gate
+/// presents the payload in mqant's `{"Trace","Error","Result"}` wrapper;
+/// a due client gets any of them as a plain reply). Replies are appended to a batch
 /// that is written after the handler returns, together with the other
 /// replies of the same read (inline mode) or worker drain (pool mode): one
 /// write for many replies.
@@ -42,14 +48,15 @@ pub(crate) type Handler = Box<dyn Fn(&mut Context<'_>) + Send + Sync + 'static>;
 pub type Context<'a> = SessionContext<'a, Request>;
 
 /// What a [`Context`] works on: the fields of the client's request, read
-/// through [`Context::route`], [`Context::seq`], [`Context::payload`] and
-/// [`Context::settings`].
+/// through [`Context::route`], [`Context::seq`], [`Context::payload`],
+/// [`Context::settings`] and [`Context::topic`].
 #[derive(Debug)]
 pub struct Request {
     route: i32,
     seq: i32,
     payload: Bytes,
     settings: HashMap<String, String>,
+    topic: String,
 }
 
 impl<'a> Context<'a> {
@@ -68,13 +75,14 @@ impl<'a> Context<'a> {
             payload,
             settings,
             request_id,
-            ..
+            topic,
         } = deliver;
         let request = Request {
             route,
             seq,
             payload,
             settings,
+            topic,
         };
         let (session, uid) = (SessionId(session_id), UserId(uid));
         SessionContext::new(request, session, uid, request_id, link, out, gates)
@@ -114,6 +122,54 @@ impl<'a> Context<'a> {
     pub fn reply(&mut self, payload: impl Into<Bytes>) {
         let (route, seq) = (self.route(), self.seq());
         self.reply_with(route, seq, payload);
+    }
+
+    /// The MQTT topic the client published the request on
+    /// (`<service>[@<node_id>]/<name>[/<msgid>]`); empty for due clients.
+    pub fn topic(&self) -> &str {
+        &self.work().topic
+    }
+
+    /// [`reply`](Self::reply) with a payload that is JSON: an MQTT client
+    /// gets it as is in the wrapper's `"Result"` (mqant's map or struct
+    /// result). The SDK does not check it is JSON.
+    pub fn reply_json(&mut self, json: impl Into<Bytes>) {
+        self.reply_format(json.into(), ResultFormat::ResultJson);
+    }
+
+    /// [`reply`](Self::reply) with a payload of bytes: an MQTT client gets
+    /// their base64 string as `"Result"` (mqant's `[]byte` result).
+    pub fn reply_bytes(&mut self, bytes: impl Into<Bytes>) {
+        self.reply_format(bytes.into(), ResultFormat::ResultBytes);
+    }
+
+    /// [`reply`](Self::reply) with text: an MQTT client gets it as a JSON
+    /// string in `"Result"` (mqant's string result).
+    pub fn reply_string(&mut self, text: impl Into<String>) {
+        let text: String = text.into();
+        self.reply_format(text.into(), ResultFormat::ResultString);
+    }
+
+    /// [`reply`](Self::reply) without mqant's wrapper: an MQTT client gets
+    /// the payload as it is, on the request's topic.
+    pub fn reply_raw(&mut self, payload: impl Into<Bytes>) {
+        self.reply_format(payload.into(), ResultFormat::ResultRaw);
+    }
+
+    /// Answers that the request failed with `error` (`Push.error`, empty
+    /// payload): an MQTT client gets it in the wrapper's `"Error"` field
+    /// (`"Result": null`), a due client a packet with extension code
+    /// `NODE_ERROR` (6) whose payload is the text. Like every reply, only
+    /// the first one of a request answers it; later ones are plain pushes.
+    pub fn reply_error(&mut self, error: impl Into<String>) {
+        let (route, seq) = (self.route(), self.seq());
+        let format = ResultFormat::ResultAuto;
+        self.reply_as(route, seq, Bytes::new(), format, error.into());
+    }
+
+    fn reply_format(&mut self, payload: Bytes, format: ResultFormat) {
+        let (route, seq) = (self.route(), self.seq());
+        self.reply_as(route, seq, payload, format, String::new());
     }
 }
 

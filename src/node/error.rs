@@ -29,6 +29,23 @@ pub enum NodeError {
     /// [`notify`](crate::node::NodeBuilder::notify) route, which has no reply).
     #[error("reply_timeout for route {0}, which is not an answered route (NodeBuilder::route)")]
     UnknownReplyRoute(i32),
+    /// [`NodeBuilder::name`](crate::node::NodeBuilder::name) named a route
+    /// not registered with `route` or `notify`.
+    #[error("name for route {0}, which is not registered (NodeBuilder::route or ::notify)")]
+    UnknownNamedRoute(i32),
+    /// Two routes were given the same name (with
+    /// [`NodeBuilder::name`](crate::node::NodeBuilder::name) or
+    /// [`NodeBuilder::handler`](crate::node::NodeBuilder::handler)).
+    #[error("route name {0:?} given twice")]
+    DuplicateName(String),
+    /// [`NodeBuilder::name`](crate::node::NodeBuilder::name) was called
+    /// twice for one route: a route has at most one name.
+    #[error("route {0} named twice (a route has at most one name)")]
+    RouteNamedTwice(i32),
+    /// A route name that cannot be an MQTT topic level: empty, or holding
+    /// `/`, `+`, `#` or NUL.
+    #[error("route name {0:?} is not a topic level (empty, or has '/', '+', '#' or NUL)")]
+    BadName(String),
     /// Two event handlers were registered for the same event kind.
     #[error("event {0} registered twice")]
     DuplicateEvent(EventKind),

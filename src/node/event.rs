@@ -33,7 +33,8 @@ pub(crate) type EventHandler = Arc<dyn Fn(&mut EventContext<'_>) + Send + Sync +
 /// [`SessionContext`] whose work is a [`SessionEvent`].
 ///
 /// Which fields are set depends on the kind: `Connect` carries the client's
-/// address and transport, `Bind`/`Unbind` the uid, `Disconnect` the uid (0 if
+/// address and transport (and, for MQTT clients, the CONNECT's client id,
+/// user name and password), `Bind`/`Unbind` the uid, `Disconnect` the uid (0 if
 /// none was bound) and the reason.
 ///
 /// Besides the event's accessors below, a handler has everything of
@@ -100,9 +101,28 @@ impl<'a> EventContext<'a> {
         Some(SocketAddr::new(ip, self.port()))
     }
 
-    /// `Connect`: the transport, e.g. `"tcp"` or `"ws"` (empty otherwise).
+    /// `Connect`: the transport, e.g. `"tcp"`, `"ws"` or `"mqtt"` (empty
+    /// otherwise).
     pub fn network(&self) -> &str {
         &self.work().event.network
+    }
+
+    /// `Connect` of an MQTT client: the client id of its CONNECT (one the
+    /// gate assigned when the client sent none); empty otherwise.
+    pub fn client_id(&self) -> &str {
+        &self.work().event.client_id
+    }
+
+    /// `Connect` of an MQTT client: the user name of its CONNECT (empty
+    /// when none, and for other clients and events).
+    pub fn username(&self) -> &str {
+        &self.work().event.username
+    }
+
+    /// `Connect` of an MQTT client: the password of its CONNECT, as sent
+    /// (MQTT passwords are binary); empty when none.
+    pub fn password(&self) -> &[u8] {
+        &self.work().event.password
     }
 }
 

@@ -3,20 +3,25 @@
 //!
 //! | operation | goes on the link of | blocking result |
 //! |---|---|---|
-//! | `push`, `push_uid` | the target's shard | `()`; `NotFound` if gone |
-//! | `multicast` | any (one target: its shard) | packets queued |
-//! | `broadcast` | any | packets queued (when known) |
+//! | `push`, `push_uid`, `push_topic` | the target's shard | `()`; `NotFound` if gone |
+//! | `multicast`, `multicast_topic` | any (one target: its shard) | packets queued |
+//! | `broadcast`, `broadcast_topic` | any | packets queued (when known) |
 //! | `kick`, `unbind`, `set_settings` | the target's shard | `()` |
 //! | `bind(session, uid)` | the user's home shard | `()`; `AlreadyBound` |
 //! | `get_ip`, `is_online` | the target's shard | address / bool |
 //! | `stat` | any | [`Stat`] |
 //! | `subscribe`, `unsubscribe` | any (one target: its shard) | `()` |
-//! | `publish` | any | packets queued (when known) |
+//! | `publish`, `publish_topic` | any | packets queued (when known) |
 //! | `snapshot(shard)` | that shard (no other) | sessions in the snapshot |
 //!
 //! Each method checks its targets, builds its `call::Op` (`messages.rs`) and
 //! hands it to the client's `call` (blocking) or `cast` (`_nowait`); which
 //! link it goes on is the client's choice, not this module's.
+//!
+//! The `*_topic` twins send the same packet to MQTT sessions as a PUBLISH
+//! on the given topic (mqant's `Send`, `SendBatch`, `BroadCast`); other
+//! clients get it on route 0, seq 0. Without a topic, MQTT sessions get a
+//! packet on the name this node gave its route (else the route number).
 
 use std::net::IpAddr;
 
@@ -26,7 +31,8 @@ use super::error::NodeError;
 use super::gate_client::{GateClient, Via};
 use super::messages::{
     bind_op, broadcast_op, call_msg, kick_op, multicast_op, publish_op, push_op, settings_op,
-    snapshot_op, subscribe_op, targets, unbind_op, unsubscribe_op, valid, valid_bind,
+    snapshot_op, subscribe_op, targets, topic_push_msg, unbind_op, unsubscribe_op, valid,
+    valid_bind, with_topic,
 };
 use super::types::{Stat, Target};
 use crate::ids::{SessionId, ShardId, UserId};
@@ -161,6 +167,92 @@ impl GateClient {
             Via::Any,
             broadcast_op(route, seq, payload.into(), bound_only),
         )
+    }
+
+    /// [`GateClient::push`] on MQTT topic `topic`: an MQTT session gets a
+    /// PUBLISH on it (mqant's `session.Send`), other clients a packet on
+    /// route 0, seq 0.
+    pub fn push_topic(
+        &self,
+        to: impl Into<Target>,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), NodeError> {
+        let to = valid(to.into())?;
+        let op = with_topic(push_op(to, 0, 0, payload.into()), topic);
+        self.call(Via::To(to), op).map(drop)
+    }
+
+    /// [`GateClient::push_topic`] without waiting (as
+    /// [`GateClient::push_nowait`]).
+    pub fn push_topic_nowait(
+        &self,
+        to: impl Into<Target>,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), NodeError> {
+        let to = valid(to.into())?;
+        let payload = payload.into();
+        if let Target::Session(s) = to {
+            if let Some(link) = self.session_link(s)? {
+                return link.send(&topic_push_msg(s.0, topic, payload));
+            }
+        }
+        self.cast(Via::To(to), with_topic(push_op(to, 0, 0, payload), topic))
+    }
+
+    /// [`GateClient::multicast`] on MQTT topic `topic` (mqant's
+    /// `SendBatch`); returns how many sessions the gate queued it for.
+    pub fn multicast_topic(
+        &self,
+        to: impl IntoIterator<Item = impl Into<Target>>,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<u64, NodeError> {
+        let to = targets(to)?;
+        if to.is_empty() {
+            return Ok(0);
+        }
+        let op = with_topic(multicast_op(&to, 0, 0, payload.into()), topic);
+        Ok(self.call(via_targets(&to), op)?.delivered)
+    }
+
+    /// [`GateClient::multicast_topic`] without waiting.
+    pub fn multicast_topic_nowait(
+        &self,
+        to: impl IntoIterator<Item = impl Into<Target>>,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), NodeError> {
+        let to = targets(to)?;
+        if to.is_empty() {
+            return Ok(());
+        }
+        let op = with_topic(multicast_op(&to, 0, 0, payload.into()), topic);
+        self.cast(via_targets(&to), op)
+    }
+
+    /// [`GateClient::broadcast`] on MQTT topic `topic` (mqant's
+    /// `BroadCast`).
+    pub fn broadcast_topic(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        bound_only: bool,
+    ) -> Result<u64, NodeError> {
+        let op = with_topic(broadcast_op(0, 0, payload.into(), bound_only), topic);
+        Ok(self.call(Via::Any, op)?.delivered)
+    }
+
+    /// [`GateClient::broadcast_topic`] without waiting.
+    pub fn broadcast_topic_nowait(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        bound_only: bool,
+    ) -> Result<(), NodeError> {
+        let op = with_topic(broadcast_op(0, 0, payload.into(), bound_only), topic);
+        self.cast(Via::Any, op)
     }
 
     /// Closes a session (reason `kicked`); with `flush`, what is already
@@ -349,6 +441,28 @@ impl GateClient {
         payload: impl Into<Bytes>,
     ) -> Result<(), NodeError> {
         self.cast(Via::Any, publish_op(channel, route, seq, payload.into()))
+    }
+
+    /// [`GateClient::publish`] on MQTT topic `topic`.
+    pub fn publish_topic(
+        &self,
+        channel: &str,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<u64, NodeError> {
+        let op = with_topic(publish_op(channel, 0, 0, payload.into()), topic);
+        Ok(self.call(Via::Any, op)?.delivered)
+    }
+
+    /// [`GateClient::publish_topic`] without waiting.
+    pub fn publish_topic_nowait(
+        &self,
+        channel: &str,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), NodeError> {
+        let op = with_topic(publish_op(channel, 0, 0, payload.into()), topic);
+        self.cast(Via::Any, op)
     }
 
     /// Asks the gate for a snapshot of the live sessions of `shard` and

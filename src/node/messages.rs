@@ -9,6 +9,7 @@
 //! | `call::Op` | built by |
 //! |---|---|
 //! | `Push` | [`push_op`] |
+//! | the MQTT `topic` of `Push`, `Multicast`, `Broadcast`, `Publish` | [`with_topic`] |
 //! | `Multicast`, `Broadcast`, `Publish` | [`multicast_op`], [`broadcast_op`], [`publish_op`] |
 //! | `Kick`, `Unbind`, `Settings` | [`kick_op`], [`unbind_op`], [`settings_op`] |
 //! | `Bind` | [`bind_op`] |
@@ -23,7 +24,7 @@ use super::types::Target;
 use crate::ids::{SessionId, UserId};
 use crate::link::proto::{
     self, call, to_gate, Bind, Broadcast, Call, ChannelMembers, Kick, Multicast, Pong, Push,
-    PushTo, Settings, SnapshotRequest, ToGate,
+    PushTo, ResultFormat, Settings, SnapshotRequest, ToGate,
 };
 
 /// A `ToGate::Push`: a packet for one session (a push, or with a non-zero
@@ -44,6 +45,45 @@ pub(crate) fn push_msg(
             payload,
             ext,
             request_id,
+            ..Default::default()
+        })),
+    }
+}
+
+/// A `ToGate::Push` answering a request: `request_id` (0 once the request
+/// was answered: then a plain push), how MQTT clients see the payload
+/// (`format`) and, when not empty, the node's `error` for the request.
+pub(crate) fn reply_msg(
+    session_id: u64,
+    route: i32,
+    seq: i32,
+    payload: Bytes,
+    request_id: u64,
+    format: ResultFormat,
+    error: String,
+) -> ToGate {
+    ToGate {
+        msg: Some(to_gate::Msg::Push(Push {
+            session_id,
+            route,
+            seq,
+            payload,
+            request_id,
+            error,
+            format: format as i32,
+            ..Default::default()
+        })),
+    }
+}
+
+/// A `ToGate::Push` to one session on MQTT topic `topic` (route 0, seq 0
+/// for other clients).
+pub(crate) fn topic_push_msg(session_id: u64, topic: &str, payload: Bytes) -> ToGate {
+    ToGate {
+        msg: Some(to_gate::Msg::Push(Push {
+            session_id,
+            payload,
+            topic: topic.to_owned(),
             ..Default::default()
         })),
     }
@@ -135,6 +175,20 @@ pub(crate) fn publish_op(channel: &str, route: i32, seq: i32, payload: Bytes) ->
         payload,
         ..Default::default()
     })
+}
+
+/// `op` (a `Push`, `Multicast`, `Broadcast` or `Publish`) with the MQTT
+/// topic `topic`; other ops carry no topic and are returned as they are.
+pub(crate) fn with_topic(mut op: call::Op, topic: &str) -> call::Op {
+    let slot = match &mut op {
+        call::Op::Push(p) => &mut p.topic,
+        call::Op::Multicast(m) => &mut m.topic,
+        call::Op::Broadcast(b) => &mut b.topic,
+        call::Op::Publish(p) => &mut p.topic,
+        _ => return op,
+    };
+    topic.clone_into(slot);
+    op
 }
 
 /// `Kick`: close a session, after what is queued for it if `flush`.

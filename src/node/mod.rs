@@ -83,6 +83,29 @@
 //! a route whose requests get no reply (`NodeHello.routes`): the gate waits
 //! for nothing.
 //!
+//! # MQTT clients (mqant's gate)
+//!
+//! The gate also serves MQTT clients the way mqant's gate does: a PUBLISH
+//! to `<service>[@<node_id>]/<name>[/<msgid>]` is a request (with a msgid)
+//! or a notification (without) for the route this node named `<name>`
+//! ([`NodeBuilder::name`], or [`NodeBuilder::handler`] for a handler known
+//! by name only, whose route the SDK picks from [`NAMED_ROUTE_BASE`]). The
+//! service name is the module name and is case-sensitive (`"Echo"`). The
+//! handler sees the topic ([`Context::topic`]); its first reply is wrapped
+//! by the gate as `{"Trace":..,"Error":..,"Result":..}` and published on
+//! that topic: [`Context::reply_json`], [`reply_bytes`](Context::reply_bytes)
+//! (base64), [`reply_string`](Context::reply_string) say what `Result` is,
+//! [`reply_raw`](Context::reply_raw) skips the wrapper,
+//! [`reply_error`](Context::reply_error) fills `Error`, and plain
+//! [`Context::reply`] lets the gate guess (JSON if it parses, else base64).
+//! Pushes reach MQTT sessions as PUBLISH on a topic: the one given to
+//! [`SessionContext::push_topic`] or a `GateClient::*_topic` call, else
+//! the name of the packet's route, else the route number in decimal. An
+//! MQTT client's `Connect` event has its CONNECT's
+//! [`client_id`](EventContext::client_id),
+//! [`username`](EventContext::username) and
+//! [`password`](EventContext::password).
+//!
 //! # Events
 //!
 //! [`NodeBuilder::on_event`] subscribes to session events (connect, bind,
@@ -114,14 +137,16 @@
 //! [`GateClient`] (from [`Node::gates`], or [`SessionContext::gate`] in a
 //! handler) has every operation of the protocol's `Call`: push (to a
 //! session or a user), multicast, broadcast, kick, bind, unbind, settings,
-//! get_ip, is_online, stat, subscribe, unsubscribe, publish, snapshot. The naming
+//! get_ip, is_online, stat, subscribe, unsubscribe, publish, snapshot (and
+//! `*_topic` twins of the packet-carrying ones for MQTT sessions). The naming
 //! rule: **`op(..)` waits for the gate's result; `op_nowait(..)` sends call
 //! id 0 and returns at once.** Only [`Context::reply`] and
-//! [`SessionContext::reply_with`] are neither: they answer the request and
-//! are always batched. [`Context`] and [`EventContext`] are both a
+//! [`SessionContext::reply_with`] (and the other `reply_*`) are neither:
+//! they answer the request and are always batched. [`Context`] and [`EventContext`] are both a
 //! [`SessionContext`] (working on a request or an event), which has
-//! shortcuts for that session (`bind`, `unbind`, `set_settings`, `kick`,
-//! `subscribe`, `unsubscribe`, each with its `_nowait`), written once.
+//! shortcuts for that session (`push_topic`, `bind`, `unbind`,
+//! `set_settings`, `kick`, `subscribe`, `unsubscribe`, each with its
+//! `_nowait`), written once.
 //!
 //! A blocking call registers a call id (process-wide counter) in a pending
 //! table and waits at most [`NodeBuilder::call_timeout`] (default 3 s) for the
@@ -202,7 +227,7 @@ pub use event::{EventContext, SessionEvent};
 pub use gate_client::{GateClient, DEFAULT_CALL_TIMEOUT};
 pub use options::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE,
-    HANDSHAKE_TIMEOUT,
+    HANDSHAKE_TIMEOUT, NAMED_ROUTE_BASE,
 };
 pub use server::{Node, NodeHandle};
 pub use session_context::SessionContext;

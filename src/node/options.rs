@@ -31,6 +31,13 @@ pub const DEFAULT_MAX_WRITE_BACKLOG: usize = 32 << 20;
 pub const DEFAULT_WORKER_QUEUE: usize = 4096;
 /// Time a new link has to send its `GateHello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// First route number given to a handler registered by name only
+/// ([`NodeBuilder::handler`](crate::node::NodeBuilder::handler)): such
+/// handlers get the lowest unused routes from `2^30` up, in registration
+/// order. The range is far from hand-picked routes and does not fit a due
+/// packet's default 1- or 2-byte route field, so in practice only MQTT
+/// clients (by name) reach these handlers.
+pub const NAMED_ROUTE_BASE: i32 = 1 << 30;
 
 /// Everything the running node needs from the builder; read-only once
 /// [`Options::validate`] has checked it.
@@ -65,6 +72,8 @@ pub(crate) struct Route {
     /// `Duration::ZERO` leaving the timeout to the gate); `None`: a
     /// notification (announced in `NodeHello.routes`).
     pub(crate) reply: Option<Duration>,
+    /// The route's name for MQTT topics (`NodeHello.route_names`).
+    pub(crate) name: Option<String>,
 }
 
 /// The node id used when [`NodeBuilder::node_id`](crate::node::NodeBuilder::node_id)
@@ -79,12 +88,53 @@ pub(crate) fn default_node_id(service: &str) -> String {
 
 impl Options {
     /// Sorts the routes and event kinds (lookups bisect them), refuses a
-    /// route or kind given twice, and applies `reply_timeouts` (route,
-    /// timeout; the last one of a route wins) to the answered routes.
-    pub(crate) fn validate(&mut self, reply_timeouts: &[(i32, Duration)]) -> Result<(), NodeError> {
+    /// route or kind given twice, applies `reply_timeouts` (route,
+    /// timeout; the last one of a route wins) to the answered routes, gives
+    /// each of `named` (answered handlers known by name only) the lowest
+    /// unused route from [`NAMED_ROUTE_BASE`], and applies `names` (route,
+    /// name): a known route, at most one name per route, names unique.
+    pub(crate) fn validate(
+        &mut self,
+        reply_timeouts: &[(i32, Duration)],
+        names: Vec<(i32, String)>,
+        named: Vec<(String, Handler)>,
+    ) -> Result<(), NodeError> {
         self.routes.sort_by_key(|r| r.route);
         if let Some(w) = self.routes.windows(2).find(|w| w[0].route == w[1].route) {
             return Err(NodeError::DuplicateRoute(w[0].route));
+        }
+        for (route, name) in names {
+            let i = self
+                .route(route)
+                .ok_or(NodeError::UnknownNamedRoute(route))?;
+            if self.routes[i].name.replace(name).is_some() {
+                return Err(NodeError::RouteNamedTwice(route));
+            }
+        }
+        let mut next = NAMED_ROUTE_BASE;
+        for (name, handler) in named {
+            while self.route(next).is_some() {
+                next += 1;
+            }
+            let at = self.routes.partition_point(|r| r.route < next);
+            self.routes.insert(
+                at,
+                Route {
+                    route: next,
+                    handler,
+                    reply: Some(Duration::ZERO),
+                    name: Some(name),
+                },
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for name in self.routes.iter().filter_map(|r| r.name.as_deref()) {
+            if name.is_empty() || name.contains(['/', '+', '#', '\0']) {
+                return Err(NodeError::BadName(name.to_owned()));
+            }
+            if !seen.insert(name) {
+                return Err(NodeError::DuplicateName(name.to_owned()));
+            }
         }
         for &(route, timeout) in reply_timeouts {
             match self.route(route).map(|i| &mut self.routes[i].reply) {
@@ -135,7 +185,9 @@ impl Options {
                     })
                     .collect(),
                 snapshot: self.snapshot.is_some(),
-                ..Default::default()
+                route_names: (self.routes.iter())
+                    .filter_map(|r| Some((r.name.clone()?, r.route)))
+                    .collect(),
             })),
         }
     }

@@ -1,8 +1,8 @@
 //! [`SessionContext`]: what route and event handlers share — the session
 //! the work is about, the gate link it came on with that link's reply batch
-//! — and the gate calls about that session: `push`, `bind`, `unbind`,
-//! `set_settings`, `kick`, `subscribe`, `unsubscribe`, each blocking and
-//! `_nowait`.
+//! — and the gate calls about that session: `push`, `push_topic`, `bind`,
+//! `unbind`, `set_settings`, `kick`, `subscribe`, `unsubscribe`, each
+//! blocking and `_nowait`.
 //!
 //! [`Context`](crate::node::Context) and
 //! [`EventContext`](crate::node::EventContext) are this type with a request
@@ -20,12 +20,12 @@ use super::error::NodeError;
 use super::gate_client::{GateClient, Via};
 use super::link_handle::Link;
 use super::messages::{
-    bind_op, call_msg, kick_op, push_msg, push_op, settings_op, subscribe_op, unbind_op,
-    unsubscribe_op, valid, valid_bind,
+    bind_op, call_msg, kick_op, push_msg, push_op, reply_msg, settings_op, subscribe_op,
+    topic_push_msg, unbind_op, unsubscribe_op, valid, valid_bind, with_topic,
 };
 use super::types::Target;
 use crate::ids::{SessionId, UserId};
-use crate::link::proto::call;
+use crate::link::proto::{call, ResultFormat};
 use crate::link::BatchBuf;
 
 /// What a handler has while it works on `W` (a request or an event) for
@@ -144,8 +144,52 @@ impl<'a, W> SessionContext<'a, W> {
     /// first one of a request of an answered route is its reply (see
     /// above).
     pub fn reply_with(&mut self, route: i32, seq: i32, payload: impl Into<Bytes>) {
+        self.reply_as(
+            route,
+            seq,
+            payload.into(),
+            ResultFormat::ResultAuto,
+            String::new(),
+        );
+    }
+
+    /// [`reply_with`](Self::reply_with), telling MQTT clients how to see
+    /// the payload (`format`) or, with a non-empty `error`, that the
+    /// request failed. Only the first reply carries the request id.
+    pub(crate) fn reply_as(
+        &mut self,
+        route: i32,
+        seq: i32,
+        payload: Bytes,
+        format: ResultFormat,
+        error: String,
+    ) {
         let request_id = std::mem::take(&mut self.reply_id);
-        let msg = push_msg(self.session.0, route, seq, payload.into(), 0, request_id);
+        let msg = reply_msg(
+            self.session.0,
+            route,
+            seq,
+            payload,
+            request_id,
+            format,
+            error,
+        );
+        self.out.push(&msg);
+    }
+
+    /// Sends `payload` to this session on MQTT topic `topic` (mqant's
+    /// `session.Send`) and waits for the gate. An MQTT client gets a QoS 0
+    /// PUBLISH on `topic`; other clients a packet on route 0, seq 0. Never
+    /// the request's reply.
+    pub fn push_topic(&mut self, topic: &str, payload: impl Into<Bytes>) -> Result<(), NodeError> {
+        let op = with_topic(push_op(self.target(), 0, 0, payload.into()), topic);
+        self.call_here(op)
+    }
+
+    /// [`push_topic`](Self::push_topic) without waiting: a `Push` with
+    /// `topic`, batched with the replies in order (mqant's `SendNR`).
+    pub fn push_topic_nowait(&mut self, topic: &str, payload: impl Into<Bytes>) {
+        let msg = topic_push_msg(self.session.0, topic, payload.into());
         self.out.push(&msg);
     }
 

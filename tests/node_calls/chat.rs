@@ -18,7 +18,21 @@ fn chat_login_join_say_whisper() {
         .unwrap()
         .spawn();
     let mut gate = FakeGate::connect(node.local_addr(), "g1", 0, 1);
-    assert_eq!(gate.hello.service, "chat");
+    assert_eq!(gate.hello.service, "Chat");
+    // MQTT clients reach the routes by name: Chat/HD_Login/<msgid>, ...
+    let mut names: Vec<(&str, i32)> = (gate.hello.route_names.iter())
+        .map(|(n, r)| (n.as_str(), *r))
+        .collect();
+    names.sort_by_key(|&(_, r)| r);
+    assert_eq!(
+        names,
+        [
+            ("HD_Login", LOGIN),
+            ("HD_Join", JOIN),
+            ("HD_Say", SAY),
+            ("HD_Whisper", WHISPER)
+        ]
+    );
     // Every chat route replies: all answered, none a notification.
     let answered: Vec<i32> = gate.hello.reply_routes.iter().map(|r| r.route).collect();
     assert_eq!(answered, [LOGIN, JOIN, SAY, WHISPER]);

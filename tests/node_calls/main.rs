@@ -30,6 +30,10 @@ use ringgate::{SessionId, ShardId, UserId};
 #[allow(dead_code)]
 mod chat_node;
 
+#[path = "../../examples/echo_node.rs"]
+#[allow(dead_code)]
+mod echo_node;
+
 /// How long to wait for what normally takes milliseconds (an answer, a
 /// link registered or closed). Generous: a loaded CI machine can stall the
 /// node's threads for seconds (a panicking handler's backtrace alone, with
@@ -277,4 +281,5 @@ mod calls;
 mod chat;
 mod events;
 mod handlers;
+mod mqtt;
 mod snapshots;
