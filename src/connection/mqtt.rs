@@ -224,10 +224,11 @@ impl Connection {
         };
         m.username = c.username.unwrap_or_default();
         m.password = c.password.unwrap_or_default();
-        let trace = format!(
-            "{:016x}",
-            sid.0.rotate_left(17) ^ cx.now.wrapping_mul(0x9e37_79b9)
-        );
+        // splitmix64 of the session and the time: 16 well-spread hex digits.
+        let mut z = (sid.0 ^ cx.now.rotate_left(32)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let trace = format!("{:016x}", z ^ (z >> 31));
         m.trace.copy_from_slice(trace.as_bytes());
         // MQTT 3.1.1 §3.1.2.10: silent for 1.5 × keep-alive closes; 0: the gate's rule.
         self.session.keep_alive_ms = (c.keep_alive > 0).then(|| Millis::from(c.keep_alive) * 1500);

@@ -58,6 +58,20 @@ def check(cond, what):
         raise Failure(what)
 
 
+# --ws-path: speak MQTT over WebSocket (paho's "websockets" transport) on
+# that upgrade path instead of plain TCP.
+WS_PATH = None
+
+
+def new_client(**kw):
+    """A paho client on the transport the command line chose."""
+    if WS_PATH is None:
+        return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kw)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, transport="websockets", **kw)
+    c.ws_set_options(path=WS_PATH)
+    return c
+
+
 class Conn:
     """One paho client, its network loop in a thread, every PUBLISH it
     receives queued (topic, payload)."""
@@ -66,8 +80,7 @@ class Conn:
         self.proto = proto
         if client_id is None:
             client_id = f"check-{proto}-{time.monotonic_ns() % 10**9}"
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=PROTOCOLS[proto], clean_session=True)
+        self.c = new_client(client_id=client_id, protocol=PROTOCOLS[proto], clean_session=True)
         self.msgs = queue.Queue()
         self.connected = threading.Event()
         self.disconnected = threading.Event()
@@ -359,8 +372,7 @@ def sc_queue_full(a, proto):
 def sc_keepalive_close(a, proto):
     # CONNECT with keepalive 1 s, read the CONNACK, then send nothing more
     # (the paho loop is driven by hand and stopped, so it cannot ping).
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="silent",
-                    protocol=PROTOCOLS[proto])
+    c = new_client(client_id="silent", protocol=PROTOCOLS[proto])
     done = threading.Event()
     c.on_connect = lambda *x: done.set()
     t0 = time.monotonic()
@@ -416,11 +428,15 @@ def main():
     p.add_argument("--request-timeout", type=float, default=10.0)
     p.add_argument("--protocol", action="append", choices=list(PROTOCOLS))
     p.add_argument("--scenario", action="append", choices=[n for n, _ in SCENARIOS])
+    p.add_argument("--ws-path", help="MQTT over WebSocket on this path (--port: the ws listener)")
     a = p.parse_args()
+    global WS_PATH
+    WS_PATH = a.ws_path
     protos = a.protocol or list(PROTOCOLS)
     names = a.scenario or [n for n, _ in SCENARIOS]
     failed = 0
-    print(f"paho-mqtt {paho.mqtt.__version__}", flush=True)
+    over = f"WebSocket {WS_PATH}" if WS_PATH else "TCP"
+    print(f"paho-mqtt {paho.mqtt.__version__} over {over}", flush=True)
     for proto in protos:
         for name, fn in SCENARIOS:
             if name not in names:

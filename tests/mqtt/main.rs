@@ -153,6 +153,33 @@ fn paho_mqtt_passes_every_scenario_on_mqtt_3_1_and_3_1_1() {
     assert_eq!(st.node.seen_on("Echo/HD_Slow").len(), 4, "{out}");
 }
 
+#[test]
+fn paho_mqtt_passes_every_scenario_over_websocket_too() {
+    let st = Stack::start(|_| {});
+    let port = st.gate().ws_addr().expect("ws listener").port().to_string();
+    // On mqtt_path (paho-python also offers the "mqtt" subprotocol).
+    let args: Vec<String> = [
+        &client_path("mqtt_check.py"),
+        "--port",
+        &port,
+        "--ws-path",
+        "/mqtt",
+        "--max-inflight",
+        &MAX_INFLIGHT.to_string(),
+        "--request-timeout",
+        &REQUEST_TIMEOUT.as_secs_f64().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (ok, out) = run("python3", &args, Duration::from_secs(180), PAHO);
+    eprintln!("{out}");
+    assert!(ok, "paho-mqtt over WebSocket failed:\n{out}");
+    assert!(out.contains("over WebSocket /mqtt"), "{out}");
+    assert_eq!(out.matches("PASS ").count(), 28, "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
 fn mosquitto(program: &str, args: &[&str]) -> (bool, String) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     run(program, &args, PATIENCE, MOSQUITTO)
