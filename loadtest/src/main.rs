@@ -27,6 +27,7 @@ mod client;
 mod connect;
 mod echo;
 mod idle;
+mod mqttc;
 mod node_check;
 mod push;
 mod rate;
