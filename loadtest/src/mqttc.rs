@@ -219,11 +219,16 @@ mod tests {
         // Over WebSocket: one masked binary message holding the same bytes.
         m.encode_request(1, 7, b"xyz", Some([1, 2, 3, 4]), &mut wire)
             .unwrap();
-        let mut f = ringgate::ws::decode_frame(&mut wire, 1 << 20).unwrap().unwrap();
+        let mut f = ringgate::ws::decode_frame(&mut wire, 1 << 20)
+            .unwrap()
+            .unwrap();
         let Some(Inbound::Publish(p)) = mqtt::decode(&mut f.payload, 1 << 20).unwrap() else {
             panic!("not a publish")
         };
-        assert_eq!((p.topic.as_str(), &p.payload[..]), ("Echo/HD_Raw/7", &b"xyz"[..]));
+        assert_eq!(
+            (p.topic.as_str(), &p.payload[..]),
+            ("Echo/HD_Raw/7", &b"xyz"[..])
+        );
         assert!(wire.is_empty());
     }
 
@@ -246,7 +251,8 @@ mod tests {
         let mut src = BytesMut::new();
         mqtt::encode_connack(false, 0, &mut src);
         mqtt::encode_publish("Echo/HD_Raw/5", b"payload", &mut src).unwrap();
-        let err = br#"{"Trace":"9e3779b97f4a7c15","Error":"Service(type:Echo) not found","Result":null}"#;
+        let err =
+            br#"{"Trace":"9e3779b97f4a7c15","Error":"Service(type:Echo) not found","Result":null}"#;
         mqtt::encode_publish("Echo/HD_Raw/6", err, &mut src).unwrap();
         let ok = br#"{"Trace":"9e3779b97f4a7c15","Error":"","Result":{"a":1}}"#;
         mqtt::encode_publish("Echo/HD_Raw/7", ok, &mut src).unwrap();

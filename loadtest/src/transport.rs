@@ -179,7 +179,8 @@ impl Dialer {
         };
         let mqtt = match args.transport.is_mqtt() {
             true => Some(Arc::new(
-                MqttPlan::new(&args.mqtt_topic, args.mqtt_keep_alive).map_err(anyhow::Error::msg)?,
+                MqttPlan::new(&args.mqtt_topic, args.mqtt_keep_alive)
+                    .map_err(anyhow::Error::msg)?,
             )),
             false => None,
         };
@@ -471,7 +472,14 @@ impl Stream {
         }
         let (mut rbuf, mut out) = (BytesMut::new(), BytesMut::new());
         let opts = PacketOptions::default();
-        let end = up.read_framed(&self.sock, &mut rbuf, leftover, &opts, &mut out, &mut |_| {});
+        let end = up.read_framed(
+            &self.sock,
+            &mut rbuf,
+            leftover,
+            &opts,
+            &mut out,
+            &mut |_| {},
+        );
         // Pongs owed to the server go out behind the CONNECT.
         hs.request.extend_from_slice(&out);
         if !hs.request.is_empty() {
@@ -595,9 +603,7 @@ impl Stream {
         };
         match (up.mqtt.as_mut(), up.ws.as_mut()) {
             (None, None) => codec::encode_data(0, route, seq, payload, opts, out),
-            (None, Some(ws)) => {
-                wsc::encode_data(route, seq, payload, opts, ws.rng.next_key(), out)
-            }
+            (None, Some(ws)) => wsc::encode_data(route, seq, payload, opts, ws.rng.next_key(), out),
             (Some(m), ws) => m
                 .encode_request(route, seq, payload, ws.map(|w| w.rng.next_key()), out)
                 .map_err(|_| CodecError::Malformed("topic or payload too large for PUBLISH")),
@@ -706,10 +712,9 @@ impl Layers {
                 (Some(ws), Some(m)) => {
                     // MQTT bytes are a stream across messages.
                     let mut pending = std::mem::take(&mut m.pending);
-                    let r = wsc::decode_stream(rbuf, ws, out, &mut |b| {
-                        pending.extend_from_slice(b)
-                    })
-                    .and_then(|flow| m.decode(&mut pending, on_frame).map(|()| flow));
+                    let r =
+                        wsc::decode_stream(rbuf, ws, out, &mut |b| pending.extend_from_slice(b))
+                            .and_then(|flow| m.decode(&mut pending, on_frame).map(|()| flow));
                     m.pending = pending;
                     r
                 }

@@ -439,7 +439,10 @@ mod tests {
         let mut with_frame = ok.clone().into_bytes();
         with_frame.extend_from_slice(&[0x82, 0x00]);
         assert_eq!(parse_response(&with_frame, &accept, None), Ok(Some(n)));
-        assert_eq!(parse_response(&ok.as_bytes()[..20], &accept, None), Ok(None));
+        assert_eq!(
+            parse_response(&ok.as_bytes()[..20], &accept, None),
+            Ok(None)
+        );
         let wrong = ok.replace(&accept, "AAAA");
         assert!(parse_response(wrong.as_bytes(), &accept, None)
             .unwrap_err()
