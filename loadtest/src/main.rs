@@ -15,7 +15,9 @@
 //!   gate against a node and checks it follows the link protocol.
 //!
 //! Every client scenario speaks `--transport tcp|ws|wss` ([`transport`],
-//! [`wsc`] for the WebSocket client frames).
+//! [`wsc`] for the WebSocket client frames); `echo`, `rate`, `idle` and
+//! `connect` also `mqtt|mqtt-ws` ([`mqttc`]: a request is a QoS 0 PUBLISH
+//! to `<--mqtt-topic>/<seq>`, answered on the same topic).
 //!
 //! Shared parts: [`client`] (connection state machine and client event
 //! loop), [`tally`] (response checks and counters), [`runner`] (threads, start and progress), [`report`] (histograms,
@@ -27,6 +29,7 @@ mod client;
 mod connect;
 mod echo;
 mod idle;
+mod mqttc;
 mod node_check;
 mod push;
 mod rate;

@@ -33,8 +33,10 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureSch
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use crate::mqttc::{MqttIn, MqttPlan};
 use crate::wire::{self, ReadEnd};
 use crate::wsc::{self, Flow, WsIn};
+use ringgate::codec::mqtt;
 
 /// The client transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -46,6 +48,14 @@ pub enum Transport {
     Ws,
     /// WebSocket over TLS (rustls).
     Wss,
+    /// MQTT 3.1.1 on TCP (the gate's `[network.mqtt]` port): a request is a
+    /// QoS 0 PUBLISH to `<--mqtt-topic>/<seq>`, its reply the PUBLISH back.
+    Mqtt,
+    /// MQTT in WebSocket binary messages: the upgrade offers the `mqtt`
+    /// subprotocol on the ws listener.
+    #[value(name = "mqtt-ws")]
+    #[serde(rename = "mqtt-ws")]
+    MqttWs,
 }
 
 impl Transport {
@@ -55,16 +65,39 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::Ws => "ws",
             Transport::Wss => "wss",
+            Transport::Mqtt => "mqtt",
+            Transport::MqttWs => "mqtt-ws",
         }
+    }
+
+    /// Whether the connection opens with a WebSocket upgrade.
+    pub fn is_ws(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss | Transport::MqttWs)
+    }
+
+    /// Whether the connection speaks MQTT instead of due packets.
+    pub fn is_mqtt(self) -> bool {
+        matches!(self, Transport::Mqtt | Transport::MqttWs)
     }
 }
 
 /// Transport flags of every client scenario.
 #[derive(Args, Clone, Debug)]
 pub struct TransportArgs {
-    /// tcp, ws (WebSocket) or wss (WebSocket over TLS).
+    /// tcp, ws (WebSocket), wss (WebSocket over TLS), mqtt (MQTT 3.1.1 on
+    /// TCP: point --addr at the gate's [network.mqtt] port) or mqtt-ws (MQTT
+    /// in WebSocket binary messages, subprotocol `mqtt`: the ws port).
     #[arg(long, value_enum, default_value = "tcp")]
     pub transport: Transport,
+    /// mqtt, mqtt-ws: requests are QoS 0 PUBLISHes to `<topic>/<seq>`,
+    /// answered on the same topic. `module/handler`; the handler must reply
+    /// the payload unwrapped (raw), as the echo node's HD_Raw does.
+    #[arg(long, default_value = "Echo/HD_Raw")]
+    pub mqtt_topic: String,
+    /// mqtt, mqtt-ws: the CONNECT's keep-alive in seconds (0: none; the gate
+    /// then applies its TCP idle rule, which `--heartbeat` PINGREQs satisfy).
+    #[arg(long, default_value_t = 0)]
+    pub mqtt_keep_alive: u16,
     /// Path of the WebSocket upgrade request (ws, wss).
     #[arg(long, default_value = "/")]
     pub ws_path: String,
@@ -86,6 +119,8 @@ impl Default for TransportArgs {
         TransportArgs {
             transport: Transport::Tcp,
             ws_path: "/".into(),
+            mqtt_topic: "Echo/HD_Raw".into(),
+            mqtt_keep_alive: 0,
             insecure: false,
             cafile: None,
             server_name: None,
@@ -103,6 +138,7 @@ pub struct Dialer {
     path: String,
     host: String,
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    mqtt: Option<Arc<MqttPlan>>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -125,6 +161,7 @@ impl Dialer {
             path: "/".into(),
             host: addr.to_string(),
             tls: None,
+            mqtt: None,
         }
     }
 
@@ -140,12 +177,20 @@ impl Dialer {
             }
             _ => None,
         };
+        let mqtt = match args.transport.is_mqtt() {
+            true => Some(Arc::new(
+                MqttPlan::new(&args.mqtt_topic, args.mqtt_keep_alive)
+                    .map_err(anyhow::Error::msg)?,
+            )),
+            false => None,
+        };
         Ok(Dialer {
             transport: args.transport,
             addr,
             path: args.ws_path.clone(),
             host: addr.to_string(),
             tls,
+            mqtt,
         })
     }
 
@@ -158,10 +203,13 @@ impl Dialer {
             ),
             None => None,
         };
-        let upgrade = self.transport != Transport::Tcp;
+        let upgrade = self.transport.is_ws();
         let ws = upgrade.then(WsIn::default);
-        let up = (tls.is_some() || ws.is_some()).then(|| Box::new(Layers { tls, ws }));
-        let hs = Handshake::new(upgrade, &self.path, &self.host);
+        let mqtt = self.mqtt.as_deref().map(MqttIn::new);
+        let up = (tls.is_some() || ws.is_some() || mqtt.is_some())
+            .then(|| Box::new(Layers { tls, ws, mqtt }));
+        let protocol = (self.transport == Transport::MqttWs).then_some("mqtt");
+        let hs = Handshake::new(upgrade, &self.path, &self.host, protocol, self.mqtt.clone());
         Ok((Stream { sock, up }, hs))
     }
 
@@ -296,25 +344,41 @@ impl ServerCertVerifier for AnyCert {
     }
 }
 
-/// The WebSocket upgrade of one connection, run before any packet.
+/// The WebSocket upgrade and the MQTT CONNECT of one connection, run
+/// before any packet.
 #[derive(Debug)]
 pub struct Handshake {
-    /// Request bytes not yet handed to the socket (or to TLS).
+    /// Request bytes not yet handed to the socket (or to TLS): the upgrade,
+    /// then the CONNECT.
     request: Vec<u8>,
     /// The `Sec-WebSocket-Accept` the server must send back.
     accept: String,
     /// Response bytes so far.
     response: Vec<u8>,
-    /// Whether there is an upgrade to do at all (ws, wss).
+    /// Whether there is an upgrade to do at all (ws, wss, mqtt-ws).
     upgrade: bool,
+    /// The upgrade is done.
+    upgraded: bool,
+    /// The subprotocol offered and required (mqtt-ws).
+    protocol: Option<&'static str>,
+    /// MQTT: the CONNECT to send and the CONNACK to wait for.
+    mqtt: Option<Arc<MqttPlan>>,
+    /// The CONNECT is in `request` (or written).
+    connect_queued: bool,
 }
 
 impl Handshake {
-    fn new(upgrade: bool, path: &str, host: &str) -> Self {
+    fn new(
+        upgrade: bool,
+        path: &str,
+        host: &str,
+        protocol: Option<&'static str>,
+        mqtt: Option<Arc<MqttPlan>>,
+    ) -> Self {
         let (request, accept) = if upgrade {
             let key = wsc::new_key();
             (
-                wsc::upgrade_request(path, host, &key),
+                wsc::upgrade_request(path, host, &key, protocol),
                 wsc::accept_for(&key),
             )
         } else {
@@ -325,6 +389,10 @@ impl Handshake {
             accept,
             response: Vec::new(),
             upgrade,
+            upgraded: false,
+            protocol,
+            mqtt,
+            connect_queued: false,
         }
     }
 }
@@ -338,10 +406,12 @@ pub struct Stream {
     up: Option<Box<Layers>>,
 }
 
-/// What runs above the socket: TLS (wss) and WebSocket framing (ws, wss).
+/// What runs above the socket: TLS (wss), WebSocket framing (ws, wss,
+/// mqtt-ws) and MQTT (mqtt, mqtt-ws).
 struct Layers {
     tls: Option<ClientConnection>,
     ws: Option<WsIn>,
+    mqtt: Option<MqttIn>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -351,6 +421,7 @@ impl std::fmt::Debug for Stream {
             .field("sock", &self.sock)
             .field("tls", &up.is_some_and(|u| u.tls.is_some()))
             .field("ws", &up.is_some_and(|u| u.ws.is_some()))
+            .field("mqtt", &up.is_some_and(|u| u.mqtt.is_some()))
             .finish()
     }
 }
@@ -365,14 +436,71 @@ struct TlsRead {
 
 impl Stream {
     /// Advances the handshake as far as the socket allows without blocking.
-    /// `Ok(true)`: done (the `101` checked); bytes that came after it are
-    /// appended to `leftover`. `Ok(false)`: call again when the socket is
-    /// readable (or writable, if [`Stream::wants_write`]).
+    /// `Ok(true)`: done (the `101` checked, the CONNACK received); bytes that
+    /// came after it are appended to `leftover`. `Ok(false)`: call again when
+    /// the socket is readable (or writable, if [`Stream::wants_write`]).
     pub fn handshake(
         &mut self,
         hs: &mut Handshake,
         leftover: &mut Vec<u8>,
     ) -> Result<bool, String> {
+        if hs.upgrade && !hs.upgraded {
+            if !self.upgrade(hs, leftover)? {
+                return Ok(false);
+            }
+            hs.upgraded = true;
+        }
+        match hs.mqtt.clone() {
+            None => Ok(true),
+            Some(plan) => self.mqtt_connect(hs, &plan, leftover),
+        }
+    }
+
+    /// The MQTT part of the handshake: CONNECT out, CONNACK (accepted) in.
+    fn mqtt_connect(
+        &mut self,
+        hs: &mut Handshake,
+        plan: &MqttPlan,
+        leftover: &mut Vec<u8>,
+    ) -> Result<bool, String> {
+        let Some(up) = self.up.as_deref_mut() else {
+            return Ok(true);
+        };
+        if !hs.connect_queued {
+            hs.request = plan.connect(up.ws.as_mut()).to_vec();
+            hs.connect_queued = true;
+        }
+        let (mut rbuf, mut out) = (BytesMut::new(), BytesMut::new());
+        let opts = PacketOptions::default();
+        let end = up.read_framed(
+            &self.sock,
+            &mut rbuf,
+            leftover,
+            &opts,
+            &mut out,
+            &mut |_| {},
+        );
+        // Pongs owed to the server go out behind the CONNECT.
+        hs.request.extend_from_slice(&out);
+        if !hs.request.is_empty() {
+            let n = wire::write_some(&self.sock, &hs.request).map_err(|e| e.to_string())?;
+            hs.request.drain(..n);
+        }
+        let connack = up.mqtt.as_ref().and_then(|m| m.connack);
+        match (connack, end) {
+            (Some(0), ReadEnd::Drained) => Ok(true),
+            (Some(0), _) => Err("closed by the server right after CONNACK".into()),
+            (Some(code), _) => Err(format!("CONNACK refused: return code {code}")),
+            (None, ReadEnd::Drained) => Ok(false),
+            (None, ReadEnd::Closed) => Err("closed by the server before CONNACK".into()),
+            (None, ReadEnd::Io(e)) => Err(e.to_string()),
+            (None, ReadEnd::Codec(e)) => Err(e.to_string()),
+            (None, ReadEnd::Protocol(e)) => Err(e),
+        }
+    }
+
+    /// The WebSocket (and TLS) part of the handshake.
+    fn upgrade(&mut self, hs: &mut Handshake, leftover: &mut Vec<u8>) -> Result<bool, String> {
         let Some(up) = self.up.as_deref_mut().filter(|_| hs.upgrade) else {
             return Ok(true);
         };
@@ -434,7 +562,7 @@ impl Stream {
                 }
             }
         }
-        match wsc::parse_response(&hs.response, &hs.accept)? {
+        match wsc::parse_response(&hs.response, &hs.accept, hs.protocol)? {
             None if eof => Err(if hs.response.is_empty() {
                 "closed by the server during the handshake".to_string()
             } else {
@@ -470,18 +598,34 @@ impl Stream {
         opts: &PacketOptions,
         out: &mut BytesMut,
     ) -> Result<(), CodecError> {
-        match self.up.as_deref_mut().and_then(|u| u.ws.as_mut()) {
-            None => codec::encode_data(0, route, seq, payload, opts, out),
-            Some(ws) => wsc::encode_data(route, seq, payload, opts, ws.rng.next_key(), out),
+        let Some(up) = self.up.as_deref_mut() else {
+            return codec::encode_data(0, route, seq, payload, opts, out);
+        };
+        match (up.mqtt.as_mut(), up.ws.as_mut()) {
+            (None, None) => codec::encode_data(0, route, seq, payload, opts, out),
+            (None, Some(ws)) => wsc::encode_data(route, seq, payload, opts, ws.rng.next_key(), out),
+            (Some(m), ws) => m
+                .encode_request(route, seq, payload, ws.map(|w| w.rng.next_key()), out)
+                .map_err(|_| CodecError::Malformed("topic or payload too large for PUBLISH")),
         }
     }
 
     /// Appends a heartbeat, framed for the transport, to `out`.
     #[inline]
     pub fn encode_heartbeat(&mut self, opts: &PacketOptions, out: &mut BytesMut) {
-        match self.up.as_deref_mut().and_then(|u| u.ws.as_mut()) {
-            None => codec::encode_heartbeat(None, opts, out),
-            Some(ws) => wsc::encode_heartbeat(opts, ws.rng.next_key(), out),
+        let Some(up) = self.up.as_deref_mut() else {
+            return codec::encode_heartbeat(None, opts, out);
+        };
+        match (up.mqtt.is_some(), up.ws.as_mut()) {
+            (false, None) => codec::encode_heartbeat(None, opts, out),
+            (false, Some(ws)) => wsc::encode_heartbeat(opts, ws.rng.next_key(), out),
+            (true, None) => mqtt::encode_pingreq(out),
+            (true, Some(ws)) => {
+                let _ = wsc::encode_binary_with(2, ws.rng.next_key(), out, |d| {
+                    mqtt::encode_pingreq(d);
+                    Ok::<(), ()>(())
+                });
+            }
         }
     }
 
@@ -561,9 +705,19 @@ impl Layers {
                     Err(e) => break ReadEnd::Io(e),
                 },
             };
-            let flow = match self.ws.as_mut() {
-                Some(ws) => wsc::decode(rbuf, opts, ws, out, on_frame),
-                None => decode_packets(rbuf, opts, on_frame),
+            let flow = match (self.ws.as_mut(), self.mqtt.as_mut()) {
+                (Some(ws), None) => wsc::decode(rbuf, opts, ws, out, on_frame),
+                (None, None) => decode_packets(rbuf, opts, on_frame),
+                (None, Some(m)) => m.decode(rbuf, on_frame).map(|()| Flow::More),
+                (Some(ws), Some(m)) => {
+                    // MQTT bytes are a stream across messages.
+                    let mut pending = std::mem::take(&mut m.pending);
+                    let r =
+                        wsc::decode_stream(rbuf, ws, out, &mut |b| pending.extend_from_slice(b))
+                            .and_then(|flow| m.decode(&mut pending, on_frame).map(|()| flow));
+                    m.pending = pending;
+                    r
+                }
             };
             match flow {
                 Ok(Flow::More) => {}

@@ -58,19 +58,28 @@ fn fill_random(buf: &mut [u8]) {
     }
 }
 
-/// The upgrade request for `path` on `host`.
-pub fn upgrade_request(path: &str, host: &str, key: &str) -> Vec<u8> {
+/// The upgrade request for `path` on `host`, offering `protocol` (the
+/// `Sec-WebSocket-Protocol` header, e.g. `mqtt`) when given.
+pub fn upgrade_request(path: &str, host: &str, key: &str, protocol: Option<&str>) -> Vec<u8> {
+    let offer = protocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
     format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     )
     .into_bytes()
 }
 
 /// Checks the server's answer to the upgrade. `Ok(None)`: the header is not
 /// complete yet; `Ok(Some(n))`: a valid `101` whose header is the first `n`
-/// bytes (what follows is the first frames).
-pub fn parse_response(buf: &[u8], accept: &str) -> Result<Option<usize>, String> {
+/// bytes (what follows is the first frames). With `protocol`, the `101`
+/// must select that subprotocol (`Sec-WebSocket-Protocol`).
+pub fn parse_response(
+    buf: &[u8],
+    accept: &str,
+    protocol: Option<&str>,
+) -> Result<Option<usize>, String> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         if buf.len() > MAX_RESPONSE_BYTES {
             return Err(format!(
@@ -91,6 +100,7 @@ pub fn parse_response(buf: &[u8], accept: &str) -> Result<Option<usize>, String>
         return Err(format!("upgrade refused: {status:?}"));
     }
     let (mut upgrade, mut connection, mut got_accept) = (false, false, None);
+    let mut got_protocol = None;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             return Err(format!("bad header line {line:?}"));
@@ -104,11 +114,19 @@ pub fn parse_response(buf: &[u8], accept: &str) -> Result<Option<usize>, String>
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             }
             "sec-websocket-accept" => got_accept = Some(value.to_string()),
+            "sec-websocket-protocol" => got_protocol = Some(value.to_string()),
             _ => {}
         }
     }
     if !upgrade || !connection {
         return Err("101 without Upgrade: websocket / Connection: upgrade".into());
+    }
+    if let Some(want) = protocol {
+        if got_protocol.as_deref() != Some(want) {
+            return Err(format!(
+                "101 selected subprotocol {got_protocol:?}, not {want:?} (is [network.mqtt] enabled?)"
+            ));
+        }
     }
     match got_accept {
         Some(a) if a == accept => Ok(Some(end + 4)),
@@ -192,6 +210,24 @@ pub fn encode_data(
     put_header(OpCode::Binary, len, key, dst);
     let body = dst.len();
     codec::encode_data(0, route, seq, payload, opts, dst).inspect_err(|_| dst.truncate(start))?;
+    debug_assert_eq!(dst.len() - body, len);
+    apply_mask(&mut dst[body..], key);
+    Ok(())
+}
+
+/// Appends one masked binary frame of exactly `len` bytes that `fill`
+/// appends to `dst` (encoded in place, then masked in place). If `fill`
+/// fails, `dst` is left as it was.
+pub fn encode_binary_with<E>(
+    len: usize,
+    key: [u8; 4],
+    dst: &mut BytesMut,
+    fill: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = dst.len();
+    put_header(OpCode::Binary, len, key, dst);
+    let body = dst.len();
+    fill(dst).inspect_err(|_| dst.truncate(start))?;
     debug_assert_eq!(dst.len() - body, len);
     apply_mask(&mut dst[body..], key);
     Ok(())
@@ -323,6 +359,53 @@ pub fn decode(
     }
 }
 
+/// Largest server frame accepted in stream mode (`mqtt-ws`).
+const STREAM_FRAME_LIMIT: u64 = 16 << 20;
+
+/// [`decode`] for a byte stream carried in binary messages (MQTT over
+/// WebSocket: a packet may span messages, a message may hold several):
+/// the payload of every binary or continuation frame goes to `sink` in
+/// order; pings get a pong in `out`, a close ends the stream.
+pub fn decode_stream(
+    src: &mut BytesMut,
+    ws: &mut WsIn,
+    out: &mut BytesMut,
+    sink: &mut impl FnMut(&[u8]),
+) -> Result<Flow, String> {
+    loop {
+        let h = match parse_header(src) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(Flow::More),
+            Err(e) => return Err(format!("bad frame from server: {e}")),
+        };
+        if h.mask.is_some() {
+            return Err("masked frame from server".into());
+        }
+        if h.len > STREAM_FRAME_LIMIT {
+            return Err(format!("server frame of {} bytes", h.len));
+        }
+        let total = h.header_len + h.len as usize;
+        if src.len() < total {
+            src.reserve(total - src.len());
+            return Ok(Flow::More);
+        }
+        match h.opcode {
+            OpCode::Binary | OpCode::Continuation => sink(&src[h.header_len..total]),
+            OpCode::Text => return Err("text message from server".into()),
+            OpCode::Ping => {
+                let key = ws.rng.next_key();
+                encode_control(OpCode::Pong, &src[h.header_len..total], key, out);
+            }
+            OpCode::Pong => {}
+            OpCode::Close => {
+                src.advance(total);
+                return Ok(Flow::Closed);
+            }
+        }
+        src.advance(total);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,14 +438,17 @@ mod tests {
         let n = ok.len();
         let mut with_frame = ok.clone().into_bytes();
         with_frame.extend_from_slice(&[0x82, 0x00]);
-        assert_eq!(parse_response(&with_frame, &accept), Ok(Some(n)));
-        assert_eq!(parse_response(&ok.as_bytes()[..20], &accept), Ok(None));
+        assert_eq!(parse_response(&with_frame, &accept, None), Ok(Some(n)));
+        assert_eq!(
+            parse_response(&ok.as_bytes()[..20], &accept, None),
+            Ok(None)
+        );
         let wrong = ok.replace(&accept, "AAAA");
-        assert!(parse_response(wrong.as_bytes(), &accept)
+        assert!(parse_response(wrong.as_bytes(), &accept, None)
             .unwrap_err()
             .contains("wrong Sec-WebSocket-Accept"));
         let refused = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-        assert!(parse_response(refused, &accept)
+        assert!(parse_response(refused, &accept, None)
             .unwrap_err()
             .contains("404"));
     }

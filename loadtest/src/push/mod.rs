@@ -322,6 +322,11 @@ fn plan(
     if timing.duration.is_zero() {
         bail!("--duration must be more than 0s");
     }
+    if client.transport.transport.is_mqtt() {
+        // Pushes reach MQTT clients on topics named by route, not by seq,
+        // and logging in would need a login handler named for MQTT.
+        bail!("push and broadcast speak due packets only (tcp, ws, wss), not MQTT");
+    }
     if node.payload < STAMP_BYTES || node.payload > opts.buffer_bytes {
         bail!(
             "--payload must be from {STAMP_BYTES} (time and seq) to --buffer-bytes {}",
