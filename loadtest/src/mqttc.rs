@@ -32,12 +32,16 @@ pub struct MqttPlan {
     pub topic: String,
     /// CONNECT keep-alive, seconds (0: none).
     pub keep_alive: u16,
+    /// Broker mode (`--mqtt-subscribe`): each connection subscribes to
+    /// `<topic>/<n>/+` and publishes to `<topic>/<n>/<seq>`, so a broker
+    /// relays every message back to its sender (a reference for the gate).
+    pub subscribe: bool,
 }
 
 impl MqttPlan {
     /// Checks `--mqtt-topic`: `module/handler` as the gate routes it (no
     /// wildcards, no empty segment, no msgid: the seq is appended).
-    pub fn new(topic: &str, keep_alive: u16) -> Result<Self, String> {
+    pub fn new(topic: &str, keep_alive: u16, subscribe: bool) -> Result<Self, String> {
         let segments: Vec<&str> = topic.split('/').collect();
         if segments.len() != 2 || segments.iter().any(|s| s.is_empty()) {
             return Err(format!(
@@ -50,21 +54,19 @@ impl MqttPlan {
         Ok(MqttPlan {
             topic: topic.to_string(),
             keep_alive,
+            subscribe,
         })
     }
 
     /// The CONNECT of a new connection, framed (`ws`: one masked binary
     /// message). Client ids are `ringgate-loadtest-<pid>-<n>`, unique per
     /// process.
-    pub fn connect(&self, ws: Option<&mut wsc::WsIn>) -> BytesMut {
+    pub fn connect(&self, ws: Option<&mut wsc::WsIn>, m: Option<&mut MqttIn>) -> BytesMut {
         static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
         let c = Connect {
             level: 4,
-            client_id: format!(
-                "ringgate-loadtest-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ),
+            client_id: format!("ringgate-loadtest-{}-{n}", std::process::id()),
             clean_session: true,
             keep_alive: self.keep_alive,
             username: None,
@@ -73,6 +75,12 @@ impl MqttPlan {
         };
         let mut bare = BytesMut::new();
         mqtt::encode_connect(&c, &mut bare).expect("a valid CONNECT");
+        if let (true, Some(m)) = (self.subscribe, m) {
+            m.prefix = format!("{}/{n}/", self.topic);
+            let filter = format!("{}+", m.prefix);
+            mqtt::encode_subscribe(1, &[(filter.as_str(), 0)], &mut bare)
+                .expect("a valid SUBSCRIBE");
+        }
         match ws {
             None => bare,
             Some(ws) => {
@@ -195,14 +203,14 @@ mod tests {
     use ringgate::codec::mqtt::Inbound;
 
     fn plan() -> MqttPlan {
-        MqttPlan::new("Echo/HD_Raw", 0).unwrap()
+        MqttPlan::new("Echo/HD_Raw", 0, false).unwrap()
     }
 
     #[test]
     fn topics_are_checked() {
-        assert!(MqttPlan::new("Echo/HD_Raw", 30).is_ok());
+        assert!(MqttPlan::new("Echo/HD_Raw", 30, false).is_ok());
         for bad in ["Echo", "Echo/HD_Raw/1", "/HD_Raw", "Echo/", "E+/x", ""] {
-            assert!(MqttPlan::new(bad, 0).is_err(), "{bad}");
+            assert!(MqttPlan::new(bad, 0, false).is_err(), "{bad}");
         }
     }
 
@@ -234,13 +242,42 @@ mod tests {
 
     #[test]
     fn connect_is_a_connect() {
-        let mut wire = plan().connect(None);
+        let mut wire = plan().connect(None, None);
         let Some(Inbound::Connect(c)) = mqtt::decode(&mut wire, 1 << 20).unwrap() else {
             panic!("not a connect")
         };
         assert!(c.client_id.starts_with("ringgate-loadtest-"));
-        let again = plan().connect(None);
-        assert_ne!(&again[..], &plan().connect(None)[..], "client ids differ");
+        let again = plan().connect(None, None);
+        assert_ne!(
+            &again[..],
+            &plan().connect(None, None)[..],
+            "client ids differ"
+        );
+    }
+
+    #[test]
+    fn broker_mode_subscribes_to_its_own_topics() {
+        let plan = MqttPlan::new("Echo/HD_Raw", 0, true).unwrap();
+        let mut m = MqttIn::new(&plan);
+        let mut wire = plan.connect(None, Some(&mut m));
+        assert!(matches!(
+            mqtt::decode(&mut wire, 1 << 20).unwrap(),
+            Some(Inbound::Connect(_))
+        ));
+        let Some(Inbound::Subscribe { filters, .. }) = mqtt::decode(&mut wire, 1 << 20).unwrap()
+        else {
+            panic!("no SUBSCRIBE after the CONNECT")
+        };
+        assert!(filters[0].0.starts_with("Echo/HD_Raw/") && filters[0].0.ends_with("/+"));
+        let mut out = BytesMut::new();
+        m.encode_request(1, 7, b"x", None, &mut out).unwrap();
+        let Some(Inbound::Publish(p)) = mqtt::decode(&mut out, 1 << 20).unwrap() else {
+            panic!("not a publish")
+        };
+        assert_eq!(
+            format!("{}7", &filters[0].0[..filters[0].0.len() - 1]),
+            p.topic.as_str()
+        );
     }
 
     #[test]

@@ -98,6 +98,11 @@ pub struct TransportArgs {
     /// then applies its TCP idle rule, which `--heartbeat` PINGREQs satisfy).
     #[arg(long, default_value_t = 0)]
     pub mqtt_keep_alive: u16,
+    /// mqtt: broker mode, for a reference such as mosquitto: each connection
+    /// subscribes to `<topic>/<n>/+` and publishes to `<topic>/<n>/<seq>`, so
+    /// the broker relays each message back to its sender.
+    #[arg(long)]
+    pub mqtt_subscribe: bool,
     /// Path of the WebSocket upgrade request (ws, wss).
     #[arg(long, default_value = "/")]
     pub ws_path: String,
@@ -121,6 +126,7 @@ impl Default for TransportArgs {
             ws_path: "/".into(),
             mqtt_topic: "Echo/HD_Raw".into(),
             mqtt_keep_alive: 0,
+            mqtt_subscribe: false,
             insecure: false,
             cafile: None,
             server_name: None,
@@ -179,7 +185,7 @@ impl Dialer {
         };
         let mqtt = match args.transport.is_mqtt() {
             true => Some(Arc::new(
-                MqttPlan::new(&args.mqtt_topic, args.mqtt_keep_alive)
+                MqttPlan::new(&args.mqtt_topic, args.mqtt_keep_alive, args.mqtt_subscribe)
                     .map_err(anyhow::Error::msg)?,
             )),
             false => None,
@@ -467,7 +473,7 @@ impl Stream {
             return Ok(true);
         };
         if !hs.connect_queued {
-            hs.request = plan.connect(up.ws.as_mut()).to_vec();
+            hs.request = plan.connect(up.ws.as_mut(), up.mqtt.as_mut()).to_vec();
             hs.connect_queued = true;
         }
         let (mut rbuf, mut out) = (BytesMut::new(), BytesMut::new());

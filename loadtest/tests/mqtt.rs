@@ -315,39 +315,3 @@ fn connect_storm_and_idle_over_mqtt() {
     assert_eq!(r["closed"], 0, "{r}");
     drop(gate);
 }
-
-/// Not a check: one short measured run, `echo --conns 100 --duration 2s`
-/// over tcp and then mqtt against the same in-process gate and node, tables
-/// printed. `cargo test --release -p ringgate-loadtest --test mqtt --
-/// --ignored --nocapture measure`.
-#[test]
-#[ignore]
-fn measure_tcp_against_mqtt() {
-    let gate = start_gate(echo_node());
-    let tcp = gate.tcp_addr().to_string();
-    let mqtt = gate.mqtt_addr().unwrap().to_string();
-    for (transport, addr) in [
-        ("tcp", &tcp),
-        ("mqtt", &mqtt),
-        ("tcp", &tcp),
-        ("mqtt", &mqtt),
-    ] {
-        let args = [
-            "echo",
-            "--transport",
-            transport,
-            "--addr",
-            addr,
-            "--conns",
-            "100",
-            "--duration",
-            "2s",
-            "--warmup",
-            "1s",
-        ];
-        let out = Command::new(BIN).args(args).output().unwrap();
-        println!("$ ringgate-loadtest {}", args.join(" "));
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-    }
-    drop(gate);
-}
