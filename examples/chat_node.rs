@@ -105,6 +105,8 @@ pub fn chat(state: Arc<Chat>) -> NodeBuilder {
         .name(JOIN, "HD_Join")
         .name(SAY, "HD_Say")
         .name(WHISPER, "HD_Whisper")
+        .push_topic(ROOM_MESSAGE, "Chat/OnChat")
+        .push_topic(WHISPER_MESSAGE, "Chat/OnWhisper")
         .on_event(
             &[EventKind::Connect, EventKind::Bind, EventKind::Disconnect],
             move |ev: &mut EventContext| event(&s_event, ev),

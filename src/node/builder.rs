@@ -33,6 +33,7 @@ pub struct NodeBuilder {
     reply_timeouts: Vec<(i32, Duration)>,
     /// `name` calls (route, name), applied at `bind`.
     names: Vec<(i32, String)>,
+    push_topics: Vec<(i32, String)>,
     /// `handler` calls: answered handlers known by name only, given a
     /// route at `bind`.
     named: Vec<(String, Handler)>,
@@ -67,6 +68,7 @@ impl NodeBuilder {
             routes: Vec::new(),
             reply_timeouts: Vec::new(),
             names: Vec::new(),
+            push_topics: Vec::new(),
             named: Vec::new(),
             events: Vec::new(),
             snapshot: None,
@@ -157,6 +159,17 @@ impl NodeBuilder {
     /// [`NodeError::BadName`] for a name that cannot be a topic level.
     pub fn name(mut self, route: i32, name: impl Into<String>) -> Self {
         self.names.push((route, name.into()));
+        self
+    }
+
+    /// The MQTT topic of pushes on `route`, a route this node pushes on but
+    /// does not serve (`Chat/OnChat` for the chat room's messages): due
+    /// clients get the packet on `route`, MQTT clients a PUBLISH on `topic`
+    /// (announced in `NodeHello.route_names`). [`NodeBuilder::bind`] fails
+    /// with [`NodeError::BadName`] for a topic with a wildcard, with
+    /// [`NodeError::RouteNamedTwice`] for a route that has a name already.
+    pub fn push_topic(mut self, route: i32, topic: impl Into<String>) -> Self {
+        self.push_topics.push((route, topic.into()));
         self
     }
 
@@ -327,8 +340,10 @@ impl NodeBuilder {
             max_frame_bytes: self.max_frame_bytes,
             idle_timeout: self.idle_timeout,
             max_write_backlog: self.max_write_backlog,
+            push_topics: Vec::new(),
         };
         options.validate(&self.reply_timeouts, self.names, self.named)?;
+        options.set_push_topics(self.push_topics)?;
         let listener = match self.listen {
             None => return Err(NodeError::NoListenAddress),
             Some(Listen::Listener(l)) => l,

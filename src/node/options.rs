@@ -62,6 +62,8 @@ pub(crate) struct Options {
     pub(crate) idle_timeout: Option<Duration>,
     /// Bytes a link's writer holds before producers wait.
     pub(crate) max_write_backlog: usize,
+    /// MQTT topics of routes this node only pushes on.
+    pub(crate) push_topics: Vec<(i32, String)>,
 }
 
 /// A client route this node serves.
@@ -149,6 +151,31 @@ impl Options {
         Ok(())
     }
 
+    /// Checks and keeps the topics of push-only routes (after `validate`).
+    pub(crate) fn set_push_topics(&mut self, topics: Vec<(i32, String)>) -> Result<(), NodeError> {
+        let mut seen: std::collections::HashSet<&str> = self
+            .routes
+            .iter()
+            .filter_map(|r| r.name.as_deref())
+            .collect();
+        for (route, topic) in &topics {
+            if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+                return Err(NodeError::BadName(topic.clone()));
+            }
+            let named = self
+                .route(*route)
+                .is_some_and(|i| self.routes[i].name.is_some());
+            if named || topics.iter().filter(|(r, _)| r == route).count() > 1 {
+                return Err(NodeError::RouteNamedTwice(*route));
+            }
+            if !seen.insert(topic) {
+                return Err(NodeError::DuplicateName(topic.clone()));
+            }
+        }
+        self.push_topics = topics;
+        Ok(())
+    }
+
     /// Index of `route` in the sorted routes.
     fn route(&self, route: i32) -> Option<usize> {
         self.routes.binary_search_by_key(&route, |r| r.route).ok()
@@ -187,6 +214,7 @@ impl Options {
                 snapshot: self.snapshot.is_some(),
                 route_names: (self.routes.iter())
                     .filter_map(|r| Some((r.name.clone()?, r.route)))
+                    .chain(self.push_topics.iter().map(|(r, t)| (t.clone(), *r)))
                     .collect(),
             })),
         }

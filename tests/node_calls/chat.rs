@@ -30,7 +30,10 @@ fn chat_login_join_say_whisper() {
             ("HD_Login", LOGIN),
             ("HD_Join", JOIN),
             ("HD_Say", SAY),
-            ("HD_Whisper", WHISPER)
+            ("HD_Whisper", WHISPER),
+            // ... and get the room's and whispers' pushes on these topics.
+            ("Chat/OnChat", ROOM_MESSAGE),
+            ("Chat/OnWhisper", WHISPER_MESSAGE),
         ]
     );
     // Every chat route replies: all answered, none a notification.

@@ -323,3 +323,47 @@ fn the_echo_example_serves_module_echo() {
     gate.send(&[request(s, slow, 2, "Echo/HD_Slow/2", b"")]);
     gate.quiet("HD_Slow never answers");
 }
+
+#[test]
+fn push_only_routes_announce_their_mqtt_topic() {
+    let node = Node::builder("Chat")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .route(1, |_: &mut Context| {})
+        .name(1, "HD_Login")
+        .push_topic(100, "Chat/OnChat")
+        .bind()
+        .unwrap()
+        .spawn();
+    let gate = FakeGate::connect(node.local_addr(), "g1", 0, 1);
+    assert_eq!(
+        names(&gate.hello),
+        [("HD_Login".into(), 1), ("Chat/OnChat".into(), 100)]
+    );
+    let base = || {
+        Node::builder("Chat")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .route(1, |_: &mut Context| {})
+            .name(1, "HD_Login")
+    };
+    let e = base()
+        .push_topic(100, "Chat/#")
+        .bind()
+        .err()
+        .expect("wildcard");
+    assert!(matches!(&e, NodeError::BadName(t) if t == "Chat/#"), "{e}");
+    let e = base()
+        .push_topic(1, "Chat/X")
+        .bind()
+        .err()
+        .expect("named already");
+    assert!(matches!(e, NodeError::RouteNamedTwice(1)), "{e}");
+    let e = base()
+        .push_topic(100, "HD_Login")
+        .bind()
+        .err()
+        .expect("taken");
+    assert!(
+        matches!(&e, NodeError::DuplicateName(n) if n == "HD_Login"),
+        "{e}"
+    );
+}
