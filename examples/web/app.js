@@ -419,12 +419,19 @@ function connectMqtt(url) {
     clearInterval(heartbeat);
     if (ws === sock) ws = null;
     setStatus("disconnected");
-    log(`closed: code ${ev.code}${ev.reason ? ` (${ev.reason})` : ""}`);
+    const after = sock.sentDisconnect ? " after DISCONNECT" : "";
+    log(`closed${after}: code ${ev.code}${ev.reason ? ` (${ev.reason})` : ""}`);
   };
 }
 
+// MQTT: DISCONNECT, then the WebSocket close. The gate closes the connection
+// as soon as it reads DISCONNECT, so the browser may report 1006 (no close
+// frame came back) rather than 1000.
 function disconnect() {
-  if (mode === "mqtt" && ws.readyState === WebSocket.OPEN) ws.send(MQTT_DISCONNECT);
+  if (mode === "mqtt" && ws.readyState === WebSocket.OPEN) {
+    ws.send(MQTT_DISCONNECT);
+    ws.sentDisconnect = true;
+  }
   ws.close(1000);
 }
 

@@ -3,9 +3,9 @@
 Chrome DevTools Protocol (CDP), which this script speaks with the ``websockets`` library.
 
     python3 tests/clients/browser_check.py --gate ws://127.0.0.1:3554/ [--gate wss://...] \
-        [--chromium /usr/bin/chromium] [--timeout 50]
+        [--mqtt ws://127.0.0.1:3554/mqtt] [--chromium /usr/bin/chromium] [--timeout 50]
 
-The gate must front the chat example node (examples/chat_node.rs). For each ``--gate``:
+A ``--gate`` must front the chat example node (examples/chat_node.rs). For each ``--gate``:
 
 1. ``tests/web/chat_check.html`` (served from 127.0.0.1 by an ``http.server`` started
    here) logs in, joins a room, says something, receives the room message (route 100),
@@ -13,6 +13,15 @@ The gate must front the chat example node (examples/chat_node.rs). For each ``--
    sets ``window.chatResult``, which is polled with ``Runtime.evaluate``.
 2. The shipped page ``examples/web/index.html`` is driven through its forms (gate URL,
    connect, log in, join, say) until its log shows the room message.
+
+An ``--mqtt`` gate has ``[network.mqtt]`` on and fronts the echo example node
+(examples/echo_node.rs, module ``Echo``). For each ``--mqtt`` URL the shipped page is switched
+to MQTT: its codec is checked in the page against bytes built here (docs/mqtt.md's PUBLISH,
+a CONNECT, remaining lengths; a byte stream decoded whole, cut at every offset and byte by
+byte), then it connects (keep-alive 1 s), sends ``Echo/HD_Echo/1`` ``{"a":1}`` and must show
+the wrapped reply with Result ``{"a":1}``, sends ``Echo/HD_Push/2`` and must show the push on
+``Echo/OnPush`` before the reply ``"pushed"``, shows ``Echo/HD_Err/3``'s ``boom``, counts two
+PINGRESPs and closes (DISCONNECT, then the WebSocket close).
 
 Prints ``PASS <scheme> ...`` / ``FAIL <scheme> ...`` per gate and exits 0 only if all pass.
 For wss the gate's certificate is self-signed: Chromium runs with
@@ -28,6 +37,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 
 try:
@@ -264,13 +275,179 @@ def check_example_page(cdp: Cdp, base: str, gate: str, uid: int) -> str:
     return line
 
 
+# -- the MQTT mode of the example page --------------------------------------------------------
+
+def mqtt_publish_bytes(topic: bytes, payload: bytes) -> bytes:
+    """A QoS 0 PUBLISH written here from MQTT 3.1.1 §2.2.3 and §3.3 (not with the page's code)."""
+    body = len(topic).to_bytes(2, "big") + topic + payload
+    n, rl = len(body), bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        rl.append(b | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes([0x30]) + bytes(rl) + body
+
+
+# Run in the page: its codec against bytes given here. Returns a JSON string.
+CODEC_JS = """(() => {
+  const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  const unhex = (h) => new Uint8Array(h.match(/../g).map((x) => parseInt(x, 16)));
+  const show = (p) => p.type === "publish"
+    ? `publish ${p.topic} ${p.qos} ${hex(p.payload)}`
+    : p.type === "suback" ? `suback ${p.id} ${p.codes.join(",")}` : p.type;
+  const stream = unhex(%(stream)s);
+  const out = { publish: hex(mqttPublish("Echo/HD_Echo/7", '{"a":1}')),
+                connect: hex(mqttConnect("c1", 30)),
+                lengths: [0, 127, 128, 16383, 16384, 268435455].map((n) => hex(mqttRemainingLength(n))),
+                whole: new MqttDecoder().push(stream).map(show),
+                splits: [], bytewise: [] };
+  for (let cut = 1; cut < stream.length; cut++) {
+    const d = new MqttDecoder();
+    const got = d.push(stream.subarray(0, cut)).concat(d.push(stream.subarray(cut).buffer.slice(
+      stream.byteOffset + cut, stream.byteOffset + stream.length)));
+    out.splits.push(got.map(show).join(" | "));
+  }
+  const d = new MqttDecoder();
+  for (const b of stream) out.bytewise.push(...d.push(new Uint8Array([b])).map(show));
+  try { new MqttDecoder().push(unhex("30ffffffff01")); out.fiveByteVarint = "accepted"; }
+  catch (e) { out.fiveByteVarint = "refused"; }
+  return JSON.stringify(out);
+})()"""
+
+
+def check_mqtt_codec(cdp: Cdp, session: str) -> None:
+    """The page's encoder against the bytes in docs/mqtt.md and the specification; its
+    decoder against one byte stream (CONNACK, a PUBLISH whose remaining length takes
+    two bytes, PINGRESP, SUBACK) given whole, cut in two at every offset, and byte by byte."""
+    big = bytes(range(32, 127)) * 3  # 285 bytes of payload
+    stream = (bytes.fromhex("20020000") + mqtt_publish_bytes(b"Echo/OnPush", big)
+              + bytes.fromhex("d000") + bytes.fromhex("9004000700 01".replace(" ", "")))
+    want = ["connack", f"publish Echo/OnPush 0 {big.hex()}", "pingresp", "suback 7 0,1"]
+    got = cdp.eval(session, CODEC_JS % {"stream": json.dumps(stream.hex())})
+    if not got:
+        raise CheckFailed("the page's codec check threw (are mqttPublish/MqttDecoder defined?)")
+    got = json.loads(got)
+    doc = "3017000e4563686f2f48445f4563686f2f377b2261223a317d"  # docs/mqtt.md
+    if got["publish"] != doc:
+        raise CheckFailed(f"page PUBLISH bytes {got['publish']}, want {doc}")
+    connect = "100e00044d5154540402001e00026331"
+    if got["connect"] != connect:
+        raise CheckFailed(f"page CONNECT bytes {got['connect']}, want {connect}")
+    lengths = ["00", "7f", "8001", "ff7f", "808001", "ffffff7f"]
+    if got["lengths"] != lengths:
+        raise CheckFailed(f"page remaining lengths {got['lengths']}, want {lengths}")
+    if got["whole"] != want:
+        raise CheckFailed(f"decoding the whole stream gave {got['whole']}, want {want}")
+    for cut, s in enumerate(got["splits"], 1):
+        if s != " | ".join(want):
+            raise CheckFailed(f"decoding the stream cut at byte {cut} gave {s!r}")
+    if got["bytewise"] != want:
+        raise CheckFailed(f"decoding byte by byte gave {got['bytewise']}")
+    if got["fiveByteVarint"] != "refused":
+        raise CheckFailed("a 5-byte remaining length was accepted")
+
+
+def check_mqtt_page(cdp: Cdp, base: str, url: str) -> str:
+    """examples/web/index.html in MQTT mode against a gate fronting the echo node
+    (examples/echo_node.rs, module Echo)."""
+    session = cdp.open_page(f"{base}/examples/web/index.html")
+    cdp.poll(session, "document.readyState === 'complete' && !!document.getElementById('proto')",
+             "examples/web/index.html to load")
+    check_mqtt_codec(cdp, session)
+
+    def set_fields(form: str | None, **fields: str) -> None:
+        sets = " ".join(f"document.getElementById({json.dumps(k.replace('_', '-'))}).value = "
+                        f"{json.dumps(v)};" for k, v in fields.items())
+        submit = f"document.getElementById({json.dumps(form)}).requestSubmit();" if form else ""
+        cdp.eval(session, f"(() => {{ {sets} {submit} return true; }})()")
+
+    def lines() -> list[str]:
+        raw = cdp.eval(session, "JSON.stringify(Array.from(document.getElementById('log')"
+                                ".children, (d) => d.textContent))")
+        # Each line is "<local time>  <text>".
+        return [ln.split("  ", 1)[-1] for ln in json.loads(raw or "[]")]
+
+    def wait_line(prefix: str, what: str, limit: float = 10.0) -> tuple[int, str]:
+        """(index, text) of the first log line starting with ``prefix``."""
+        end = time.monotonic() + limit
+        while True:
+            for i, ln in enumerate(lines()):
+                if ln.startswith(prefix):
+                    return i, ln
+            if time.monotonic() > end:
+                raise CheckFailed(f"MQTT page: no {what} ({prefix!r}) in its log:\n"
+                                  + "\n".join(lines()))
+            cdp.deadline.left()
+            time.sleep(0.05)
+
+    def wrapper(line: str, topic: str) -> dict:
+        text = line[len(f"← {topic}: "):]
+        try:
+            w = json.loads(text)
+        except ValueError as e:
+            raise CheckFailed(f"reply on {topic} is not JSON: {text!r}") from e
+        if list(w) != ["Trace", "Error", "Result"] or not re.fullmatch(r"[0-9a-f]{16}", w["Trace"]):
+            raise CheckFailed(f"reply on {topic} is not mqant's wrapper: {text!r}")
+        return w
+
+    # Choose MQTT: the page swaps its forms and moves the URL to /mqtt.
+    cdp.eval(session, "(() => { const s = document.getElementById('proto'); s.value = 'mqtt';"
+                      " s.dispatchEvent(new Event('change')); return true; })()")
+    shown = cdp.eval(session, "document.getElementById('due-forms').hidden && "
+                              "!document.getElementById('mqtt-forms').hidden && "
+                              "document.getElementById('url').value.endsWith('/mqtt')")
+    if not shown:
+        raise CheckFailed("choosing MQTT did not show the MQTT forms and a /mqtt URL")
+    set_fields("connect", url=url, client_id="browser-check", keepalive="1")
+    wait_line(f"MQTT connected to {url} as browser-check", "CONNACK")
+
+    set_fields("publish", topic="Echo/HD_Echo/1", payload='{"a":1}')
+    _, echo = wait_line("← Echo/HD_Echo/1: ", "reply to Echo/HD_Echo/1")
+    w = wrapper(echo, "Echo/HD_Echo/1")
+    if w["Error"] != "" or w["Result"] != {"a": 1}:
+        raise CheckFailed(f"Echo/HD_Echo/1 answered {w}, want Result {{'a': 1}}")
+
+    set_fields("publish", topic="Echo/HD_Push/2", payload="push from chromium")
+    reply, line = wait_line("← Echo/HD_Push/2: ", "reply to Echo/HD_Push/2")
+    w = wrapper(line, "Echo/HD_Push/2")
+    if w["Error"] != "" or w["Result"] != "pushed":
+        raise CheckFailed(f"Echo/HD_Push/2 answered {w}, want Result 'pushed'")
+    push, _ = wait_line("[push] Echo/OnPush: push from chromium", "push on Echo/OnPush")
+    if push > reply:
+        raise CheckFailed(f"the push came after the reply:\n" + "\n".join(lines()))
+
+    set_fields("publish", topic="Echo/HD_Err/3", payload="{}")
+    _, line = wait_line("← Echo/HD_Err/3: ", "reply to Echo/HD_Err/3")
+    w = wrapper(line, "Echo/HD_Err/3")
+    if w["Error"] != "boom" or w["Result"] is not None:
+        raise CheckFailed(f"Echo/HD_Err/3 answered {w}, want Error 'boom'")
+
+    # Keep-alive 1 s: a PINGREQ every 0.5 s, each PINGRESP counted by the page.
+    cdp.poll(session, "parseInt(document.getElementById('pings').textContent, 10) >= 2",
+             "two PINGRESPs counted by the page (keep-alive 1 s)", limit=5.0)
+    # Disconnect: DISCONNECT, then the WebSocket close. The gate drops the connection on
+    # DISCONNECT without a close frame, so Chromium may report 1006 as well as 1000.
+    cdp.eval(session, "document.getElementById('connect').requestSubmit(), true")
+    _, closed = wait_line("closed after DISCONNECT: code ", "close after DISCONNECT")
+    if closed.split("code ", 1)[1].split()[0] not in ("1000", "1006"):
+        raise CheckFailed(f"unexpected close: {closed!r}")
+    return f"{echo}; {closed}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--gate", action="append", required=True, help="ws:// or wss:// URL (repeatable)")
+    p.add_argument("--gate", action="append", default=[],
+                   help="ws:// or wss:// URL of a gate fronting the chat node (repeatable)")
+    p.add_argument("--mqtt", action="append", default=[], metavar="URL",
+                   help="ws:// URL (e.g. ws://127.0.0.1:3554/mqtt) of a gate with [network.mqtt] "
+                        "on, fronting the echo node: drives the example page in MQTT mode (repeatable)")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--timeout", type=float, default=50.0, help="overall limit, seconds")
     p.add_argument("--uid", type=int, default=7001, help="first user id (two per gate)")
     args = p.parse_args(argv)
+    if not args.gate and not args.mqtt:
+        p.error("give at least one --gate or --mqtt")
     deadline = Deadline(args.timeout)
     # SIGTERM (e.g. the Rust test's own deadline) unwinds through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -280,7 +457,7 @@ def main(argv=None) -> int:
     base = f"http://127.0.0.1:{srv.server_address[1]}"
     browser = cdp = None
     try:
-        ignore = any(g.startswith("wss://") for g in args.gate)
+        ignore = any(g.startswith("wss://") for g in args.gate + args.mqtt)
         browser = Chromium(args.chromium, ignore, deadline)
         cdp = Cdp(browser.endpoint, deadline)
         version = cdp.call("Browser.getVersion")["product"]
@@ -298,10 +475,20 @@ def main(argv=None) -> int:
             except CheckFailed as e:
                 failed += 1
                 print(f"FAIL {scheme} {gate}: {e}", flush=True)
+        for url in args.mqtt:
+            try:
+                t0 = time.monotonic()
+                echo = check_mqtt_page(cdp, base, url)
+                print(f"PASS mqtt {url} ({time.monotonic() - t0:.2f}s): example page in MQTT mode "
+                      f"showed {echo!r}, the push on Echo/OnPush before its reply, HD_Err's "
+                      f"error, PINGRESPs; its codec matched the reference bytes", flush=True)
+            except CheckFailed as e:
+                failed += 1
+                print(f"FAIL mqtt {url}: {e}", flush=True)
     except Exception as e:  # noqa: BLE001
         failed += 1
         tail = browser.tail() if browser else ""
-        print(f"FAIL setup: {type(e).__name__}: {e}\n{tail}", flush=True)
+        print(f"FAIL setup: {type(e).__name__}: {e}\n{traceback.format_exc()}{tail}", flush=True)
     finally:
         if cdp is not None:
             try:

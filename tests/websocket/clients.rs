@@ -134,3 +134,58 @@ fn headless_chromium_chats_over_ws_and_wss() {
         assert_eq!(s.ws_rejected, 0, "{scheme}: {s:?}");
     }
 }
+
+/// The example page's MQTT mode in Chromium against a gate with
+/// `[network.mqtt]` on and examples/echo_node.rs's handlers (module `Echo`):
+/// once on `mqtt_path` (/mqtt) and once on `/`, where only the page's
+/// `mqtt` subprotocol makes the gate speak MQTT.
+#[test]
+fn headless_chromium_example_page_speaks_mqtt_over_ws() {
+    let chromium =
+        std::env::var("RINGGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: scripts/test.sh installs Debian's chromium"
+    );
+    init_logs();
+    let node = echo_node::mqtt_handlers(Node::builder("Echo"))
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(2)
+        .bind()
+        .expect("bind echo node")
+        .spawn();
+    let st = WsStack::start_with(node, None, |cfg| {
+        cfg.network.mqtt.enabled = true;
+        cfg.network.mqtt.addr = "127.0.0.1:0".parse().unwrap();
+    });
+    let on_path = format!("ws://{}/mqtt", st.ws_addr());
+    let on_root = format!("ws://{}/", st.ws_addr());
+    let args = vec![
+        "--chromium".to_string(),
+        chromium,
+        "--mqtt".into(),
+        on_path.clone(),
+        "--mqtt".into(),
+        on_root.clone(),
+        "--timeout".into(),
+        "45".into(),
+    ];
+    let (ok, out) = run_python("browser_check.py", &args, Duration::from_secs(60));
+    assert!(ok, "browser_check.py --mqtt failed:\n{out}");
+    eprintln!("{out}");
+    for url in [&on_path, &on_root] {
+        assert!(out.contains(&format!("PASS mqtt {url} ")), "{url}:\n{out}");
+    }
+    assert!(!out.contains("FAIL"), "{out}");
+    wait_until(PATIENCE, "both pages' connections closed", || {
+        st.gate.stats().connections == 0
+    });
+    let s = st.gate.stats();
+    assert!(s.ws_upgrades >= 2, "{s:?}");
+    // Each page ended its connection itself (DISCONNECT): client_closed.
+    assert_eq!(s.closed_for(CloseReason::ClientClosed), 2, "{s:?}");
+    assert_eq!(s.ws_rejected, 0, "{s:?}");
+    // Every byte the page sent was good MQTT.
+    assert_eq!(s.mqtt_errors, 0, "{s:?}");
+    assert_eq!(s.closed_for(CloseReason::ProtocolError), 0, "{s:?}");
+}

@@ -12,6 +12,10 @@ mod common;
 #[path = "../../examples/chat_node.rs"]
 mod chat_node;
 
+#[allow(dead_code)]
+#[path = "../../examples/echo_node.rs"]
+mod echo_node;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -26,7 +30,7 @@ use common::*;
 use ringgate::codec::{self, Frame, PacketOptions};
 use ringgate::config::Config;
 use ringgate::gate::Gate;
-use ringgate::node::{Context, NodeHandle};
+use ringgate::node::{Context, Node, NodeHandle};
 use ringgate::session::CloseReason;
 
 /// The echo route of the chat+echo node (the chat node owns routes 1-4).
@@ -65,7 +69,16 @@ struct WsStack {
 impl WsStack {
     fn start(cert: Option<&TestCert>, tweak: impl FnOnce(&mut Config)) -> WsStack {
         init_logs();
-        let node = chat_echo_node();
+        WsStack::start_with(chat_echo_node(), cert, tweak)
+    }
+
+    /// As [`WsStack::start`], in front of `node`.
+    fn start_with(
+        node: NodeHandle,
+        cert: Option<&TestCert>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> WsStack {
+        init_logs();
         let mut cfg = test_config(&[node.local_addr()]);
         if let Some(c) = cert {
             cfg.network.ws.cert_file = c.cert_file.clone();
