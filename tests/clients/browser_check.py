@@ -296,20 +296,28 @@ CODEC_JS = """(() => {
   const show = (p) => p.type === "publish"
     ? `publish ${p.topic} ${p.qos} ${hex(p.payload)}`
     : p.type === "suback" ? `suback ${p.id} ${p.codes.join(",")}` : p.type;
+  const attempt = (f) => { try { return f(); } catch (e) { return `threw ${e && e.message}`; } };
   const stream = unhex(%(stream)s);
-  const out = { publish: hex(mqttPublish("Echo/HD_Echo/7", '{"a":1}')),
-                connect: hex(mqttConnect("c1", 30)),
-                lengths: [0, 127, 128, 16383, 16384, 268435455].map((n) => hex(mqttRemainingLength(n))),
-                whole: new MqttDecoder().push(stream).map(show),
+  const out = { publish: attempt(() => hex(mqttPublish("Echo/HD_Echo/7", '{"a":1}'))),
+                connect: attempt(() => hex(mqttConnect("c1", 30))),
+                lengths: [0, 127, 128, 16383, 16384, 268435455].map(
+                  (n) => attempt(() => hex(mqttRemainingLength(n)))),
+                whole: attempt(() => new MqttDecoder().push(stream).map(show)),
                 splits: [], bytewise: [] };
   for (let cut = 1; cut < stream.length; cut++) {
-    const d = new MqttDecoder();
-    const got = d.push(stream.subarray(0, cut)).concat(d.push(stream.subarray(cut).buffer.slice(
-      stream.byteOffset + cut, stream.byteOffset + stream.length)));
-    out.splits.push(got.map(show).join(" | "));
+    // The first piece as bytes, the second as the ArrayBuffer a WebSocket gives.
+    out.splits.push(attempt(() => {
+      const d = new MqttDecoder();
+      return d.push(stream.subarray(0, cut)).concat(d.push(stream.slice(cut).buffer))
+        .map(show).join(" | ");
+    }));
   }
-  const d = new MqttDecoder();
-  for (const b of stream) out.bytewise.push(...d.push(new Uint8Array([b])).map(show));
+  out.bytewise = attempt(() => {
+    const d = new MqttDecoder();
+    const got = [];
+    for (const b of stream) got.push(...d.push(new Uint8Array([b])).map(show));
+    return got;
+  });
   try { new MqttDecoder().push(unhex("30ffffffff01")); out.fiveByteVarint = "accepted"; }
   catch (e) { out.fiveByteVarint = "refused"; }
   return JSON.stringify(out);
