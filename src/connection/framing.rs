@@ -230,10 +230,12 @@ impl Framing {
     }
 }
 
-/// The close frame for a connection closing for `reason`: 1001 on
-/// shutdown, 1002 for a bad packet, 1008 otherwise.
+/// The close frame for a connection closing for `reason`: 1000 when the
+/// client said goodbye (MQTT's DISCONNECT), 1001 on shutdown, 1002 for a bad
+/// packet, 1008 otherwise.
 pub(super) fn encode_close_for(reason: CloseReason, dst: &mut BytesMut) {
     let (code, text) = match reason {
+        CloseReason::ClientClosed => (close::NORMAL, ""),
         CloseReason::Shutdown => (close::GOING_AWAY, reason.as_str()),
         CloseReason::ProtocolError => (close::PROTOCOL_ERROR, "bad packet"),
         _ => (close::POLICY_VIOLATION, reason.as_str()),

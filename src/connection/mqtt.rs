@@ -205,7 +205,8 @@ impl Connection {
                 self.queue_mqtt(|b| wire::encode_unsuback(packet_id, b), cx);
             }
             wire::Inbound::PingReq => self.queue_mqtt(wire::encode_pingresp, cx),
-            wire::Inbound::Disconnect => self.close(CloseReason::ClientClosed, Close::Now, cx),
+            // Over WebSocket the goodbye is a close frame (1000); raw: at once.
+            wire::Inbound::Disconnect => self.close(CloseReason::ClientClosed, Close::Graceful, cx),
         }
     }
 

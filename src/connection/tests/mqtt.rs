@@ -343,3 +343,14 @@ fn the_gate_never_sends_mqtt_clients_due_heartbeats() {
     assert!(!h.conn.send_heartbeat(&mut h.s.cx()));
     assert!(h.transmit().is_empty());
 }
+
+#[test]
+fn disconnect_over_websocket_is_answered_with_a_normal_close_frame() {
+    let mut h = over_websocket();
+    h.recv(&client_frame(BIN, &connect_packet("ws3", 0, 4)));
+    h.events();
+    h.transmit();
+    h.recv(&client_frame(BIN, &[0xe0, 0x00])); // DISCONNECT
+    assert_eq!(h.events(), closed(ClientClosed));
+    assert_eq!(h.transmit(), [0x88, 0x02, 0x03, 0xe8], "close 1000");
+}
