@@ -259,6 +259,8 @@ fn event_gap_counted_and_snapshot_asked_for() {
         gate.send(&[conn(23)]);
         expect_snapshot_request(&mut gate);
         assert_eq!(g.event_gaps(), 3);
+        // The reader asks before the handler runs (on a worker, maybe later).
+        wait_until("8 events", || seen.lock().unwrap().len() == 8);
         let seqs: Vec<String> = seen.lock().unwrap().clone();
         assert_eq!(
             seqs,
