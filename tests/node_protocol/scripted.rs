@@ -46,6 +46,7 @@ impl ScriptedNode {
             buf: BytesMut::new(),
             hello: GateHello::default(),
             queue: Default::default(),
+            pongs: 0,
         };
         match link.next(Duration::from_secs(10)) {
             Some(to_node::Msg::Hello(h)) => link.hello = h,
@@ -80,6 +81,8 @@ pub struct NodeLink {
     buf: BytesMut,
     pub hello: GateHello,
     queue: std::collections::VecDeque<to_node::Msg>,
+    /// Pings answered so far.
+    pub pongs: usize,
 }
 
 impl NodeLink {
@@ -102,6 +105,7 @@ impl NodeLink {
                     self.send(&[to_gate::Msg::Pong(ringgate::link::proto::Pong {
                         nonce: p.nonce,
                     })]);
+                    self.pongs += 1;
                     continue;
                 }
                 return Some(m);
