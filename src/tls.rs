@@ -259,6 +259,13 @@ impl TlsConn {
         total
     }
 
+    /// Queues the close_notify alert after everything written so far; the
+    /// peer then knows the stream ended on purpose, not by truncation.
+    /// Nothing can be written after it.
+    pub fn close_notify(&mut self) {
+        self.conn.send_close_notify();
+    }
+
     /// The handshake is not complete yet (the shard's handshake timeout runs).
     #[must_use]
     pub fn is_handshaking(&self) -> bool {

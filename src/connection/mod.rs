@@ -533,7 +533,17 @@ impl Connection {
         let goodbye = how != Close::Now && {
             let tls = self.tls.is_some();
             let buf = self.out.framing_buf(tls, cx.pool);
-            self.framing.encode_goodbye(reason, buf)
+            let framed = self.framing.encode_goodbye(reason, buf);
+            // TLS ends with close_notify, after the framing's goodbye
+            // (a handshake that never finished has no session to close).
+            let sealed = match self.tls.as_deref_mut() {
+                Some(t) if !t.is_handshaking() => {
+                    self.out.seal(t);
+                    true
+                }
+                _ => false,
+            };
+            framed || sealed
         };
         self.phase = if how == Close::AfterFlush || goodbye {
             Phase::Draining {

@@ -105,6 +105,18 @@ impl Outbound {
         Some(std::mem::take(&mut self.wire))
     }
 
+    /// Ends a TLS stream: the plaintext still queued is encrypted first,
+    /// then the close_notify alert, so it is the last record sent.
+    pub fn seal(&mut self, tls: &mut TlsConn) {
+        if !self.plain.is_empty() {
+            if let Err(e) = tls.write_plaintext(&self.plain) {
+                tracing::debug!(err = %e, "TLS write failed");
+            }
+            self.plain.clear();
+        }
+        tls.close_notify();
+    }
+
     /// The send of the buffer from [`Outbound::take`] completed (all of it);
     /// the buffer goes back to the pool.
     pub fn sent(&mut self, buf: BytesMut, pool: &mut BufPool) {

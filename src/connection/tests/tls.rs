@@ -142,3 +142,39 @@ fn tls_kick_with_flush_delivers_queued_packets_then_closes() {
         assert_eq!(h.events(), closed(Kicked));
     }
 }
+
+#[test]
+fn tls_closes_end_with_close_notify_after_everything_else() {
+    for (net, how) in [
+        (Network::Tls, Close::Graceful),
+        (Network::Tls, Close::AfterFlush),
+        (Network::Wss, Close::Graceful),
+    ] {
+        let (tls, mut client) = tls_pair();
+        let mut h = H::accept(net, rules(), Some(tls));
+        if net.is_websocket() {
+            client
+                .writer()
+                .write_all(upgrade_request("/").as_bytes())
+                .unwrap();
+        }
+        h.tls_round_trips(&mut client, 4096);
+        assert!(h.send(1, b"last"));
+        h.close(Shutdown, how);
+        let mut want = served(net, &packet(1, 1, b"last"));
+        want.extend(goodbye(net, 1001, "shutdown"));
+        assert_eq!(h.deliver_to(&mut client), want, "{net:?} {how:?}");
+        let state = client.process_new_packets().unwrap();
+        assert!(
+            state.peer_has_closed(),
+            "close_notify received: {net:?} {how:?}"
+        );
+        assert!(h.is_closed_for(Shutdown));
+    }
+    // A client that is gone gets nothing, not even the alert.
+    let (tls, mut client) = tls_pair();
+    let mut h = H::accept(Network::Tls, rules(), Some(tls));
+    h.tls_round_trips(&mut client, 4096);
+    h.peer_gone();
+    assert!(h.transmit().is_empty());
+}
