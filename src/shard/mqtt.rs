@@ -44,9 +44,11 @@ impl Shard {
     /// the old one is closed with reason `rebind`), or is refused
     /// (`"reject"`: the new one is closed).
     pub(super) fn claim_client_id(&mut self, client_id: Arc<str>, sid: SessionId) {
-        let kick = |this: &mut Self, victim| {
+        // The newcomer refused gets its CONNACK (already queued) first:
+        // closed after a flush, not mid-handshake.
+        let kick = |this: &mut Self, victim, flush| {
             let op = SessionOp::Kick {
-                flush: false,
+                flush,
                 reason: CloseReason::Rebind,
             };
             this.route_session(victim, op, None);
@@ -58,11 +60,11 @@ impl Shard {
             BindOutcome::Bound | BindOutcome::Unchanged => {}
             BindOutcome::Replaced { old } => {
                 tracing::debug!(%client_id, %old, new = %sid, "MQTT client id taken over");
-                kick(self, old);
+                kick(self, old, false);
             }
             BindOutcome::Rejected { other } => {
                 tracing::debug!(%client_id, %other, new = %sid, "MQTT client id in use; refusing the new connection");
-                kick(self, sid);
+                kick(self, sid, true);
             }
         }
     }
