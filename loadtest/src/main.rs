@@ -40,6 +40,7 @@ mod seq;
 mod serve;
 mod storm;
 mod tally;
+mod tlsc;
 mod transport;
 mod wire;
 mod wsc;
