@@ -7,26 +7,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use ringgate::config::{Config, NodeConfig};
-use ringgate::gate::Gate;
 use ringgate::node::{Context, Node, NodeHandle};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringgate-loadtest");
-
-/// A gate config for tests: loopback port 0 for tcp and ws, both cores,
-/// fast redials, the given nodes.
-fn gate_config(nodes: &[SocketAddr]) -> Config {
-    let mut cfg = Config::default();
-    cfg.network.tcp.addr = "127.0.0.1:0".parse().unwrap();
-    cfg.network.ws.addr = "127.0.0.1:0".parse().unwrap();
-    cfg.nodes = nodes.iter().map(|a| NodeConfig { addr: *a }).collect();
-    cfg.link.reconnect_min = Duration::from_millis(20);
-    cfg.link.reconnect_max = Duration::from_millis(200);
-    cfg.shards.buffer_count = 256;
-    cfg
-}
+mod common;
+use common::{assert_clean, client, gate_config, start_gate, BIN};
 
 /// An echo node on route 1.
 fn echo_node() -> NodeHandle {
@@ -41,46 +26,11 @@ fn echo_node() -> NodeHandle {
         .spawn()
 }
 
-/// Starts a gate on `cfg` and waits until `links` node links are up.
-fn start_gate(mut cfg: Config, links: u64) -> Gate {
-    cfg.validate().expect("test config is valid");
-    let gate = Gate::start(&cfg).expect("gate starts");
-    let end = Instant::now() + Duration::from_secs(5);
-    while gate.stats().links_up < links {
-        assert!(Instant::now() < end, "node links not up");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    gate
-}
-
 /// A free loopback port (for the load generator's node, which the gate
 /// must know before it starts).
 fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
-}
-
-/// Runs the binary with `args` and parses its JSON report.
-fn client(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(BIN).args(args).arg("--json").output().unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn assert_clean(r: &serde_json::Value, fields: &[&str]) {
-    for f in fields {
-        assert_eq!(r[*f], 0, "{f} in {r}");
-    }
 }
 
 /// A directory under the system temp dir, removed on drop.

@@ -8,18 +8,17 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use prost::Message;
-use ringgate::config::{Config, NodeConfig};
 use ringgate::gate::Gate;
 use ringgate::link::proto::{
     to_gate, to_node, NodeHello, Pong, Push, ResultFormat, RouteSpec, ToGate, ToNodeBatch,
 };
 use ringgate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringgate-loadtest");
+mod common;
+use common::{assert_clean, client, gate_config, BIN};
 
 /// Starts the raw echo node: one thread accepting links, one per link.
 fn echo_node() -> SocketAddr {
@@ -96,47 +95,12 @@ fn serve_link(mut s: TcpStream) {
 /// A gate on loopback port 0 for tcp, ws and mqtt, two shards, in front of
 /// `node`; returns once both links are up.
 fn start_gate(node: SocketAddr) -> Gate {
-    let mut cfg = Config::default();
-    cfg.network.tcp.addr = "127.0.0.1:0".parse().unwrap();
-    cfg.network.ws.addr = "127.0.0.1:0".parse().unwrap();
+    let mut cfg = gate_config(&[node]);
     cfg.network.mqtt.enabled = true;
     cfg.network.mqtt.addr = "127.0.0.1:0".parse().unwrap();
-    cfg.nodes = vec![NodeConfig { addr: node }];
-    cfg.link.reconnect_min = Duration::from_millis(20);
-    cfg.link.reconnect_max = Duration::from_millis(200);
-    cfg.shards.buffer_count = 256;
     cfg.validate().expect("test config is valid");
     let links = cfg.shards.cores.len() as u64;
-    let gate = Gate::start(&cfg).expect("gate starts");
-    let end = Instant::now() + Duration::from_secs(5);
-    while gate.stats().links_up < links {
-        assert!(Instant::now() < end, "node links not up");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    gate
-}
-
-/// Runs the binary with `args` and parses its JSON report.
-fn client(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(BIN).args(args).arg("--json").output().unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn assert_clean(r: &serde_json::Value, fields: &[&str]) {
-    for f in fields {
-        assert_eq!(r[*f], 0, "{f} in {r}");
-    }
+    common::start_gate(cfg, links)
 }
 
 const CLEAN: &[&str] = &[
