@@ -214,3 +214,62 @@ impl Client {
         }
     }
 }
+
+/// Runs `cmd` with a hard deadline: SIGTERM at the deadline (the client
+/// scripts clean up their own children on it), SIGKILL 5 s later. Returns
+/// (success, stdout + stderr); `install` says how to get a missing program.
+pub fn run_with_deadline(
+    mut cmd: std::process::Command,
+    deadline: Duration,
+    install: &str,
+) -> (bool, String) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {:?} ({e}): {install}", cmd.get_program()));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let end = Instant::now() + deadline;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() >= end {
+            timed_out = true;
+            // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let grace = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().unwrap().is_none() && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = format!(
+        "{}{}{}",
+        t_out.join().unwrap(),
+        t_err.join().unwrap(),
+        if timed_out {
+            format!("\n(killed after {deadline:?})")
+        } else {
+            String::new()
+        }
+    );
+    (status.success() && !timed_out, text)
+}

@@ -74,49 +74,9 @@ impl Drop for Stack {
 
 /// Runs a client tool with a hard deadline; (success, stdout+stderr).
 fn run(program: &str, args: &[String], deadline: Duration, install: &str) -> (bool, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): {install}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + deadline;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= end {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = format!(
-        "{}{}{}",
-        t_out.join().unwrap(),
-        t_err.join().unwrap(),
-        if timed_out {
-            format!("\n(killed after {deadline:?})")
-        } else {
-            String::new()
-        }
-    );
-    (status.success() && !timed_out, text)
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    common::run_with_deadline(cmd, deadline, install)
 }
 
 fn client_path(file: &str) -> String {

@@ -19,7 +19,7 @@ mod echo_node;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,60 +99,13 @@ impl WsStack {
     }
 }
 
-/// Runs `python3 <script> <args>` with a hard deadline (SIGTERM, then
-/// SIGKILL: the scripts clean up their own children on SIGTERM).
+/// Runs `python3 <script> <args>` with a hard deadline (see
+/// [`common::run_with_deadline`]).
 fn run_python(script: &str, args: &[String], deadline: Duration) -> (bool, String) {
     let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (scripts/test.sh installs it)");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + deadline;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= end {
-            timed_out = true;
-            // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            let grace = Instant::now() + Duration::from_secs(5);
-            while child.try_wait().unwrap().is_none() && Instant::now() < grace {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = format!(
-        "{}{}{}",
-        t_out.join().unwrap(),
-        t_err.join().unwrap(),
-        if timed_out {
-            format!("\n(killed after {deadline:?})")
-        } else {
-            String::new()
-        }
-    );
-    (status.success() && !timed_out, text)
+    let mut cmd = Command::new("python3");
+    cmd.arg(&path).args(args);
+    common::run_with_deadline(cmd, deadline, "python3 (scripts/test.sh installs it)")
 }
 
 // ---------------------------------------------------------------------------
