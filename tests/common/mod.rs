@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod scripted;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

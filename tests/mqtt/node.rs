@@ -1,5 +1,5 @@
-//! The `Echo` service played on the raw link protocol (adapted from
-//! tests/node_protocol/scripted.rs; no node SDK): it listens, the gate dials
+//! The `Echo` service played on the raw link protocol (the scripted node
+//! of `tests/common/scripted.rs`; no node SDK): it listens, the gate dials
 //! it once per shard, and one thread answers every link.
 //!
 //! | name | route | what the node does |
@@ -13,21 +13,16 @@
 //! | `HD_Broadcast` | 7 | a Broadcast call: the payload on `Echo/OnBroadcast` to every session |
 //! | `HD_Log` | 8 | nothing (only recorded) |
 
-use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use prost::Message;
-use ringgate::link::proto::{
-    call, to_gate, to_node, Broadcast, Call, Deliver, NodeHello, Push, ResultFormat, ToGate,
-    ToNode, ToNodeBatch,
-};
-use ringgate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
+use bytes::Bytes;
+use ringgate::link::proto::{call, to_gate, to_node, Broadcast, Call, Deliver, Push, ResultFormat};
+
+use crate::common::scripted::{Announce, NodeLink, ScriptedNode};
 
 pub const SERVICE: &str = "Echo";
 pub const NAMES: [(&str, i32); 8] = [
@@ -55,14 +50,14 @@ pub struct EchoNode {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    listener: Option<TcpListener>,
+    listener: Option<ScriptedNode>,
 }
 
 impl EchoNode {
     pub fn bind() -> EchoNode {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = ScriptedNode::bind();
         EchoNode {
-            addr: listener.local_addr().unwrap(),
+            addr: listener.addr,
             seen: Arc::default(),
             stop: Arc::default(),
             thread: None,
@@ -75,7 +70,14 @@ impl EchoNode {
         let listener = self.listener.take().unwrap();
         let (seen, stop) = (self.seen.clone(), self.stop.clone());
         self.thread = Some(std::thread::spawn(move || {
-            let mut ls: Vec<Link> = (0..links).map(|_| Link::accept(&listener)).collect();
+            let announce = Announce {
+                service: SERVICE.into(),
+                node_id: "echo-1".into(),
+                routes: NAMES.iter().map(|&(_, r)| r).collect(),
+                route_names: NAMES.iter().map(|&(n, r)| (n.into(), r)).collect(),
+                ..Default::default()
+            };
+            let mut ls: Vec<NodeLink> = (0..links).map(|_| listener.accept(&announce)).collect();
             while !stop.load(Ordering::Relaxed) {
                 for l in &mut ls {
                     while let Some(m) = l.next(Duration::from_millis(2)) {
@@ -171,83 +173,5 @@ fn answer(d: &Deliver) -> Vec<to_gate::Msg> {
             })),
         })],
         _ => vec![],
-    }
-}
-
-struct Link {
-    s: TcpStream,
-    buf: BytesMut,
-    queue: std::collections::VecDeque<to_node::Msg>,
-}
-
-impl Link {
-    fn accept(listener: &TcpListener) -> Link {
-        let (s, _) = listener.accept().unwrap();
-        s.set_nodelay(true).unwrap();
-        let mut link = Link {
-            s,
-            buf: BytesMut::new(),
-            queue: Default::default(),
-        };
-        match link.next(Duration::from_secs(10)) {
-            Some(to_node::Msg::Hello(_)) => {}
-            other => panic!("expected GateHello first, got {other:?}"),
-        }
-        let names: HashMap<String, i32> = NAMES.iter().map(|&(n, r)| (n.into(), r)).collect();
-        link.send(&[to_gate::Msg::Hello(NodeHello {
-            service: SERVICE.into(),
-            node_id: "echo-1".into(),
-            routes: NAMES.iter().map(|&(_, r)| r).collect(),
-            version: PROTOCOL_VERSION,
-            route_names: names,
-            ..Default::default()
-        })]);
-        link
-    }
-
-    fn send(&mut self, msgs: &[to_gate::Msg]) {
-        let mut b = BatchBuf::new(1 << 20);
-        for m in msgs {
-            b.push(&ToGate {
-                msg: Some(m.clone()),
-            });
-        }
-        let _ = self.s.write_all(&b.take());
-    }
-
-    /// Next message within `within`, answering pings; `None` on timeout or EOF.
-    fn next(&mut self, within: Duration) -> Option<to_node::Msg> {
-        let end = Instant::now() + within;
-        loop {
-            while let Some(m) = self.queue.pop_front() {
-                if let to_node::Msg::Ping(p) = m {
-                    self.send(&[to_gate::Msg::Pong(ringgate::link::proto::Pong {
-                        nonce: p.nonce,
-                    })]);
-                    continue;
-                }
-                return Some(m);
-            }
-            if let Some(frame) = decode_frame(&mut self.buf, 64 << 20).unwrap() {
-                let batch = ToNodeBatch::decode(frame).unwrap();
-                self.queue
-                    .extend(batch.msgs.into_iter().filter_map(|m: ToNode| m.msg));
-                continue;
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            self.s.set_read_timeout(Some(left)).unwrap();
-            let mut chunk = [0u8; 65536];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return None
-                }
-                Err(_) => return None,
-            }
-        }
     }
 }

@@ -5,16 +5,15 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-mod scripted;
 
 use std::time::{Duration, Instant};
 
+use common::scripted::{reply_to, Announce, NodeLink, ScriptedNode};
 use common::{test_config, wait_until, Client, PATIENCE};
 use ringgate::codec::ext;
 use ringgate::config::Config;
 use ringgate::gate::Gate;
 use ringgate::link::proto::{to_gate, to_node, Deliver, EventKind, Push};
-use scripted::{reply_to, Announce, NodeLink, ScriptedNode};
 
 const SHARDS: usize = 2;
 const ROUTE: i32 = 1;

@@ -16,6 +16,10 @@ use ringgate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
 /// What the scripted node announces.
 #[derive(Clone, Default)]
 pub struct Announce {
+    /// The service name; empty: "scripted".
+    pub service: String,
+    /// MQTT names of routes.
+    pub route_names: Vec<(String, i32)>,
     pub node_id: String,
     pub routes: Vec<i32>,
     pub reply_routes: Vec<(i32, u32)>,
@@ -53,7 +57,11 @@ impl ScriptedNode {
             other => panic!("expected GateHello first, got {other:?}"),
         }
         link.send(&[to_gate::Msg::Hello(NodeHello {
-            service: "scripted".into(),
+            service: if a.service.is_empty() {
+                "scripted".into()
+            } else {
+                a.service.clone()
+            },
             node_id: a.node_id.clone(),
             routes: a.routes.clone(),
             version: a.version.unwrap_or(PROTOCOL_VERSION),
@@ -63,7 +71,7 @@ impl ScriptedNode {
                 .map(|&(route, timeout_ms)| RouteSpec { route, timeout_ms })
                 .collect(),
             snapshot: a.snapshot,
-            ..Default::default()
+            route_names: a.route_names.iter().cloned().collect(),
         })]);
         link
     }
