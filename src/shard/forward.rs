@@ -148,19 +148,14 @@ impl Shard {
 
     /// A node's packet for a client, from any link: delivered here if this
     /// shard owns the session, else handed to the shard that does.
-    pub(super) fn on_node_push(&mut self, link: usize, mut p: Push) {
+    pub(super) fn on_node_push(&mut self, link: usize, p: Push) {
         let sid = SessionId(p.session_id);
-        if p.request_id == 0 && p.topic.is_empty() {
-            // The topic MQTT clients would see: the node's name for the route.
-            if let Some(name) = self.links[link].name_of(p.route) {
-                p.topic = name.to_owned();
-            }
-        }
         let dest = usize::from(sid.shard().0);
         if dest == self.me() {
-            self.deliver_node_push(p);
+            self.deliver_node_push(link, p);
         } else if dest < usize::from(self.p.shards) {
-            self.send_to(dest, ToShard::NodePush(p));
+            let link = link as u16;
+            self.send_to(dest, ToShard::NodePush { push: p, link });
         } else {
             ShardStats::add(&self.stats().push_misses, 1);
             tracing::debug!(session = %sid, "push for a session id of no shard of this gate");
@@ -169,10 +164,12 @@ impl Shard {
 
     /// A node's packet for a session of this shard; if it answers a request
     /// the gate waits for, that request ends here (a late answer is dropped).
-    pub(super) fn deliver_node_push(&mut self, p: Push) {
+    /// `link`: the index of the link it came on (the same on every shard),
+    /// whose node's route names give MQTT clients their topic.
+    pub(super) fn deliver_node_push(&mut self, link: usize, p: Push) {
         let sid = SessionId(p.session_id);
         if p.request_id == 0 {
-            return self.deliver_push(sid, &p);
+            return self.deliver_push(link, sid, &p);
         }
         let Some(w) = self.pending.finish(p.request_id) else {
             ShardStats::add(&self.stats().late_replies, 1);
@@ -233,19 +230,16 @@ impl Shard {
     }
 
     /// Delivers a node's push (not a reply) to a session of this shard:
-    /// a due packet, or a PUBLISH on `topic` (else the route in decimal).
-    fn deliver_push(&mut self, sid: SessionId, p: &Push) {
+    /// a due packet, or a PUBLISH on its topic (see `topic_for`).
+    fn deliver_push(&mut self, link: usize, sid: SessionId, p: &Push) {
         let Some((idx, c)) = self.clients.by_session(sid) else {
             ShardStats::add(&self.stats().push_misses, 1);
             tracing::debug!(session = %sid, "push for a session that is gone");
             return;
         };
         if c.conn.mqtt().is_some() {
-            let topic = if p.topic.is_empty() {
-                p.route.to_string().into()
-            } else {
-                std::borrow::Cow::Borrowed(p.topic.as_str())
-            };
+            // Resolved here, for MQTT sessions only: due pushes allocate nothing.
+            let topic = self.topic_for(link, &p.topic, p.route).into_owned();
             self.with_conn(idx, |c, cx| c.send_publish(&topic, &p.payload, cx));
             return;
         }

@@ -162,7 +162,12 @@ pub enum ToShard {
     },
     /// A node's packet for a session this shard owns, sent on another
     /// shard's link (a reply if its `request_id` is set).
-    NodePush(crate::link::proto::Push),
+    NodePush {
+        /// The push.
+        push: crate::link::proto::Push,
+        /// The link it came on (link indexes are the same on every shard).
+        link: u16,
+    },
     /// Write an encoded packet to this shard's members of a channel.
     Publish {
         /// The channel.
@@ -181,7 +186,7 @@ impl ToShard {
             ToShard::Session { op, .. } | ToShard::Uid { op, .. } => op.droppable(),
             ToShard::Broadcast { .. } | ToShard::Publish { .. } => true,
             // A reply is kept: dropping it would turn into a TIMEOUT later.
-            ToShard::NodePush(p) => p.request_id == 0,
+            ToShard::NodePush { push, .. } => push.request_id == 0,
             ToShard::DirBind { .. }
             | ToShard::DirUnbind { .. }
             | ToShard::Gathered { .. }

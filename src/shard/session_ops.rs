@@ -112,7 +112,7 @@ impl Shard {
                 self.dir.unbind_if(&uid.0, sid);
             }
             ToShard::Gathered { id, delivered } => self.on_gathered(id, delivered),
-            ToShard::NodePush(p) => self.deliver_node_push(p),
+            ToShard::NodePush { push, link } => self.deliver_node_push(usize::from(link), push),
             ToShard::ClientIdClaim { client_id, sid } => self.claim_client_id(client_id, sid),
             ToShard::ClientIdRelease { client_id, sid } => {
                 self.client_ids.unbind_if(&client_id, sid);
