@@ -52,6 +52,11 @@ fi
 if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium
 fi
+# The Python node (examples/python_node) builds a venv: Debian's python3
+# needs python3-venv for it (installed here, with the one apt-get update).
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  apt_install python3-venv
+fi
 # MQTT's third-party clients (tests/mqtt): Debian's mosquitto-clients, PyPI's
 # paho-mqtt and npm's mqtt (MQTT.js), pinned; MQTT.js goes into
 # tests/clients/node_modules (git-ignored). A machine with another node
