@@ -73,6 +73,10 @@ if ! python3 -c "import sys, paho.mqtt as p; sys.exit(p.__version__ != '$PAHO_VE
   PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
     python3 -m pip install --quiet "paho-mqtt==$PAHO_VERSION"
 fi
+# The fleet tests start real etcd (v3 API, JSON gateway) and Redis servers
+# on loopback ports of their own.
+command -v etcd >/dev/null 2>&1 || apt_install etcd-server
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 command -v node >/dev/null 2>&1 || apt_install nodejs
 command -v npm >/dev/null 2>&1 || apt_install npm
 if ! node -e "process.exit(require('./tests/clients/node_modules/mqtt/package.json').version === '$MQTTJS_VERSION' ? 0 : 1)" >/dev/null 2>&1; then
