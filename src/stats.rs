@@ -73,6 +73,12 @@ counters! {
     no_route,
     /// Requests answered with "every node of this route is down".
     node_down,
+    /// Requests refused UNAUTHORIZED: an authorized or stateful route without a bound user.
+    unauthorized,
+    /// Requests refused FORBIDDEN: a client called an internal route.
+    forbidden,
+    /// Requests refused NOT_BOUND: a stateful route before the user was bound to a node.
+    not_bound,
     /// Pushes from nodes for sessions that no longer exist here.
     push_misses,
     /// Multishot receives that ran out of provided buffers (re-armed).

@@ -135,6 +135,14 @@ pub mod ext {
     pub const TOO_LARGE: u8 = 5;
     /// The node answered with an error; the payload is its text.
     pub const NODE_ERROR: u8 = 6;
+    /// The route needs a bound user (an `authorized` or `stateful` route)
+    /// and the session has none.
+    pub const UNAUTHORIZED: u8 = 7;
+    /// The route is `internal`: nodes may call it, clients may not.
+    pub const FORBIDDEN: u8 = 8;
+    /// The route is `stateful` and the user is bound to no node of its
+    /// service yet (a node binds it with `bind_node`).
+    pub const NOT_BOUND: u8 = 9;
 }
 
 /// Codec errors. None allocates.

@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::codec::{ByteOrder, PacketOptions};
 
+mod cluster;
 mod load;
 mod mqtt;
 pub mod units;
@@ -33,6 +34,7 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{ClusterConfig, Dispatch, DEFAULT_DISPATCH};
 pub use load::{ConfigError, EMBEDDED_ORIGIN};
 pub use mqtt::{
     MqttConfig, DEFAULT_CONNECT_TIMEOUT_MQTT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_BYTES,
@@ -149,6 +151,8 @@ pub struct Config {
     /// `[[nodes]]`: backend nodes the gate dials. Writing any `[[nodes]]` in
     /// the file replaces the default list as a whole.
     pub nodes: Vec<NodeConfig>,
+    /// `[cluster]`: dispatch among nodes, and the fleet's services.
+    pub cluster: ClusterConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
 }
@@ -444,6 +448,7 @@ impl Default for Config {
             nodes: vec![NodeConfig {
                 addr: DEFAULT_NODE_ADDR,
             }],
+            cluster: ClusterConfig::default(),
             log: LogConfig::default(),
         }
     }

@@ -29,6 +29,24 @@ pub mod errors {
     pub const DEADLINE: &str = "deadline exceeded";
     /// The request does not fit the node's frame limit.
     pub const TOO_LARGE: &str = "request too large";
+    /// The handler needs a bound user (an authorized or stateful route).
+    pub const UNAUTHORIZED: &str = "unauthorized: bind a user first";
+    /// The handler is internal: nodes may call it, clients may not.
+    pub const FORBIDDEN: &str = "forbidden: internal route";
+    /// The handler is stateful and the user is bound to no node of it yet.
+    pub const NOT_BOUND: &str = "not bound to a node of this service";
+
+    /// The text for a refusal's extension code.
+    pub fn refused(code: u8) -> &'static str {
+        match code {
+            crate::codec::ext::UNAUTHORIZED => UNAUTHORIZED,
+            crate::codec::ext::FORBIDDEN => FORBIDDEN,
+            crate::codec::ext::NOT_BOUND => NOT_BOUND,
+            crate::codec::ext::BUSY => QUEUE_FULL,
+            crate::codec::ext::TOO_LARGE => TOO_LARGE,
+            _ => DEADLINE,
+        }
+    }
 
     /// No node serves the module.
     pub fn service_not_found(module: &str) -> String {

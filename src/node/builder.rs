@@ -22,6 +22,7 @@ use super::options::{
 use super::server::Node;
 use super::snapshot::{SnapshotHandler, SnapshotPage};
 use super::types::EventKind;
+use crate::link::proto::RouteFlags;
 
 /// Configures and binds a [`Node`]; made by [`Node::builder`].
 pub struct NodeBuilder {
@@ -45,6 +46,8 @@ pub struct NodeBuilder {
     idle_timeout: Option<Duration>,
     max_write_backlog: usize,
     call_timeout: Duration,
+    weight: u32,
+    flags: Vec<RouteFlags>,
 }
 
 enum Listen {
@@ -78,6 +81,8 @@ impl NodeBuilder {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_write_backlog: DEFAULT_MAX_WRITE_BACKLOG,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            weight: 1,
+            flags: Vec::new(),
         }
     }
 
@@ -324,6 +329,51 @@ impl NodeBuilder {
         self
     }
 
+    /// This node's share of stateless requests when the gate dispatches by
+    /// weight (`cluster.dispatch = "wrr"`), relative to the other nodes
+    /// serving the same route: a node of weight 3 gets three requests for
+    /// each one of a node of weight 1. Default 1 (0 counts as 1).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// Marks `route` as needing a bound user: the gate answers a session
+    /// without one `UNAUTHORIZED` (ext 7) and does not forward it.
+    pub fn authorized(mut self, route: i32) -> Self {
+        self.flags.push(RouteFlags {
+            route,
+            authorized: true,
+            ..Default::default()
+        });
+        self
+    }
+
+    /// Marks `route` as internal: clients calling it get `FORBIDDEN`
+    /// (ext 8); it is for other nodes.
+    pub fn internal(mut self, route: i32) -> Self {
+        self.flags.push(RouteFlags {
+            route,
+            internal: true,
+            ..Default::default()
+        });
+        self
+    }
+
+    /// Marks `route` as stateful: the gate sends it to the node instance of
+    /// this service the user is bound to
+    /// ([`SessionContext::bind_node`](super::SessionContext::bind_node)),
+    /// whatever that node's state; before a binding the client gets
+    /// `NOT_BOUND` (ext 9), without a user `UNAUTHORIZED` (ext 7).
+    pub fn stateful(mut self, route: i32) -> Self {
+        self.flags.push(RouteFlags {
+            route,
+            stateful: true,
+            ..Default::default()
+        });
+        self
+    }
+
     /// Checks the routes, reply timeouts, names and event kinds, gives the
     /// handlers registered by name their routes, and binds the listener.
     pub fn bind(self) -> Result<Node, NodeError> {
@@ -341,8 +391,11 @@ impl NodeBuilder {
             idle_timeout: self.idle_timeout,
             max_write_backlog: self.max_write_backlog,
             push_topics: Vec::new(),
+            weight: self.weight.max(1),
+            flags: Vec::new(),
         };
         options.validate(&self.reply_timeouts, self.names, self.named)?;
+        options.set_flags(self.flags)?;
         options.set_push_topics(self.push_topics)?;
         let listener = match self.listen {
             None => return Err(NodeError::NoListenAddress),

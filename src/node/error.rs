@@ -29,6 +29,10 @@ pub enum NodeError {
     /// [`notify`](crate::node::NodeBuilder::notify) route, which has no reply).
     #[error("reply_timeout for route {0}, which is not an answered route (NodeBuilder::route)")]
     UnknownReplyRoute(i32),
+    /// [`NodeBuilder::authorized`](crate::node::NodeBuilder::authorized),
+    /// `internal` or `stateful` named a route this node does not serve.
+    #[error("access rule for route {0}, which is not registered (NodeBuilder::route or ::notify)")]
+    UnknownFlaggedRoute(i32),
     /// [`NodeBuilder::name`](crate::node::NodeBuilder::name) named a route
     /// not registered with `route` or `notify`.
     #[error("name for route {0}, which is not registered (NodeBuilder::route or ::notify)")]

@@ -8,7 +8,7 @@
 //! `call::Op`, picks the link it goes on, sends it, and leaves the wait for
 //! its result to the pending table (`pending.rs`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use super::pending::PendingCalls;
 use super::sequences::EventSeqs;
 use super::types::Target;
 use crate::ids::{SessionId, ShardId};
-use crate::link::proto::{call, CallResult};
+use crate::link::proto::{call, to_gate, CallResult, NodeState, SetState, ToGate};
 
 /// How long a blocking call waits for the gate's result by default: far
 /// above a gate's cross-shard round trip (microseconds), short enough that a
@@ -89,6 +89,8 @@ struct Inner {
     rotor: AtomicUsize,
     /// Event numbers seen per (gate, shard), kept across links.
     seqs: EventSeqs,
+    /// This node's state (a `NodeState`), told to every gate.
+    state: AtomicI32,
 }
 
 /// The links of one gate, indexed by shard.
@@ -133,6 +135,7 @@ impl GateClient {
                 calls: Arc::default(),
                 rotor: AtomicUsize::new(0),
                 seqs: EventSeqs::default(),
+                state: AtomicI32::new(NodeState::Work as i32),
             }),
             gate: None,
             home: None,
@@ -304,6 +307,30 @@ impl GateClient {
     pub(crate) fn link(&self, gate_id: &str, shard: u16) -> Option<Arc<Link>> {
         let reg = self.inner.reg.read().unwrap();
         reg.iter().find(|g| &*g.id == gate_id)?.link(shard)
+    }
+
+    /// This node's state as the gates know it (sent in every hello).
+    pub fn state(&self) -> NodeState {
+        NodeState::try_from(self.inner.state.load(Ordering::Relaxed)).unwrap_or_default()
+    }
+
+    /// Changes this node's state (due's work / busy / hang / shut) and tells
+    /// every gate on every link: `busy` gets stateless requests only when no
+    /// `work` node serves the route, `hang` and `shut` get none (stateful
+    /// requests of users bound here, events and calls still come). Links
+    /// made later announce it in their hello. Returns the links told.
+    pub fn set_state(&self, state: NodeState) -> usize {
+        self.inner.state.store(state as i32, Ordering::Relaxed);
+        let msg = ToGate {
+            msg: Some(to_gate::Msg::State(SetState {
+                state: state as i32,
+            })),
+        };
+        let links: Vec<Arc<Link>> = {
+            let reg = self.inner.reg.read().unwrap();
+            reg.iter().flat_map(|g| g.links.iter().flatten().cloned()).collect()
+        };
+        links.iter().filter(|l| l.send(&msg).is_ok()).count()
     }
 
     /// Makes `link` the link for its (gate, shard); returns the one it

@@ -210,6 +210,7 @@ mod gate_ops;
 mod inbox;
 mod link_handle;
 mod messages;
+mod node_binding;
 mod options;
 mod pending;
 mod reader;
@@ -232,4 +233,5 @@ pub use options::{
 pub use server::{Node, NodeHandle};
 pub use session_context::SessionContext;
 pub use snapshot::{SessionInfo, SnapshotPage};
+pub use crate::link::proto::NodeState;
 pub use types::{CloseReason, EventKind, ShardStat, Stat, Target};

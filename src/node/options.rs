@@ -13,7 +13,7 @@ use super::error::NodeError;
 use super::event::EventHandler;
 use super::snapshot::SnapshotHandler;
 use super::types::EventKind;
-use crate::link::proto::{to_gate, NodeHello, RouteSpec, ToGate};
+use crate::link::proto::{to_gate, NodeHello, NodeState, RouteFlags, RouteSpec, ToGate};
 use crate::link::PROTOCOL_VERSION;
 
 /// Largest link frame accepted by default (`link.max_frame_bytes` of the
@@ -64,6 +64,10 @@ pub(crate) struct Options {
     pub(crate) max_write_backlog: usize,
     /// MQTT topics of routes this node only pushes on.
     pub(crate) push_topics: Vec<(i32, String)>,
+    /// Share of stateless traffic under the gate's `wrr` dispatch.
+    pub(crate) weight: u32,
+    /// Access rules of routes, one entry per flagged route, sorted.
+    pub(crate) flags: Vec<RouteFlags>,
 }
 
 /// A client route this node serves.
@@ -151,6 +155,28 @@ impl Options {
         Ok(())
     }
 
+    /// Merges the access rules given per route (after `validate`): each
+    /// must name a route this node serves.
+    pub(crate) fn set_flags(&mut self, given: Vec<RouteFlags>) -> Result<(), NodeError> {
+        let mut flags: Vec<RouteFlags> = Vec::new();
+        for f in given {
+            if self.route(f.route).is_none() {
+                return Err(NodeError::UnknownFlaggedRoute(f.route));
+            }
+            match flags.iter_mut().find(|g| g.route == f.route) {
+                Some(g) => {
+                    g.authorized |= f.authorized;
+                    g.internal |= f.internal;
+                    g.stateful |= f.stateful;
+                }
+                None => flags.push(f),
+            }
+        }
+        flags.sort_by_key(|f| f.route);
+        self.flags = flags;
+        Ok(())
+    }
+
     /// Checks and keeps the topics of push-only routes (after `validate`).
     pub(crate) fn set_push_topics(&mut self, topics: Vec<(i32, String)>) -> Result<(), NodeError> {
         let mut seen: std::collections::HashSet<&str> = self
@@ -194,7 +220,7 @@ impl Options {
     /// The handshake's answer: who this node is, which routes it serves
     /// (answered ones in `reply_routes`, notifications in `routes`), which
     /// events it wants, and whether it wants a snapshot first.
-    pub(crate) fn node_hello(&self) -> ToGate {
+    pub(crate) fn node_hello(&self, state: NodeState) -> ToGate {
         let notify = self.routes.iter().filter(|r| r.reply.is_none());
         let answered = self.routes.iter().filter_map(|r| Some((r.route, r.reply?)));
         ToGate {
@@ -216,6 +242,9 @@ impl Options {
                     .filter_map(|r| Some((r.name.clone()?, r.route)))
                     .chain(self.push_topics.iter().map(|(r, t)| (t.clone(), *r)))
                     .collect(),
+                weight: self.weight,
+                state: state as i32,
+                route_flags: self.flags.clone(),
             })),
         }
     }

@@ -132,7 +132,7 @@ impl Reader<'_> {
         };
         let writer = Writer::corked(
             stream,
-            &options.node_hello(),
+            &options.node_hello(self.env.gates.state()),
             frame_limit,
             options.max_write_backlog,
         );

@@ -304,7 +304,7 @@ impl<'a, W> SessionContext<'a, W> {
         self.cast_here(unsubscribe_op(channel, &[self.target()]))
     }
 
-    fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         Target::Session(self.session)
     }
 
@@ -315,12 +315,12 @@ impl<'a, W> SessionContext<'a, W> {
     }
 
     /// A blocking call about this session.
-    fn call_here(&mut self, op: call::Op) -> Result<(), NodeError> {
+    pub(crate) fn call_here(&mut self, op: call::Op) -> Result<(), NodeError> {
         self.call(Via::To(self.target()), op)
     }
 
     /// A call without result about this session.
-    fn cast_here(&mut self, op: call::Op) -> Result<(), NodeError> {
+    pub(crate) fn cast_here(&mut self, op: call::Op) -> Result<(), NodeError> {
         self.cast(Via::To(self.target()), op)
     }
 

@@ -5,8 +5,10 @@
 //! [`Session`] and asks it, when its timer fires, whether it has expired and
 //! when to look again.
 
+mod node_bindings;
 mod settings;
 
+pub use node_bindings::NodeBindings;
 pub use settings::{Settings, SettingsError};
 
 use crate::config::{HeartbeatMechanism, TcpConfig};
@@ -122,6 +124,8 @@ pub struct Session {
     pub uid: UserId,
     /// Key → value settings set by nodes.
     pub settings: Settings,
+    /// The node instance the user is bound to per service (stateful routes).
+    pub nodes: NodeBindings,
     /// When the last inbound bytes arrived.
     last_rx: Millis,
     /// When the authorize window (re)started.
@@ -138,6 +142,7 @@ impl Session {
             id,
             uid: UserId(0),
             settings: Settings::default(),
+            nodes: NodeBindings::default(),
             last_rx: now,
             auth_from: now,
             keep_alive_ms: None,

@@ -12,6 +12,7 @@ use super::mailbox::ToShard;
 use super::mqtt::Answer;
 use super::node_calls::proto_reason;
 use super::requests::Waiting;
+use super::routes::Asker;
 use super::{Shard, ShardStats};
 use crate::codec::{self, Packet};
 use crate::config::LINK_ENVELOPE_BYTES;
@@ -79,7 +80,16 @@ impl Shard {
 
     /// Routes one client request to a node, or answers it with an error.
     pub(super) fn dispatch(&mut self, idx: u32, p: Packet) {
-        let pick = match self.routes.pick(p.route, &self.links) {
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let s = &c.conn.session;
+        let who = Asker {
+            uid: s.uid.0,
+            session: s.id.0,
+            nodes: &s.nodes,
+        };
+        let pick = match (self.routes).pick(p.route, &self.links, who, self.p.dispatch) {
             Ok(pick) => pick,
             Err(code) => return self.refuse(idx, &p, code),
         };
@@ -132,18 +142,26 @@ impl Shard {
 
     /// Answers a request the gate will not forward with error `code`.
     fn refuse(&mut self, idx: u32, p: &Packet, code: u8) {
+        self.count_refusal(code);
+        tracing::debug!(idx, route = p.route, code, "request not forwarded");
+        self.with_conn(idx, |c, cx| c.send_packet(code, p.route, p.seq, &[], cx));
+    }
+
+    /// Counts a request the gate answered itself with error `code`.
+    pub(super) fn count_refusal(&self, code: u8) {
         let st = self.stats();
         ShardStats::add(
             match code {
                 codec::ext::NO_ROUTE => &st.no_route,
                 codec::ext::BUSY => &st.link_busy,
                 codec::ext::TOO_LARGE => &st.too_large,
+                codec::ext::UNAUTHORIZED => &st.unauthorized,
+                codec::ext::FORBIDDEN => &st.forbidden,
+                codec::ext::NOT_BOUND => &st.not_bound,
                 _ => &st.node_down,
             },
             1,
         );
-        tracing::debug!(idx, route = p.route, code, "request not forwarded");
-        self.with_conn(idx, |c, cx| c.send_packet(code, p.route, p.seq, &[], cx));
     }
 
     /// A node's packet for a client, from any link: delivered here if this

@@ -79,6 +79,16 @@ pub enum SessionOp {
     Subscribe(Arc<str>),
     /// Leave a channel.
     Unsubscribe(Arc<str>),
+    /// Bind the session's user to node `node` of `service` (stateful
+    /// routes), or with `bind` false remove that binding if it names `node`.
+    NodeBinding {
+        /// The service.
+        service: Box<str>,
+        /// The node instance.
+        node: Box<str>,
+        /// Bind (true) or compare-and-unbind (false).
+        bind: bool,
+    },
 }
 
 impl SessionOp {

@@ -172,6 +172,8 @@ pub struct ShardParams {
     pub busy_poll: Duration,
     /// How long an MQTT request waits for its node's reply.
     pub mqtt_request_timeout: Millis,
+    /// The pick among the nodes serving a route.
+    pub dispatch: crate::config::Dispatch,
 }
 
 impl ShardParams {
@@ -205,6 +207,7 @@ impl ShardParams {
             nodes: cfg.nodes.iter().map(|n| n.addr).collect(),
             session: cfg.session.clone(),
             busy_poll: cfg.shards.busy_poll,
+            dispatch: cfg.cluster.dispatch,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::directory::{client_id_home, BindOutcome};
 use super::mailbox::{SessionOp, ToShard};
-use super::routes::NamedMiss;
+use super::routes::{Asker, NamedMiss};
 use super::{Shard, ShardStats};
 use crate::codec::ext;
 use crate::connection::MqttRequest;
@@ -75,16 +75,34 @@ impl Shard {
         let Ok(topic) = parse_topic(&r.topic) else {
             return;
         };
-        let picked =
-            self.routes
-                .pick_named(topic.module, topic.handler, topic.instance, &self.links);
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let s = &c.conn.session;
+        let who = Asker {
+            uid: s.uid.0,
+            session: s.id.0,
+            nodes: &s.nodes,
+        };
+        let picked = self.routes.pick_named(
+            topic.module,
+            topic.handler,
+            topic.instance,
+            &self.links,
+            who,
+            self.p.dispatch,
+        );
         let (link, route) = match picked {
             Ok(x) => x,
+            Err(NamedMiss::Refused(code)) => {
+                self.count_refusal(code);
+                return self.mqtt_error(idx, r.token, errors::refused(code));
+            }
             Err(miss) => {
                 ShardStats::add(&self.stats().no_route, 1);
                 let error = match miss {
-                    NamedMiss::NoService => errors::service_not_found(topic.module),
                     NamedMiss::NoFunction => errors::function_not_found(topic.handler),
+                    _ => errors::service_not_found(topic.module),
                 };
                 return self.mqtt_error(idx, r.token, &error);
             }
@@ -163,6 +181,7 @@ impl Shard {
                 ext::TIMEOUT | ext::NODE_DOWN => errors::DEADLINE,
                 ext::BUSY => errors::QUEUE_FULL,
                 ext::TOO_LARGE => errors::TOO_LARGE,
+                ext::UNAUTHORIZED | ext::FORBIDDEN | ext::NOT_BOUND => errors::refused(a.ext),
                 _ if !a.error.is_empty() => a.error,
                 _ => "error",
             };

@@ -258,7 +258,41 @@ impl Shard {
             call::Op::Subscribe(m) => self.route_members(m, SessionOp::Subscribe, reply),
             call::Op::Unsubscribe(m) => self.route_members(m, SessionOp::Unsubscribe, reply),
             call::Op::Snapshot(_) => self.call_snapshot(node, c.call_id),
+            call::Op::BindNode(b) => self.call_node_binding(node, b, true, reply),
+            call::Op::UnbindNode(b) => self.call_node_binding(node, b, false, reply),
         }
+    }
+
+    /// Binds (or compare-and-unbinds) a user's node for a service; empty
+    /// fields name the calling node and its service.
+    fn call_node_binding(
+        &mut self,
+        node: usize,
+        b: proto::NodeBinding,
+        bind: bool,
+        reply: Option<ReplyTo>,
+    ) {
+        let l = &self.links[node];
+        let service = if b.service.is_empty() {
+            l.service.as_str()
+        } else {
+            b.service.as_str()
+        };
+        let id = if b.node_id.is_empty() {
+            l.node_id.as_str()
+        } else {
+            b.node_id.as_str()
+        };
+        if service.is_empty() || id.is_empty() {
+            let why = "bind_node needs a service and a node id (the calling node announced none)";
+            return self.reply_code(reply, Code::Invalid, why);
+        }
+        let op = SessionOp::NodeBinding {
+            service: service.into(),
+            node: id.into(),
+            bind,
+        };
+        self.route_target(b.target, op, reply);
     }
 
     /// Pushes to each target; answered with the number of sessions found,

@@ -32,7 +32,10 @@ use prost::Message;
 
 use super::ring::Owner;
 use super::{Shard, ShardStats};
-use crate::link::proto::{to_gate, to_node, GateHello, Ping, Pong, ToGate, ToGateBatch, ToNode};
+use super::routes::{mix, RouteRules};
+use crate::link::proto::{
+    to_gate, to_node, GateHello, NodeState, Ping, Pong, ToGate, ToGateBatch, ToNode,
+};
 use crate::link::{decode_frame, BatchBuf, PROTOCOL_VERSION};
 use crate::session::Millis;
 
@@ -97,6 +100,14 @@ pub struct Link {
     pub names: Vec<(i32, String)>,
     /// The id the node announced.
     pub node_id: String,
+    /// Hash of the node's identity (its id, else its address), for `uid-hash`.
+    pub id_hash: u64,
+    /// Its share under `wrr` (at least 1).
+    pub weight: u32,
+    /// The node's state (due's work / busy / hang / shut).
+    pub node_state: NodeState,
+    /// Access rules of its routes, sorted by route.
+    pub rules: Vec<(i32, RouteRules)>,
     /// Bytes of the send in flight not yet written.
     inflight_bytes: usize,
     /// Bytes of snapshots queued, allowed on top of the overflow limit
@@ -131,6 +142,10 @@ impl Link {
             events: 0,
             names: Vec::new(),
             node_id: String::new(),
+            id_hash: 0,
+            weight: 1,
+            node_state: NodeState::Work,
+            rules: Vec::new(),
             inflight_bytes: 0,
             grace_bytes: 0,
             busy_since: 0,
@@ -152,6 +167,24 @@ impl Link {
     /// Allows `bytes` of snapshot beyond the overflow limit until the queue drains.
     pub(super) fn allow_burst(&mut self, bytes: usize) {
         self.grace_bytes += bytes;
+    }
+
+    /// The access rules the node gave `route`.
+    pub fn rules_of(&self, route: i32) -> RouteRules {
+        match self.rules.binary_search_by_key(&route, |(r, _)| *r) {
+            Ok(i) => self.rules[i].1,
+            Err(_) => RouteRules::default(),
+        }
+    }
+
+    /// The node's state tier for stateless requests: 0 `work`, 1 `busy`,
+    /// 2 `hang` or `shut` (none).
+    pub fn tier(&self) -> u8 {
+        match self.node_state {
+            NodeState::Work => 0,
+            NodeState::Busy => 1,
+            NodeState::Hang | NodeState::Shut => 2,
+        }
     }
 
     /// Serving requests.
@@ -393,6 +426,17 @@ impl Shard {
                 }
                 self.on_call(i, c);
             }
+            Some(to_gate::Msg::State(st)) => {
+                let l = &mut self.links[i];
+                if !l.is_active() {
+                    return Err("state before hello");
+                }
+                let state = st.state();
+                if l.node_state != state {
+                    tracing::info!(shard = self.p.id.0, node = %l.addr, node_id = %l.node_id, from = ?l.node_state, to = ?state, "node changed state");
+                    l.node_state = state;
+                }
+            }
             Some(to_gate::Msg::Hello(h)) => {
                 let l = &self.links[i];
                 if !matches!(l.state, LinkState::Handshake { .. }) {
@@ -420,8 +464,22 @@ impl Shard {
                 l.state = LinkState::Active;
                 l.backoff = 0;
                 l.failures = 0;
+                l.node_state = h.state();
                 l.service = h.service;
                 l.node_id = h.node_id;
+                l.id_hash = id_hash(&l.node_id, l.addr);
+                l.weight = h.weight.max(1);
+                l.rules = (h.route_flags.iter())
+                    .map(|f| {
+                        let r = RouteRules {
+                            authorized: f.authorized,
+                            internal: f.internal,
+                            stateful: f.stateful,
+                        };
+                        (f.route, r)
+                    })
+                    .collect();
+                l.rules.sort_unstable_by_key(|(r, _)| *r);
                 l.routes = h.routes;
                 l.reply_routes = h
                     .reply_routes
@@ -542,5 +600,20 @@ impl Shard {
         } else if l.batch.is_empty() {
             l.grace_bytes = 0;
         }
+    }
+}
+
+/// A stable hash of a node's identity: its id, or its address if it gave
+/// none (FNV-1a, then mixed), the same in every shard and every gate.
+fn id_hash(node_id: &str, addr: SocketAddr) -> u64 {
+    let fnv = |bytes: &[u8]| {
+        (bytes.iter()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        })
+    };
+    if node_id.is_empty() {
+        mix(fnv(addr.to_string().as_bytes()))
+    } else {
+        mix(fnv(node_id.as_bytes()))
     }
 }

@@ -217,6 +217,10 @@ impl Shard {
             }
             SessionOp::Attach(uid) => {
                 let old = c.conn.session.uid;
+                if old != uid {
+                    // Node bindings belong to the user, not the connection.
+                    c.conn.session.nodes = Default::default();
+                }
                 c.conn.session.handle_bind(uid);
                 self.attached(sid, old, uid);
                 self.reply(reply, ok);
@@ -224,6 +228,7 @@ impl Shard {
             SessionOp::Unbind => {
                 let old = c.conn.session.uid;
                 if old.0 != 0 {
+                    c.conn.session.nodes = Default::default();
                     c.conn.session.handle_unbind(self.now);
                     self.unbound(idx, sid, old);
                 }
@@ -261,6 +266,24 @@ impl Shard {
                     c.rooms.retain(|r| **r != *ch);
                 }
                 self.reply(reply, CallResult { delivered: 1, ..ok });
+            }
+            SessionOp::NodeBinding {
+                service,
+                node,
+                bind,
+            } => {
+                let s = &mut c.conn.session;
+                if s.uid.0 == 0 {
+                    return self.reply_code(reply, Code::Invalid, "the session has no user to bind");
+                }
+                let delivered = if bind {
+                    s.nodes.set(&service, &node);
+                    1
+                } else {
+                    u64::from(s.nodes.remove_if(&service, &node))
+                };
+                tracing::debug!(session = %sid, uid = s.uid.0, %service, %node, bind, "node binding");
+                self.reply(reply, CallResult { delivered, ..ok });
             }
         }
     }
