@@ -72,6 +72,7 @@ impl ScriptedNode {
                 .collect(),
             snapshot: a.snapshot,
             route_names: a.route_names.iter().cloned().collect(),
+            ..Default::default()
         })]);
         link
     }
