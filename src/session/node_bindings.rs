@@ -2,10 +2,13 @@
 //! `BindNode`): the stateful routes of a service go to that instance. Most
 //! sessions have none, so an empty set costs one pointer.
 
+/// One binding: (service, node id).
+type Binding = (Box<str>, Box<str>);
+
 /// Service → node id bindings of one session.
 #[allow(clippy::box_collection)]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeBindings(Option<Box<Vec<(Box<str>, Box<str>)>>>);
+pub struct NodeBindings(Option<Box<Vec<Binding>>>);
 
 impl NodeBindings {
     /// No binding.
