@@ -340,7 +340,8 @@ impl Gate {
             mqtt: mqtt_addr,
         } = bind_listeners(cfg)?;
         let shards = cfg.shards.cores.len();
-        let shared = Arc::new(Shared::new(shards).map_err(|source| StartError::Shard {
+        let fixed: Vec<_> = cfg.nodes.iter().map(|n| n.addr).collect();
+        let shared = Arc::new(Shared::new(shards, &fixed).map_err(|source| StartError::Shard {
             shard: 0,
             core: cfg.shards.cores[0],
             source,

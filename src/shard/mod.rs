@@ -52,6 +52,7 @@ mod listener;
 pub mod mailbox;
 mod mqtt;
 mod node_calls;
+mod node_table;
 mod nodes;
 pub mod requests;
 pub mod ring;
@@ -87,6 +88,7 @@ use directory::Directory;
 use gather::Gathers;
 use listener::Listener;
 use mailbox::Mailbox;
+pub use node_table::{NodeSlot, NodeTable};
 use nodes::Link;
 use requests::PendingRequests;
 use ring::Completion;
@@ -118,11 +120,13 @@ pub struct Shared {
     pub wakers: Wakers,
     /// When the gate started (unix ms), told to nodes as `GateHello.epoch_ms`.
     pub epoch_ms: u64,
+    /// The nodes to keep links to (static and discovered).
+    pub nodes: NodeTable,
 }
 
 impl Shared {
     /// State for `shards` shards; fails if an eventfd cannot be created.
-    pub fn new(shards: usize) -> io::Result<Shared> {
+    pub fn new(shards: usize, nodes: &[std::net::SocketAddr]) -> io::Result<Shared> {
         Ok(Shared {
             connections: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -131,6 +135,7 @@ impl Shared {
             epoch_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            nodes: NodeTable::new(nodes),
         })
     }
 
@@ -164,8 +169,6 @@ pub struct ShardParams {
     pub buffer_size: u32,
     /// Node link settings.
     pub link: LinkConfig,
-    /// Node addresses to dial.
-    pub nodes: Vec<std::net::SocketAddr>,
     /// Binding and settings rules.
     pub session: SessionConfig,
     /// Poll this long before sleeping (zero: never spin).
@@ -204,7 +207,6 @@ impl ShardParams {
             buffer_count: cfg.shards.buffer_count,
             buffer_size: cfg.shards.buffer_size,
             link: cfg.link.clone(),
-            nodes: cfg.nodes.iter().map(|n| n.addr).collect(),
             session: cfg.session.clone(),
             busy_poll: cfg.shards.busy_poll,
             dispatch: cfg.cluster.dispatch,
@@ -229,6 +231,8 @@ pub struct Shard {
     accept_paused_until: Millis,
     clients: Clients,
     links: Vec<Link>,
+    /// The version of the shared node table the links follow.
+    nodes_version: u64,
     routes: RouteTable,
     /// Requests forwarded to nodes that wait for a reply.
     pending: PendingRequests,
@@ -270,11 +274,7 @@ impl Shard {
         mailbox: Mailbox,
     ) -> io::Result<Shard> {
         let ring = Ring::new(p.ring_entries, p.buffer_count, p.buffer_size)?;
-        let links = p
-            .nodes
-            .iter()
-            .map(|a| Link::new(*a, p.link.max_frame_bytes))
-            .collect();
+        let links = Vec::new();
         Ok(Shard {
             ring,
             shared,
@@ -282,6 +282,7 @@ impl Shard {
             accept_paused_until: 0,
             clients: Clients::default(),
             links,
+            nodes_version: u64::MAX,
             routes: RouteTable::default(),
             pending: PendingRequests::new(p.id.0),
             ended: Vec::new(),
@@ -470,6 +471,7 @@ impl Shard {
     }
 
     fn run_timers(&mut self) {
+        self.apply_node_table();
         self.run_client_timers();
         let rules = self.p.conn.session;
         if rules.mechanism == HeartbeatMechanism::Tick

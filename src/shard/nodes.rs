@@ -117,6 +117,9 @@ pub struct Link {
     pub(super) busy_since: Millis,
     /// A hang probe was sent after the node's last sign of life.
     probed: bool,
+    /// The node table wants this link (false: the node left the registry;
+    /// the link is closed and not redialed).
+    pub wanted: bool,
 }
 
 impl Link {
@@ -150,6 +153,7 @@ impl Link {
             grace_bytes: 0,
             busy_since: 0,
             probed: false,
+            wanted: true,
         }
     }
 
@@ -236,7 +240,9 @@ impl Shard {
                 }
             }
             match self.links[i].state {
-                LinkState::Down { retry_at } if now >= retry_at && !self.stopping => {
+                LinkState::Down { retry_at }
+                    if now >= retry_at && !self.stopping && self.links[i].wanted =>
+                {
                     self.start_connect(i)
                 }
                 LinkState::Connecting { deadline }
@@ -284,6 +290,47 @@ impl Shard {
         let fd = OwnedFd::from(sock);
         self.ring.connect(fd.as_raw_fd(), addr, i);
         l.fd = Some(fd);
+    }
+
+    /// Follows the shared node table: links to new nodes, closes those
+    /// whose node left (forgetting their routes), redials those that came
+    /// back. Cheap when nothing changed (one atomic load).
+    pub(super) fn apply_node_table(&mut self) {
+        let version = self.shared.nodes.version();
+        if version == self.nodes_version {
+            return;
+        }
+        self.nodes_version = version;
+        let slots = self.shared.nodes.slots();
+        let mut changed = false;
+        for (i, s) in slots.iter().enumerate() {
+            if i == self.links.len() {
+                self.links.push(Link::new(s.addr, self.p.link.max_frame_bytes));
+                tracing::debug!(shard = self.p.id.0, node = %s.addr, link = i, "new node link");
+            }
+            let l = &mut self.links[i];
+            if l.wanted == s.wanted {
+                continue;
+            }
+            l.wanted = s.wanted;
+            if s.wanted {
+                l.backoff = 0;
+                if let LinkState::Down { .. } = l.state {
+                    l.state = LinkState::Down { retry_at: self.now };
+                }
+                continue;
+            }
+            tracing::info!(shard = self.p.id.0, node = %l.addr, service = %l.service, "node left the registry; closing its link");
+            l.routes.clear();
+            l.reply_routes.clear();
+            l.names.clear();
+            l.rules.clear();
+            changed = true;
+            self.link_down(i, "node left the registry");
+        }
+        if changed {
+            self.rebuild_routes();
+        }
     }
 
     fn schedule_retry(&mut self, i: usize) {
