@@ -79,6 +79,10 @@ counters! {
     forbidden,
     /// Requests refused NOT_BOUND: a stateful route before the user was bound to a node.
     not_bound,
+    /// Bind/unbind notes the fleet agent's full queue could not take.
+    fleet_notes_dropped,
+    /// Sessions closed because their user was bound on another gate.
+    fleet_kicks,
     /// Pushes from nodes for sessions that no longer exist here.
     push_misses,
     /// Multishot receives that ran out of provided buffers (re-armed).

@@ -34,7 +34,10 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
-pub use cluster::{ClusterConfig, Dispatch, DEFAULT_DISPATCH};
+pub use cluster::{
+    ClusterConfig, Dispatch, LocatorBackend, LocatorConfig, RegistryBackend, RegistryConfig,
+    DEFAULT_DISPATCH,
+};
 pub use load::{ConfigError, EMBEDDED_ORIGIN};
 pub use mqtt::{
     MqttConfig, DEFAULT_CONNECT_TIMEOUT_MQTT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_BYTES,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::cluster::RegistryBackend;
 use super::units::parse_choice;
 use super::{Config, ConfigError};
 
@@ -48,6 +49,7 @@ impl Config {
         self.validate_ws()?;
         self.validate_link()?;
         self.validate_mqtt()?;
+        self.cluster.validate()?;
         self.validate_nodes()?;
         self.validate_session()?;
         self.validate_log()
@@ -289,10 +291,10 @@ impl Config {
     }
 
     fn validate_nodes(&self) -> Result<(), ConfigError> {
-        if self.nodes.is_empty() {
+        if self.nodes.is_empty() && self.cluster.registry.backend == RegistryBackend::None {
             return Err(ConfigError::rule(
                 "nodes",
-                "at least one [[nodes]] entry is needed",
+                "at least one [[nodes]] entry is needed (or a [cluster.registry] to discover nodes)",
             ));
         }
         let mut seen = HashMap::new();

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use prost::Message;
 
+use super::fleet_hooks::FleetNote;
 use super::mailbox::ToShard;
 use super::mqtt::Answer;
 use super::node_calls::proto_reason;
@@ -66,6 +67,7 @@ impl Shard {
         if uid.0 != 0 {
             self.stats().bound.fetch_sub(1, Relaxed);
             self.dir_unbind(uid, sid);
+            self.note_fleet(FleetNote::Unbound { uid, sid });
         }
         if opened {
             self.emit(Event {

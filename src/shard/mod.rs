@@ -46,6 +46,7 @@
 mod bufring;
 mod clients;
 mod directory;
+pub mod fleet_hooks;
 mod forward;
 mod gather;
 mod listener;
@@ -122,6 +123,8 @@ pub struct Shared {
     pub epoch_ms: u64,
     /// The nodes to keep links to (static and discovered).
     pub nodes: NodeTable,
+    /// Channels to and from the fleet agent.
+    pub fleet: fleet_hooks::FleetPipes,
 }
 
 impl Shared {
@@ -136,6 +139,7 @@ impl Shared {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             nodes: NodeTable::new(nodes),
+            fleet: fleet_hooks::FleetPipes::new(shards),
         })
     }
 
@@ -472,6 +476,7 @@ impl Shard {
 
     fn run_timers(&mut self) {
         self.apply_node_table();
+        self.run_controls();
         self.run_client_timers();
         let rules = self.p.conn.session;
         if rules.mechanism == HeartbeatMechanism::Tick

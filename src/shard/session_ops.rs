@@ -12,6 +12,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use super::fleet_hooks::FleetNote;
 use super::directory::BindOutcome;
 use super::mailbox::{ReplyTo, Sent, SessionOp, ToShard};
 use super::{Shard, ShardStats};
@@ -295,8 +296,10 @@ impl Shard {
             ShardStats::add(&self.stats().bound, 1);
         } else if old != uid {
             self.dir_unbind(old, sid);
+            self.note_fleet(FleetNote::Unbound { uid: old, sid });
         }
         if old != uid {
+            self.note_fleet(FleetNote::Bound { uid, sid });
             self.emit(Event {
                 kind: EventKind::EventBind as i32,
                 session_id: sid.0,
@@ -311,6 +314,7 @@ impl Shard {
     fn unbound(&mut self, idx: u32, sid: SessionId, old: UserId) {
         self.stats().bound.fetch_sub(1, Relaxed);
         self.dir_unbind(old, sid);
+        self.note_fleet(FleetNote::Unbound { uid: old, sid });
         self.with_conn(idx, |_, _| ()); // settles: re-arms its authorize timer
         self.emit(Event {
             kind: EventKind::EventUnbind as i32,
