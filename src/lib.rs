@@ -37,6 +37,7 @@
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod fleet;
 pub mod gate;
 pub mod ids;
 pub mod link;
