@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod etcd;
 pub mod scripted;
 
 use std::io::{Read, Write};
