@@ -1,14 +1,21 @@
-//! Scale-out state shared by every gate and node of a fleet: where a user is
-//! bound (which gate and session, which node per service) and the user's
-//! session settings.
+//! The fleet's shared services, behind traits with in-process versions:
 //!
-//! * [`locator`] — the [`Locator`](locator::Locator) contract, its types and
-//!   [`MemLocator`](locator::MemLocator) (one process, tests).
-//! * [`redis_locator`] — [`RedisLocator`](redis_locator::RedisLocator): due's
-//!   key shapes on Redis, each write and its event in one Lua script.
+//! * [`registry`] — where gates and nodes find each other: the instance
+//!   record (due's), the [`Registry`](registry::Registry) trait and
+//!   [`MemRegistry`](registry::MemRegistry); [`etcd`] keeps the records in
+//!   etcd under leases, laid out as due does.
+//! * [`locator`] — where a user is bound (which gate and session, which
+//!   node per service) and the user's session settings: the
+//!   [`Locator`](locator::Locator) contract and
+//!   [`MemLocator`](locator::MemLocator); [`redis_locator`] is due's key
+//!   shapes on Redis, each write and its event in one Lua script.
 //!
-//! Everything here blocks on the network: call it from control threads only,
-//! never from a shard's io_uring loop.
+//! Everything here blocks on the network and spawns plain threads (no
+//! async runtime): call it from control threads only (the gate's fleet
+//! agent in `crate::cluster`, the node SDK), never from a shard's loop.
+//! docs/fleet.md tells the whole story.
 
+pub mod etcd;
 pub mod locator;
 pub mod redis_locator;
+pub mod registry;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod etcd;
 pub mod redis;
 pub mod scripted;
 
