@@ -29,6 +29,10 @@ pub fn fd_overhead(cfg: &Config) -> u64 {
 /// Why a gate could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The registry or the locator ([cluster.registry], [cluster.locator])
+    /// could not be reached or refused the gate.
+    #[error("fleet ([cluster.registry] / [cluster.locator]): {0}")]
+    Fleet(#[from] crate::cluster::FleetError),
     /// The kernel lacks an io_uring feature ringgate needs.
     #[error("io_uring: {feature} is not available on this kernel ({kernel}); ringgate needs Linux 6.1 or newer with io_uring enabled")]
     Kernel {
@@ -325,6 +329,7 @@ pub struct Gate {
     mqtt_addr: Option<SocketAddr>,
     gate_id: String,
     cores: Vec<usize>,
+    fleet: Option<crate::cluster::FleetAgent>,
 }
 
 impl Gate {
@@ -341,11 +346,13 @@ impl Gate {
         } = bind_listeners(cfg)?;
         let shards = cfg.shards.cores.len();
         let fixed: Vec<_> = cfg.nodes.iter().map(|n| n.addr).collect();
-        let shared = Arc::new(Shared::new(shards, &fixed).map_err(|source| StartError::Shard {
-            shard: 0,
-            core: cfg.shards.cores[0],
-            source,
-        })?);
+        let shared = Arc::new(
+            Shared::new(shards, &fixed).map_err(|source| StartError::Shard {
+                shard: 0,
+                core: cfg.shards.cores[0],
+                source,
+            })?,
+        );
         let mailboxes = Mailbox::create(shards, cfg.shards.channel_capacity);
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         let mut gate = Gate {
@@ -356,6 +363,7 @@ impl Gate {
             mqtt_addr,
             gate_id: cfg.gate.id.clone(),
             cores: cfg.shards.cores.clone(),
+            fleet: None,
         };
         let per_shard = cfg.shards.cores.iter().zip(listeners).zip(mailboxes);
         for (i, ((&core, listeners), mailbox)) in per_shard.enumerate() {
@@ -406,6 +414,13 @@ impl Gate {
                     });
                 }
                 Err(_) => break,
+            }
+        }
+        match crate::cluster::FleetAgent::start(cfg, gate.shared.clone(), tcp_addr) {
+            Ok(agent) => gate.fleet = agent,
+            Err(e) => {
+                gate.stop_inner();
+                return Err(e.into());
             }
         }
         Ok(gate)
@@ -509,6 +524,9 @@ impl Gate {
     }
 
     fn stop_inner(&mut self) {
+        if let Some(f) = self.fleet.take() {
+            f.stop();
+        }
         self.shared.stop_all();
         for t in self.threads.drain(..) {
             match t.join() {

@@ -34,6 +34,7 @@
 //! * [`ids`] — the id newtypes: shards, sessions (which encode their
 //!   shard), users (whose directory entry lives on `hash(uid) % shards`).
 
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod connection;

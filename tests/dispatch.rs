@@ -142,7 +142,11 @@ fn refused_routes_get_their_error_codes_and_are_counted() {
     assert_eq!(ask(&mut c, 99, "").0, ext::NO_ROUTE);
     ask(&mut c, LOGIN, "42");
     assert_eq!(ask(&mut c, AUTHORIZED, "").0, 0, "bound now");
-    assert_eq!(ask(&mut c, INTERNAL, "").0, ext::FORBIDDEN, "never for clients");
+    assert_eq!(
+        ask(&mut c, INTERNAL, "").0,
+        ext::FORBIDDEN,
+        "never for clients"
+    );
     assert_eq!(ask(&mut c, STATEFUL, "").0, ext::NOT_BOUND);
     let s = f.gate.stats();
     assert_eq!((s.unauthorized, s.forbidden, s.not_bound), (2, 2, 1));
@@ -164,9 +168,11 @@ fn stateful_routes_follow_the_bound_node_whatever_its_state() {
     let gates: GateClient = f.nodes[i].gates();
     assert!(gates.set_state(NodeState::Hang) > 0);
     let other = if home == "n1" { "n2" } else { "n1" };
-    wait_until(PATIENCE, "stateless traffic leaves the hanging node", || {
-        ask(&mut c, ECHO, "").1 == other && ask(&mut c, ECHO, "").1 == other
-    });
+    wait_until(
+        PATIENCE,
+        "stateless traffic leaves the hanging node",
+        || ask(&mut c, ECHO, "").1 == other && ask(&mut c, ECHO, "").1 == other,
+    );
     assert!(tally(&mut c, ECHO, 20).iter().all(|n| n == other));
     assert!(tally(&mut c, STATEFUL, 10).iter().all(|n| *n == home));
     // A new link of that node announces its state in the hello.
@@ -190,5 +196,7 @@ fn busy_nodes_serve_only_when_no_node_works() {
         ask(&mut c, ECHO, "").0 == ext::NODE_DOWN
     });
     f.nodes[1].gates().set_state(NodeState::Work);
-    wait_until(PATIENCE, "n2 works again", || ask(&mut c, ECHO, "").1 == "n2");
+    wait_until(PATIENCE, "n2 works again", || {
+        ask(&mut c, ECHO, "").1 == "n2"
+    });
 }

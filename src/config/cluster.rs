@@ -22,6 +22,9 @@ pub const DEFAULT_ETCD_ENDPOINT: &str = "127.0.0.1:2379";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 /// `[cluster.locator] prefix`: due's key shapes under ringgate's own prefix.
 pub const DEFAULT_LOCATOR_PREFIX: &str = "ringgate:locate";
+/// `[cluster.locator] session_ttl`: long enough for a player to reconnect
+/// after a network change or an app restart, short enough not to hoard.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(300);
 /// `[cluster.*] timeout`: one request to etcd or Redis.
 pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -51,7 +54,10 @@ impl ClusterConfig {
             if r.ttl < Duration::from_secs(2) {
                 return Err(ConfigError::rule(
                     "cluster.registry.ttl",
-                    format!("must be at least 2s (keep-alives go every ttl/3), got {:?}", r.ttl),
+                    format!(
+                        "must be at least 2s (keep-alives go every ttl/3), got {:?}",
+                        r.ttl
+                    ),
                 ));
             }
             if r.namespace.is_empty() || r.namespace.contains('/') {
@@ -70,7 +76,10 @@ impl ClusterConfig {
                 ));
             }
             if l.prefix.is_empty() {
-                return Err(ConfigError::rule("cluster.locator.prefix", "must not be empty"));
+                return Err(ConfigError::rule(
+                    "cluster.locator.prefix",
+                    "must not be empty",
+                ));
             }
         }
         Ok(())
@@ -119,8 +128,10 @@ pub enum RegistryBackend {
 
 impl RegistryBackend {
     /// Names as written in the file.
-    pub const CHOICES: &'static [(&'static str, RegistryBackend)] =
-        &[("none", RegistryBackend::None), ("etcd", RegistryBackend::Etcd)];
+    pub const CHOICES: &'static [(&'static str, RegistryBackend)] = &[
+        ("none", RegistryBackend::None),
+        ("etcd", RegistryBackend::Etcd),
+    ];
 }
 
 impl<'de> Deserialize<'de> for RegistryBackend {
@@ -142,6 +153,11 @@ pub struct LocatorConfig {
     /// One request to Redis.
     #[serde(deserialize_with = "units::duration")]
     pub timeout: Duration,
+    /// How long a user's settings outlive its last change or its session
+    /// (mqant's session storage): a reconnect on any gate within it gets
+    /// them back. "0s": no session store.
+    #[serde(deserialize_with = "units::duration")]
+    pub session_ttl: Duration,
 }
 
 impl Default for LocatorConfig {
@@ -151,6 +167,7 @@ impl Default for LocatorConfig {
             url: DEFAULT_REDIS_URL.into(),
             prefix: DEFAULT_LOCATOR_PREFIX.into(),
             timeout: DEFAULT_FLEET_TIMEOUT,
+            session_ttl: DEFAULT_SESSION_TTL,
         }
     }
 }
@@ -167,8 +184,10 @@ pub enum LocatorBackend {
 
 impl LocatorBackend {
     /// Names as written in the file.
-    pub const CHOICES: &'static [(&'static str, LocatorBackend)] =
-        &[("none", LocatorBackend::None), ("redis", LocatorBackend::Redis)];
+    pub const CHOICES: &'static [(&'static str, LocatorBackend)] = &[
+        ("none", LocatorBackend::None),
+        ("redis", LocatorBackend::Redis),
+    ];
 }
 
 impl<'de> Deserialize<'de> for LocatorBackend {

@@ -19,9 +19,12 @@ use super::options::{
     default_node_id, Options, Route, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
     DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE,
 };
+use super::registered::RegistrySetup;
 use super::server::Node;
 use super::snapshot::{SnapshotHandler, SnapshotPage};
 use super::types::EventKind;
+use crate::fleet::locator::Locator;
+use crate::fleet::registry::Registry;
 use crate::link::proto::RouteFlags;
 
 /// Configures and binds a [`Node`]; made by [`Node::builder`].
@@ -48,6 +51,8 @@ pub struct NodeBuilder {
     call_timeout: Duration,
     weight: u32,
     flags: Vec<RouteFlags>,
+    registry: Option<RegistrySetup>,
+    locator: Option<Arc<dyn Locator>>,
 }
 
 enum Listen {
@@ -83,6 +88,8 @@ impl NodeBuilder {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             weight: 1,
             flags: Vec::new(),
+            registry: None,
+            locator: None,
         }
     }
 
@@ -338,6 +345,28 @@ impl NodeBuilder {
         self
     }
 
+    /// Registers the node in `registry` when it starts serving (kind
+    /// `node`, its service, routes with their flags, names, events, weight
+    /// and `advertise` — the address gates dial; `None`: the listener's),
+    /// keeps the record alive, publishes state changes
+    /// ([`NodeHandle::set_state`]) and leaves on [`NodeHandle::drain`].
+    /// Gates that watch the registry dial it and drop it when it leaves.
+    pub fn registry(mut self, registry: Arc<dyn Registry>, advertise: Option<SocketAddr>) -> Self {
+        self.registry = Some(RegistrySetup {
+            registry,
+            advertise,
+        });
+        self
+    }
+
+    /// Finds users' gates with `locator`, so that calls about a user
+    /// reach the gate that holds it when several gates are connected
+    /// (see [`GateClient`]'s fleet notes).
+    pub fn locator(mut self, locator: Arc<dyn Locator>) -> Self {
+        self.locator = Some(locator);
+        self
+    }
+
     /// Marks `route` as needing a bound user: the gate answers a session
     /// without one `UNAUTHORIZED` (ext 7) and does not forward it.
     pub fn authorized(mut self, route: i32) -> Self {
@@ -404,6 +433,10 @@ impl NodeBuilder {
                 TcpListener::bind(addr).map_err(|source| NodeError::Bind { addr, source })?
             }
         };
-        Node::new(options, GateClient::new(self.call_timeout), listener)
+        let gates = GateClient::new(self.call_timeout);
+        if let Some(l) = self.locator {
+            gates.set_locator(l);
+        }
+        Node::new(options, gates, listener, self.registry)
     }
 }

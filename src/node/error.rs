@@ -80,6 +80,9 @@ pub enum NodeError {
         /// How many gates have links up.
         gates: usize,
     },
+    /// The user locator (Redis) could not be asked where a user is.
+    #[error("user locator: {0}")]
+    Locator(String),
     /// The gate answered `NOT_FOUND`: no such session, or the user is not
     /// bound on this gate.
     #[error("no such session or user on the gate")]

@@ -89,6 +89,8 @@ struct Inner {
     rotor: AtomicUsize,
     /// Event numbers seen per (gate, shard), kept across links.
     seqs: EventSeqs,
+    /// Where users are, across gates (set by the builder).
+    pub(crate) locator: std::sync::OnceLock<Arc<dyn crate::fleet::locator::Locator>>,
     /// This node's state (a `NodeState`), told to every gate.
     state: AtomicI32,
 }
@@ -108,6 +110,9 @@ pub(crate) enum Via {
     To(Target),
     /// Any link of the gate.
     Any,
+    /// The link of a user's home shard on this client's gate (a bind:
+    /// where the session is, not where the user was).
+    Home(crate::ids::UserId),
 }
 
 impl Via {
@@ -135,6 +140,7 @@ impl GateClient {
                 calls: Arc::default(),
                 rotor: AtomicUsize::new(0),
                 seqs: EventSeqs::default(),
+                locator: std::sync::OnceLock::new(),
                 state: AtomicI32::new(NodeState::Work as i32),
             }),
             gate: None,
@@ -230,10 +236,14 @@ impl GateClient {
 
     /// The link a call goes on (see "Which link" above).
     pub(crate) fn pick(&self, via: Via) -> Result<Arc<Link>, NodeError> {
+        if let Some(gate) = self.locate_for(via)? {
+            return gate.pick(via);
+        }
         let reg = self.inner.reg.read().unwrap();
         let g = self.select(&reg, via.shard_hint())?;
         let preferred = match via {
             Via::To(t) => Some(t.preferred_shard(g.shard_count).0),
+            Via::Home(u) => Some(Target::User(u).preferred_shard(g.shard_count).0),
             Via::Any => self.home,
         };
         if let Some(l) = preferred.and_then(|shard| g.link(shard)) {
@@ -309,6 +319,13 @@ impl GateClient {
         reg.iter().find(|g| &*g.id == gate_id)?.link(shard)
     }
 
+    /// The locator slot shared by every clone of this client.
+    pub(crate) fn inner_locator(
+        &self,
+    ) -> &std::sync::OnceLock<Arc<dyn crate::fleet::locator::Locator>> {
+        &self.inner.locator
+    }
+
     /// This node's state as the gates know it (sent in every hello).
     pub fn state(&self) -> NodeState {
         NodeState::try_from(self.inner.state.load(Ordering::Relaxed)).unwrap_or_default()
@@ -328,7 +345,9 @@ impl GateClient {
         };
         let links: Vec<Arc<Link>> = {
             let reg = self.inner.reg.read().unwrap();
-            reg.iter().flat_map(|g| g.links.iter().flatten().cloned()).collect()
+            reg.iter()
+                .flat_map(|g| g.links.iter().flatten().cloned())
+                .collect()
         };
         links.iter().filter(|l| l.send(&msg).is_ok()).count()
     }

@@ -119,7 +119,16 @@ impl GateClient {
         if to.is_empty() {
             return Ok(0);
         }
-        let op = multicast_op(&to, route, seq, payload.into());
+        let payload = payload.into();
+        if let Some(groups) = self.group_by_gate(&to)? {
+            let mut delivered = 0;
+            for (gate, to) in groups {
+                let op = multicast_op(&to, route, seq, payload.clone());
+                delivered += gate.call(via_targets(&to), op)?.delivered;
+            }
+            return Ok(delivered);
+        }
+        let op = multicast_op(&to, route, seq, payload);
         Ok(self.call(via_targets(&to), op)?.delivered)
     }
 
@@ -151,7 +160,15 @@ impl GateClient {
         payload: impl Into<Bytes>,
         bound_only: bool,
     ) -> Result<u64, NodeError> {
-        let op = broadcast_op(route, seq, payload.into(), bound_only);
+        let payload = payload.into();
+        if let Some(gates) = self.each_gate() {
+            let mut delivered = 0;
+            for g in gates {
+                delivered += g.broadcast(route, seq, payload.clone(), bound_only)?;
+            }
+            return Ok(delivered);
+        }
+        let op = broadcast_op(route, seq, payload, bound_only);
         Ok(self.call(Via::Any, op)?.delivered)
     }
 
@@ -275,14 +292,13 @@ impl GateClient {
     /// [`NodeError::Invalid`] without asking.
     pub fn bind(&self, session: SessionId, uid: UserId) -> Result<(), NodeError> {
         valid_bind(uid)?;
-        self.call(Via::To(Target::User(uid)), bind_op(session, uid))
-            .map(drop)
+        self.call(Via::Home(uid), bind_op(session, uid)).map(drop)
     }
 
     /// [`GateClient::bind`] without waiting.
     pub fn bind_nowait(&self, session: SessionId, uid: UserId) -> Result<(), NodeError> {
         valid_bind(uid)?;
-        self.cast(Via::To(Target::User(uid)), bind_op(session, uid))
+        self.cast(Via::Home(uid), bind_op(session, uid))
     }
 
     /// Unbinds the user of a session (mqant's `UnBind`); the session stays
@@ -354,6 +370,13 @@ impl GateClient {
 
     /// The gate's connection counts, in total and per shard.
     pub fn stat(&self) -> Result<Stat, NodeError> {
+        if let Some(gates) = self.each_gate() {
+            let mut sum = Stat::default();
+            for g in gates {
+                sum.add(&g.stat()?);
+            }
+            return Ok(sum);
+        }
         let r = self.call(Via::Any, call::Op::Stat(StatRequest {}))?;
         Ok(r.stat.map(Stat::from).unwrap_or_default())
     }

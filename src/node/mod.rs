@@ -209,11 +209,13 @@ mod gate_client;
 mod gate_ops;
 mod inbox;
 mod link_handle;
+mod located;
 mod messages;
 mod node_binding;
 mod options;
 mod pending;
 mod reader;
+mod registered;
 mod sequences;
 mod server;
 mod session_context;
@@ -221,6 +223,7 @@ mod snapshot;
 mod types;
 mod worker;
 
+pub use crate::link::proto::NodeState;
 pub use builder::NodeBuilder;
 pub use context::{Context, Request};
 pub use error::NodeError;
@@ -230,8 +233,8 @@ pub use options::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_WRITE_BACKLOG, DEFAULT_WORKER_QUEUE,
     HANDSHAKE_TIMEOUT, NAMED_ROUTE_BASE,
 };
+pub use registered::DEFAULT_DRAIN_GRACE;
 pub use server::{Node, NodeHandle};
 pub use session_context::SessionContext;
 pub use snapshot::{SessionInfo, SnapshotPage};
-pub use crate::link::proto::NodeState;
 pub use types::{CloseReason, EventKind, ShardStat, Stat, Target};

@@ -18,7 +18,10 @@ use super::error::NodeError;
 use super::gate_client::GateClient;
 use super::options::Options;
 use super::reader::{self, ReaderEnv};
+use super::registered::{register, registry_state, RegistrySetup};
 use super::worker::{self, Pool};
+use crate::fleet::registry::Registration;
+use crate::link::proto::NodeState;
 
 /// Entry point of the SDK: see [`Node::builder`](Node::builder).
 ///
@@ -28,6 +31,7 @@ pub struct Node {
     shared: Arc<Shared>,
     listener: TcpListener,
     local_addr: SocketAddr,
+    registry: Option<RegistrySetup>,
 }
 
 /// State shared by the accept thread, link readers and workers.
@@ -59,6 +63,7 @@ impl Node {
         options: Options,
         gates: GateClient,
         listener: TcpListener,
+        registry: Option<RegistrySetup>,
     ) -> Result<Node, NodeError> {
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -73,6 +78,7 @@ impl Node {
             shared,
             listener,
             local_addr,
+            registry,
         })
     }
 
@@ -91,6 +97,9 @@ impl Node {
     /// listener fails. Never returns `Ok` under normal operation.
     pub fn run(self) -> Result<(), NodeError> {
         let workers = start_workers(&self.shared)?;
+        let sh = &self.shared;
+        let _registration = (self.registry.as_ref())
+            .and_then(|r| register(r, &sh.options, self.local_addr, sh.gates.state()));
         let r = accept_loop(&self.shared, &self.listener);
         self.shared.stop.store(true, Ordering::SeqCst);
         close_links(&self.shared);
@@ -105,7 +114,10 @@ impl Node {
             shared,
             listener,
             local_addr,
+            registry,
         } = self;
+        let registration = (registry.as_ref())
+            .and_then(|r| register(r, &shared.options, local_addr, shared.gates.state()));
         let waker = listener.try_clone().ok();
         let workers = match start_workers(&shared) {
             Ok(w) => w,
@@ -130,6 +142,7 @@ impl Node {
             waker,
             accept,
             workers,
+            registration,
         }
     }
 }
@@ -141,9 +154,36 @@ pub struct NodeHandle {
     waker: Option<TcpListener>,
     accept: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    registration: Option<Registration>,
 }
 
 impl NodeHandle {
+    /// Changes the node's state on every gate and in the registry (see
+    /// [`GateClient::set_state`]).
+    pub fn set_state(&self, state: NodeState) {
+        self.shared.gates.set_state(state);
+        if let Some(r) = &self.registration {
+            if let Err(e) = r.set_state(registry_state(state)) {
+                warn!(error = %e, ?state, "node: cannot publish its state to the registry");
+            }
+        }
+    }
+
+    /// Stops gracefully: state `hang` (gates send no new stateless
+    /// requests; users bound here are still served), `grace` to finish
+    /// what is in flight, then out of the registry (record deleted, lease
+    /// revoked) and [`shutdown`](Self::shutdown).
+    pub fn drain(mut self, grace: Duration) {
+        self.set_state(NodeState::Hang);
+        std::thread::sleep(grace);
+        if let Some(r) = self.registration.take() {
+            if let Err(e) = r.deregister() {
+                warn!(error = %e, "node: cannot deregister; the record lapses with its lease");
+            }
+        }
+        self.stop();
+    }
+
     /// The address the node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

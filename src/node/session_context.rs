@@ -234,7 +234,7 @@ impl<'a, W> SessionContext<'a, W> {
     /// ([`GateClient::bind`]); on success [`uid`](Self::uid) returns it.
     pub fn bind(&mut self, uid: UserId) -> Result<(), NodeError> {
         valid_bind(uid)?;
-        self.call(Via::To(Target::User(uid)), bind_op(self.session, uid))?;
+        self.call(Via::Home(uid), bind_op(self.session, uid))?;
         self.uid = uid;
         Ok(())
     }
@@ -242,7 +242,7 @@ impl<'a, W> SessionContext<'a, W> {
     /// [`bind`](Self::bind) without waiting.
     pub fn bind_nowait(&mut self, uid: UserId) -> Result<(), NodeError> {
         valid_bind(uid)?;
-        self.cast(Via::To(Target::User(uid)), bind_op(self.session, uid))
+        self.cast(Via::Home(uid), bind_op(self.session, uid))
     }
 
     /// Unbinds this session's user and waits for the gate; on success

@@ -202,6 +202,15 @@ pub struct Stat {
     pub shards: Vec<ShardStat>,
 }
 
+impl Stat {
+    /// Adds another gate's counts (its shards appended).
+    pub fn add(&mut self, other: &Stat) {
+        self.connections += other.connections;
+        self.bound += other.bound;
+        self.shards.extend(other.shards.iter().copied());
+    }
+}
+
 /// One shard's counts in a [`Stat`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShardStat {

@@ -46,7 +46,9 @@ impl NodeBindings {
 
     /// Every binding, as (service, node).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().flat_map(|v| v.iter().map(|(s, n)| (&**s, &**n)))
+        self.0
+            .iter()
+            .flat_map(|v| v.iter().map(|(s, n)| (&**s, &**n)))
     }
 }
 

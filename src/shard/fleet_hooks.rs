@@ -7,6 +7,7 @@
 //! note that does not fit is dropped and counted (`fleet_notes_dropped`);
 //! the agent may wait a little to hand a shard a command, and wakes it.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -22,7 +23,7 @@ pub const CONTROL_CAPACITY: usize = 4096;
 const CONTROL_PER_TURN: usize = 256;
 
 /// What a shard tells the fleet agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FleetNote {
     /// `uid` was bound to session `sid`.
     Bound {
@@ -38,10 +39,17 @@ pub enum FleetNote {
         /// The session it left.
         sid: SessionId,
     },
+    /// The settings of `uid`'s session changed (for the session store).
+    Settings {
+        /// The user.
+        uid: UserId,
+        /// All its settings now.
+        settings: HashMap<String, String>,
+    },
 }
 
 /// What the fleet agent asks of a shard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
     /// Close session `sid` if `uid` is still bound to it, after flushing.
     Kick {
@@ -51,6 +59,16 @@ pub enum Control {
         sid: SessionId,
         /// Reported to nodes.
         reason: CloseReason,
+    },
+    /// Give session `sid` of `uid` the settings its user left behind on
+    /// another connection (the session store), if it has none yet.
+    Restore {
+        /// The user.
+        uid: UserId,
+        /// The session.
+        sid: SessionId,
+        /// The stored settings.
+        settings: HashMap<String, String>,
     },
 }
 
@@ -76,12 +94,21 @@ impl FleetPipes {
 }
 
 impl Shard {
+    /// Whether a fleet agent listens (notes cost nothing otherwise).
+    pub(super) fn fleet_listens(&self) -> bool {
+        self.shared.fleet.notes.get().is_some()
+    }
+
     /// Tells the fleet agent, if one runs, without ever blocking.
     pub(super) fn note_fleet(&self, note: FleetNote) {
         if let Some(tx) = self.shared.fleet.notes.get() {
-            if tx.try_send(note).is_err() {
+            if let Err(e) = tx.try_send(note) {
                 ShardStats::add(&self.stats().fleet_notes_dropped, 1);
-                tracing::warn!(?note, "fleet agent's queue is full; the locator misses this change");
+                let note = e.into_inner();
+                tracing::warn!(
+                    ?note,
+                    "fleet agent's queue is full; the locator misses this change"
+                );
             }
         }
     }
@@ -103,6 +130,22 @@ impl Shard {
                     ShardStats::add(&self.stats().fleet_kicks, 1);
                     tracing::debug!(session = %sid, uid = uid.0, ?reason, "closing: the user is bound on another gate");
                     self.with_conn(idx, |c, cx| c.close(reason, Close::AfterFlush, cx));
+                }
+                Control::Restore { uid, sid, settings } => {
+                    let (max_keys, max_bytes) = (
+                        self.p.session.max_settings,
+                        self.p.session.max_setting_bytes,
+                    );
+                    let Some((_, c)) = self.clients.by_session(sid) else {
+                        continue;
+                    };
+                    let s = &mut c.conn.session;
+                    if s.uid != uid || !s.settings.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = s.settings.apply(settings, &[], max_keys, max_bytes) {
+                        tracing::warn!(session = %sid, uid = uid.0, error = %e, "stored settings do not fit this gate's limits; not restored");
+                    }
                 }
             }
         }

@@ -102,7 +102,10 @@ mod tests {
         let s = t.slots();
         let view: Vec<(u16, bool)> = s.iter().map(|s| (s.addr.port(), s.wanted)).collect();
         assert_eq!(view, [(1, true), (2, false), (3, true)]);
-        assert!(t.set_discovered(&[a(2)]), "a node coming back keeps its slot");
+        assert!(
+            t.set_discovered(&[a(2)]),
+            "a node coming back keeps its slot"
+        );
         let s = t.slots();
         let view: Vec<(u16, bool)> = s.iter().map(|s| (s.addr.port(), s.wanted)).collect();
         assert_eq!(view, [(1, true), (2, true), (3, false)]);

@@ -31,8 +31,8 @@ use bytes::BytesMut;
 use prost::Message;
 
 use super::ring::Owner;
-use super::{Shard, ShardStats};
 use super::routes::{mix, RouteRules};
+use super::{Shard, ShardStats};
 use crate::link::proto::{
     to_gate, to_node, GateHello, NodeState, Ping, Pong, ToGate, ToGateBatch, ToNode,
 };
@@ -305,7 +305,8 @@ impl Shard {
         let mut changed = false;
         for (i, s) in slots.iter().enumerate() {
             if i == self.links.len() {
-                self.links.push(Link::new(s.addr, self.p.link.max_frame_bytes));
+                self.links
+                    .push(Link::new(s.addr, self.p.link.max_frame_bytes));
                 tracing::debug!(shard = self.p.id.0, node = %s.addr, link = i, "new node link");
             }
             let l = &mut self.links[i];

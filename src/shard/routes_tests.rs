@@ -71,13 +71,22 @@ fn work_nodes_first_then_busy_never_hang_or_shut() {
         Dispatch::WeightedRoundRobin,
         Dispatch::UidHash,
     ] {
-        assert!(picks(&mut t, &links, how, 20).iter().all(|&l| l == 1), "{how:?}");
+        assert!(
+            picks(&mut t, &links, how, 20).iter().all(|&l| l == 1),
+            "{how:?}"
+        );
     }
     links[1].node_state = NodeState::Shut;
-    assert!(picks(&mut t, &links, Dispatch::RoundRobin, 5).iter().all(|&l| l == 0));
+    assert!(picks(&mut t, &links, Dispatch::RoundRobin, 5)
+        .iter()
+        .all(|&l| l == 0));
     links[0].node_state = NodeState::Hang;
     let r = t.pick(1, &links, anon(1), Dispatch::RoundRobin);
-    assert_eq!(r, Err(ext::NODE_DOWN), "only hang/shut nodes: no stateless pick");
+    assert_eq!(
+        r,
+        Err(ext::NODE_DOWN),
+        "only hang/shut nodes: no stateless pick"
+    );
 }
 
 #[test]

@@ -12,8 +12,8 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::fleet_hooks::FleetNote;
 use super::directory::BindOutcome;
+use super::fleet_hooks::FleetNote;
 use super::mailbox::{ReplyTo, Sent, SessionOp, ToShard};
 use super::{Shard, ShardStats};
 use crate::connection::{Close, Outgoing};
@@ -246,7 +246,15 @@ impl Shard {
                     .settings
                     .apply(set, &remove, max_keys, max_bytes)
                 {
-                    Ok(()) => self.reply(reply, ok),
+                    Ok(()) => {
+                        let s = &c.conn.session;
+                        let uid = s.uid;
+                        let stored = (uid.0 != 0).then(|| s.settings.to_map());
+                        if let Some(settings) = stored.filter(|_| self.fleet_listens()) {
+                            self.note_fleet(FleetNote::Settings { uid, settings });
+                        }
+                        self.reply(reply, ok)
+                    }
                     Err(e) => self.reply_code(reply, Code::Invalid, &e.to_string()),
                 }
             }
@@ -275,7 +283,11 @@ impl Shard {
             } => {
                 let s = &mut c.conn.session;
                 if s.uid.0 == 0 {
-                    return self.reply_code(reply, Code::Invalid, "the session has no user to bind");
+                    return self.reply_code(
+                        reply,
+                        Code::Invalid,
+                        "the session has no user to bind",
+                    );
                 }
                 let delivered = if bind {
                     s.nodes.set(&service, &node);
