@@ -277,9 +277,7 @@ impl Agent {
                         tracing::warn!(uid = uid.0, error = %e, "locator: cannot record the user's gate")
                     }
                 }
-                if !self.session_ttl.is_zero() {
-                    self.restore(&*l, uid, sid);
-                }
+                self.restore(&*l, uid, sid);
             }
             FleetNote::Unbound { uid, sid } => {
                 if self.local.get(&uid.0) == Some(&sid) {
@@ -291,6 +289,21 @@ impl Agent {
                 if !self.session_ttl.is_zero() {
                     // The stored settings outlive the session by the TTL.
                     let _ = l.touch_session(uid.0, self.session_ttl);
+                }
+            }
+            FleetNote::NodeBinding {
+                uid,
+                service,
+                node,
+                bind,
+            } => {
+                let r = if bind {
+                    l.bind_node(uid.0, &service, &node).map(drop)
+                } else {
+                    l.unbind_node(uid.0, &service, &node).map(drop)
+                };
+                if let Err(e) = r {
+                    tracing::warn!(uid = uid.0, %service, %node, error = %e, "locator: cannot record the user's node");
                 }
             }
             FleetNote::Settings { uid, settings } => {
@@ -344,18 +357,37 @@ impl Agent {
         }
     }
 
-    /// Hands a newly bound session the settings its user left behind.
+    /// Hands a newly bound session what its user left behind: its node
+    /// bindings and (with the session store) its settings.
     fn restore(&self, l: &dyn Locator, uid: UserId, sid: SessionId) {
-        match l.load_session(uid.0) {
-            Ok(Some(stored)) if !stored.is_empty() => {
-                let settings = stored.into_iter().collect();
-                self.control(sid, Control::Restore { uid, sid, settings });
-            }
-            Ok(_) => {}
+        let nodes: Vec<(String, String)> = match l.locate_nodes(uid.0) {
+            Ok(n) => n.into_iter().collect(),
             Err(e) => {
-                tracing::warn!(uid = uid.0, error = %e, "session store: cannot load the user's settings")
+                tracing::warn!(uid = uid.0, error = %e, "locator: cannot load the user's node bindings");
+                Vec::new()
             }
+        };
+        let settings: HashMap<String, String> = if self.session_ttl.is_zero() {
+            Default::default()
+        } else {
+            match l.load_session(uid.0) {
+                Ok(s) => s.unwrap_or_default().into_iter().collect(),
+                Err(e) => {
+                    tracing::warn!(uid = uid.0, error = %e, "session store: cannot load the user's settings");
+                    Default::default()
+                }
+            }
+        };
+        if nodes.is_empty() && settings.is_empty() {
+            return;
         }
+        let c = Control::Restore {
+            uid,
+            sid,
+            settings,
+            nodes,
+        };
+        self.control(sid, c);
     }
 
     /// Queues a command for `sid`'s shard and wakes it.

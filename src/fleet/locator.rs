@@ -166,6 +166,8 @@ pub trait Locator: Send + Sync + 'static {
     fn unbind_node(&self, uid: Uid, service: &str, node: &str) -> Result<bool, LocatorError>;
     /// The node serving `uid` for `service`, if any.
     fn locate_node(&self, uid: Uid, service: &str) -> Result<Option<String>, LocatorError>;
+    /// Every node binding of `uid`, service → node (one round trip).
+    fn locate_nodes(&self, uid: Uid) -> Result<BTreeMap<String, String>, LocatorError>;
     /// Crash cleanup, for a gate known to be dead (its registry lease
     /// expired): releases every user whose binding still names `gate`,
     /// publishing [`LocateEvent::UnbindGate`] for each, and forgets the

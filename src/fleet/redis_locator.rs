@@ -283,6 +283,13 @@ impl Locator for RedisLocator {
         })
     }
 
+    fn locate_nodes(&self, uid: Uid) -> Result<BTreeMap<String, String>, LocatorError> {
+        let key = self.keys.user_node(uid);
+        self.call("locate_nodes", |con| {
+            redis::cmd("HGETALL").arg(&key).query(con)
+        })
+    }
+
     fn purge_gate(&self, gate: &str) -> Result<usize, LocatorError> {
         let gate_json = serde_json::to_string(gate).expect("a string serializes");
         let mut inv = self.scripts.purge_gate.prepare_invoke();

@@ -39,6 +39,17 @@ pub enum FleetNote {
         /// The session it left.
         sid: SessionId,
     },
+    /// A node bound (or compare-and-unbound) `uid` to `node` of `service`.
+    NodeBinding {
+        /// The user.
+        uid: UserId,
+        /// The service.
+        service: Box<str>,
+        /// The node instance.
+        node: Box<str>,
+        /// Bound (true) or unbound (false).
+        bind: bool,
+    },
     /// The settings of `uid`'s session changed (for the session store).
     Settings {
         /// The user.
@@ -60,8 +71,9 @@ pub enum Control {
         /// Reported to nodes.
         reason: CloseReason,
     },
-    /// Give session `sid` of `uid` the settings its user left behind on
-    /// another connection (the session store), if it has none yet.
+    /// Give session `sid` of `uid` what its user left behind on another
+    /// connection: its settings (the session store; only if the session
+    /// has none yet) and its node bindings (those it has not set itself).
     Restore {
         /// The user.
         uid: UserId,
@@ -69,6 +81,8 @@ pub enum Control {
         sid: SessionId,
         /// The stored settings.
         settings: HashMap<String, String>,
+        /// Service → node bindings.
+        nodes: Vec<(String, String)>,
     },
 }
 
@@ -131,7 +145,12 @@ impl Shard {
                     tracing::debug!(session = %sid, uid = uid.0, ?reason, "closing: the user is bound on another gate");
                     self.with_conn(idx, |c, cx| c.close(reason, Close::AfterFlush, cx));
                 }
-                Control::Restore { uid, sid, settings } => {
+                Control::Restore {
+                    uid,
+                    sid,
+                    settings,
+                    nodes,
+                } => {
                     let (max_keys, max_bytes) = (
                         self.p.session.max_settings,
                         self.p.session.max_setting_bytes,
@@ -140,7 +159,15 @@ impl Shard {
                         continue;
                     };
                     let s = &mut c.conn.session;
-                    if s.uid != uid || !s.settings.is_empty() {
+                    if s.uid != uid {
+                        continue;
+                    }
+                    for (service, node) in nodes {
+                        if s.nodes.get(&service).is_none() {
+                            s.nodes.set(&service, &node);
+                        }
+                    }
+                    if settings.is_empty() || !s.settings.is_empty() {
                         continue;
                     }
                     if let Err(e) = s.settings.apply(settings, &[], max_keys, max_bytes) {

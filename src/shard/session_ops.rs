@@ -295,7 +295,17 @@ impl Shard {
                 } else {
                     u64::from(s.nodes.remove_if(&service, &node))
                 };
-                tracing::debug!(session = %sid, uid = s.uid.0, %service, %node, bind, "node binding");
+                let uid = s.uid;
+                tracing::debug!(session = %sid, uid = uid.0, %service, %node, bind, "node binding");
+                if self.fleet_listens() {
+                    let note = FleetNote::NodeBinding {
+                        uid,
+                        service,
+                        node,
+                        bind,
+                    };
+                    self.note_fleet(note);
+                }
                 self.reply(reply, CallResult { delivered, ..ok });
             }
         }

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod etcd;
+pub mod fleet;
 pub mod redis;
 pub mod scripted;
 
@@ -187,6 +188,42 @@ impl Client {
                 Frame::Heartbeat { .. } => continue,
             }
         }
+    }
+
+    /// Every data packet already received (no waiting).
+    pub fn ready_data(&mut self) -> Vec<codec::Packet> {
+        self.s.set_nonblocking(true).unwrap();
+        let got = self.read_all_data();
+        self.s.set_nonblocking(false).unwrap();
+        got
+    }
+
+    /// Every data packet that arrives until the connection is quiet for
+    /// `quiet` (or closes).
+    pub fn drain_data(&mut self, quiet: Duration) -> Vec<codec::Packet> {
+        self.s.set_read_timeout(Some(quiet)).unwrap();
+        let got = self.read_all_data();
+        self.s.set_read_timeout(Some(PATIENCE)).unwrap();
+        got
+    }
+
+    fn read_all_data(&mut self) -> Vec<codec::Packet> {
+        let mut got = Vec::new();
+        loop {
+            while let Some(f) =
+                codec::decode(&mut self.buf, &self.opts).expect("gate sends valid packets")
+            {
+                if let Frame::Data(p) = f {
+                    got.push(p);
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            match self.s.read(&mut chunk) {
+                Ok(n) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+        got
     }
 
     /// True if the gate closes the connection within `within`.

@@ -153,6 +153,14 @@ impl Locator for MemLocator {
             .and_then(|e| e.get(service).cloned()))
     }
 
+    fn locate_nodes(&self, uid: Uid) -> Result<BTreeMap<String, String>, LocatorError> {
+        let st = self.lock();
+        let nodes = st.nodes.get(&uid);
+        Ok(nodes
+            .map(|e| e.iter().map(|(s, n)| (s.clone(), n.clone())).collect())
+            .unwrap_or_default())
+    }
+
     fn purge_gate(&self, gate: &str) -> Result<usize, LocatorError> {
         let mut st = self.lock();
         let users = st.gate_users.remove(gate).unwrap_or_default();
