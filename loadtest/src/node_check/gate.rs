@@ -733,6 +733,7 @@ pub(super) fn msg_name(m: &to_gate::Msg) -> &'static str {
         to_gate::Msg::Pong(_) => "Pong",
         to_gate::Msg::Push(_) => "Push",
         to_gate::Msg::Call(_) => "Call",
+        to_gate::Msg::State(_) => "SetState",
     }
 }
 
