@@ -30,6 +30,13 @@
 //!   gate, with plain threads (no async runtime imposed).
 //! * [`config`] — the serde tree loaded from `etc/ringgate.toml`, with
 //!   defaults and validation.
+//! * [`fleet`] — the fleet's shared services behind traits: the registry
+//!   (etcd, or in process) and the user locator and session store (Redis,
+//!   or in process). Blocking; control threads only.
+//! * [`cluster`] — the gate's fleet agent, a control thread between the
+//!   shards and [`fleet`]: node discovery, cross-gate rebinds, crash
+//!   cleanup, the session store. *Where a login on another gate closes the
+//!   old session.*
 //! * [`gate`] — start-up: probes the kernel, checks limits, spawns shards.
 //! * [`ids`] — the id newtypes: shards, sessions (which encode their
 //!   shard), users (whose directory entry lives on `hash(uid) % shards`).

@@ -139,6 +139,18 @@ fn settings_survive_a_reconnect_on_another_gate_within_the_ttl_only() {
     let mut a = Client::connect(g1.tcp_addr(), cfg1.packet);
     ask(&mut a, LOGIN, "21");
     assert_eq!(ask(&mut a, SET_ROOM, "lobby").1, "lobby");
+    // Stored asynchronously by g1's agent (a reconnect that beat it would
+    // find nothing): wait for it, in the store's key shape.
+    let mut raw = e.redis.raw();
+    let key = format!("{}:locate:session:21", e.ns);
+    wait_until(PATIENCE, "settings stored in Redis", || {
+        let v: Option<String> = ::redis::cmd("HGET")
+            .arg(&key)
+            .arg("room")
+            .query(&mut raw)
+            .unwrap();
+        v.as_deref() == Some("lobby")
+    });
     drop(a);
     // Back at once, on the other gate: the settings come back.
     let mut b = Client::connect(g2.tcp_addr(), cfg2.packet);
@@ -202,9 +214,14 @@ fn a_gate_killed_with_sigkill_releases_its_users_within_one_lease() {
             .expect("start the ringgate binary"),
     );
     let gates = n.gates();
-    wait_until(PATIENCE, "the node has links to both gates", || {
-        gates.gate_ids().len() == 2
-    });
+    // Every shard of both gates linked (the victim is a binary: count
+    // from the node's side).
+    let links = 2 * cfg2.shards.cores.len();
+    wait_until(
+        PATIENCE,
+        "the node has links to every shard of both gates",
+        || gates.links() == links,
+    );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut clients: Vec<Client> = (0..100)
         .map(|i| {

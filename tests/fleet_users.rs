@@ -32,8 +32,9 @@ fn pushes_kicks_and_multicasts_by_uid_reach_each_user_once_on_its_gate() {
     let (g2, _) = e.gate("g2");
     let n = node(&e, "n1", None);
     let gates = n.gates();
-    wait_until(PATIENCE, "the node has both gates", || {
-        gates.gate_ids().len() == 2
+    let shards = cfg.shards.cores.len() as u64;
+    wait_until(PATIENCE, "every shard of both gates linked", || {
+        g1.stats().links_up == shards && g2.stats().links_up == shards
     });
     // 1,000 users, even uids on g1 and odd ones on g2.
     let mut clients: Vec<Client> = (0..1000)
@@ -108,6 +109,22 @@ fn a_stateful_binding_follows_the_user_to_another_gate() {
     for _ in 0..6 {
         assert_eq!(ask(&mut a, STATEFUL, "").1, home);
     }
+    // The gate records the binding in Redis asynchronously (its agent's
+    // next note); a reconnect that beat it would find none.
+    let mut raw = e.redis.raw();
+    let key = format!("{}:locate:user:77:node", e.ns);
+    wait_until(
+        PATIENCE,
+        "the binding recorded in Redis (due's key shape)",
+        || {
+            let v: Option<String> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("game")
+                .query(&mut raw)
+                .unwrap();
+            v.as_deref() == Some(home.as_str())
+        },
+    );
     drop(a);
     // The user comes back on the other gate: no new bind needed.
     let mut b = Client::connect(g2.tcp_addr(), cfg.packet);
@@ -127,8 +144,9 @@ fn rebinds_while_subscribers_are_killed_leave_no_stale_session() {
     let (g2, _) = e.gate("g2");
     let n = node(&e, "n1", None);
     let gates = n.gates();
-    wait_until(PATIENCE, "the node has both gates", || {
-        gates.gate_ids().len() == 2
+    let shards = cfg.shards.cores.len() as u64;
+    wait_until(PATIENCE, "every shard of both gates linked", || {
+        g1.stats().links_up == shards && g2.stats().links_up == shards
     });
     let mut old: Vec<Client> = (0..40)
         .map(|i| {

@@ -324,8 +324,21 @@ impl Agent {
                 let Some(&sid) = self.local.get(&uid) else {
                     return;
                 };
-                if binding.gate != self.me || binding.epoch != self.epoch {
-                    self.kick(uid, sid);
+                if binding == self.binding(sid) {
+                    return;
+                }
+                // A hint: it may be older than our own bind of this user
+                // (notifications and notes race). The locator decides.
+                let Some(l) = self.locator.clone() else {
+                    return;
+                };
+                match l.locate_gate(uid) {
+                    Ok(now) if now.as_ref() != Some(&self.binding(sid)) => self.kick(uid, sid),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(uid, error = %e, "locator: cannot check a user bound elsewhere; closing ours");
+                        self.kick(uid, sid);
+                    }
                 }
             }
             Notice::Event(_) => {}

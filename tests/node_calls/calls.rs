@@ -548,8 +548,14 @@ fn several_gates_need_a_named_gate() {
     let mut b = FakeGate::connect(node.local_addr(), "b", 0, 1);
     wait_until("two gates", || node.gates().links() == 2);
     let g = node.gates();
+    // A session id does not say which gate holds it; a user does only
+    // through a locator (none here).
     assert!(matches!(
-        g.stat(),
+        g.kick(ringgate::SessionId(1), false),
+        Err(NodeError::AmbiguousGate { gates: 2 })
+    ));
+    assert!(matches!(
+        g.push_uid(ringgate::UserId(7), 1, 0, "x"),
         Err(NodeError::AmbiguousGate { gates: 2 })
     ));
     let gb = g.gate("b");
