@@ -22,13 +22,25 @@
 //! ```
 //! Options: `--listen ADDR` (overrides the config), `--config PATH` (default:
 //! `etc/ringgate.toml` if present, else the embedded defaults), `--workers N`
-//! (default 0: handlers inline on the link threads).
+//! (default 0: handlers inline on the link threads), `--delay 300ms` (answer
+//! every echo after a fixed delay: a slow backend to try the gate with; it
+//! runs handlers on 64 workers unless `--workers` says otherwise),
+//! `--id ID` and `--weight N` (its node id and `wrr` weight).
+//!
+//! In a fleet (docs/fleet.md) the node registers itself in the registry the
+//! config names (`[cluster.registry] backend = "etcd"`, or `--etcd HOST:PORT`)
+//! so gates that watch it dial it; `--advertise ADDR` is the address they
+//! dial (default: the listen address).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::{bail, Context as _};
-use ringgate::config::Config;
+use ringgate::config::{units::parse_duration, Config, RegistryBackend};
+use ringgate::fleet::etcd::{EtcdOptions, EtcdRegistry};
 use ringgate::node::{Context, Node, NodeBuilder};
 
 /// The service name: mqant's module name for MQTT topics (`Echo/HD_Echo/1`).
@@ -51,17 +63,37 @@ fn main() -> anyhow::Result<()> {
     let mut config: Option<PathBuf> = None;
     let mut workers = 0usize;
     let mut notify = false;
+    let mut delay = Duration::ZERO;
+    let mut id: Option<String> = None;
+    let mut weight = 1u32;
+    let mut etcd: Option<String> = None;
+    let mut advertise: Option<SocketAddr> = None;
+    let mut workers_given = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--listen" => listen = Some(value("--listen")?.parse().context("--listen ADDR")?),
             "--config" => config = Some(value("--config")?.into()),
-            "--workers" => workers = value("--workers")?.parse().context("--workers N")?,
+            "--workers" => {
+                workers = value("--workers")?.parse().context("--workers N")?;
+                workers_given = true;
+            }
             "--notify" => notify = true,
+            "--delay" => {
+                let text = value("--delay")?;
+                delay = parse_duration(&text).map_err(|e| anyhow::anyhow!("--delay {text}: {e}"))?;
+            }
+            "--id" => id = Some(value("--id")?),
+            "--weight" => weight = value("--weight")?.parse().context("--weight N")?,
+            "--etcd" => etcd = Some(value("--etcd")?),
+            "--advertise" => {
+                advertise = Some(value("--advertise")?.parse().context("--advertise ADDR")?)
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_node [--listen ADDR] [--config PATH] [--workers N] [--notify]"
+                    "usage: echo_node [--listen ADDR] [--config PATH] [--workers N] [--notify]\n\
+                     \x20                [--delay DURATION] [--id ID] [--weight N] [--etcd HOST:PORT] [--advertise ADDR]"
                 );
                 println!("  --notify  announce the route as a notification: the gate tracks no");
                 println!("            reply (the replies are plain pushes); to measure tracking");
@@ -71,22 +103,48 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    let (cfg, origin) = Config::load_or_default(config.as_deref())?;
     let addr = match listen {
         Some(addr) => addr,
-        None => {
-            let (cfg, origin) = Config::load_or_default(config.as_deref())?;
-            match cfg.nodes.first() {
-                Some(n) => n.addr,
-                None => bail!("{origin} lists no [[nodes]]; pass --listen ADDR"),
-            }
-        }
+        None => match cfg.nodes.first() {
+            Some(n) => n.addr,
+            None => bail!("{origin} lists no [[nodes]]; pass --listen ADDR"),
+        },
     };
+    if !delay.is_zero() && !workers_given {
+        // A sleeping handler holds its thread: give the delay room.
+        workers = 64;
+    }
 
-    let echo = |ctx: &mut Context| {
+    let echo = move |ctx: &mut Context| {
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let p = ctx.take_payload();
         ctx.reply(p);
     };
-    let builder = mqtt_handlers(Node::builder(SERVICE).listen(addr).workers(workers));
+    let mut builder = Node::builder(SERVICE)
+        .listen(addr)
+        .workers(workers)
+        .weight(weight);
+    if let Some(id) = id {
+        builder = builder.node_id(id);
+    }
+    let reg = &cfg.cluster.registry;
+    let endpoints = match etcd {
+        Some(e) => Some(vec![e]),
+        None => (reg.backend == RegistryBackend::Etcd).then(|| reg.endpoints.clone()),
+    };
+    if let Some(endpoints) = endpoints {
+        let registry = EtcdRegistry::new(EtcdOptions {
+            endpoints,
+            namespace: reg.namespace.clone(),
+            ttl: reg.ttl,
+            ..EtcdOptions::default()
+        })?;
+        builder = builder.registry(Arc::new(registry), advertise);
+    }
+    let builder = mqtt_handlers(builder);
     let node = if notify {
         builder.notify(ECHO_ROUTE, echo)
     } else {
