@@ -82,7 +82,8 @@ fn main() -> anyhow::Result<()> {
             "--notify" => notify = true,
             "--delay" => {
                 let text = value("--delay")?;
-                delay = parse_duration(&text).map_err(|e| anyhow::anyhow!("--delay {text}: {e}"))?;
+                delay =
+                    parse_duration(&text).map_err(|e| anyhow::anyhow!("--delay {text}: {e}"))?;
             }
             "--id" => id = Some(value("--id")?),
             "--weight" => weight = value("--weight")?.parse().context("--weight N")?,
