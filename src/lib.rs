@@ -37,6 +37,8 @@
 pub mod codec;
 pub mod config;
 pub mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod ids;
 pub mod link;
