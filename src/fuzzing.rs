@@ -194,7 +194,14 @@ pub fn due_packet(data: &[u8]) {
         return;
     };
     let opts = packet_options(o);
-    let decode = |b: &mut BytesMut| codec::decode(b, &opts);
+    let decode = |b: &mut BytesMut| {
+        let got = codec::decode(b, &opts);
+        if let (Ok(None), Some(&size)) = (&got, b.first_chunk::<4>()) {
+            let total = codec::SIZE_BYTES + u32_in(&size, opts.byte_order);
+            assert!(b.capacity() >= total, "no room reserved for the frame");
+        }
+        got
+    };
     let whole = same_split_or_not(input, split, decode, decode, |_| false);
     if let Some(CodecError::TooLarge { size, max }) = whole.error {
         assert!(max == codec::max_size(&opts) && size > max, "{size} {max}");
@@ -592,7 +599,14 @@ pub fn link_batch(data: &[u8]) {
     };
     let max = LINK_LIMITS[usize::from(limits & 3)];
     let write_limit = LINK_LIMITS[usize::from((limits >> 2) & 3)];
-    let decode = |b: &mut BytesMut| link::decode_frame(b, max).map_err(|e| e.to_string());
+    let decode = |b: &mut BytesMut| {
+        let got = link::decode_frame(b, max).map_err(|e| e.to_string());
+        if let (Ok(None), Some(&len)) = (&got, b.first_chunk::<4>()) {
+            let total = link::FRAME_HEADER + u32::from_be_bytes(len) as usize;
+            assert!(b.capacity() >= total, "no room reserved for the frame");
+        }
+        got
+    };
     let whole = same_split_or_not(input, split, decode, decode, |_| false);
     for f in &whole.items {
         assert!(f.len() <= max);
@@ -723,6 +737,9 @@ struct Harness {
     sent: Vec<u8>,
     /// A send started and not completed yet.
     held: Option<BytesMut>,
+    /// MQTT requests waiting for their reply (the ones below 4, which the
+    /// script can answer).
+    tokens: Vec<i32>,
     opened: bool,
     closed: bool,
 }
@@ -767,7 +784,7 @@ impl Harness {
             SocketAddr::from(([192, 0, 2, 1], 4000)),
         );
         let conn = Connection::new(id, peer, network, None, handshake_ms, &mut s.cx());
-        let (log, sent, held) = (Vec::new(), Vec::new(), None);
+        let (log, sent, held, tokens) = Default::default();
         let (opened, closed) = (false, false);
         let mut h = Harness {
             conn,
@@ -775,6 +792,7 @@ impl Harness {
             log,
             sent,
             held,
+            tokens,
             opened,
             closed,
         };
@@ -852,7 +870,16 @@ impl Harness {
             n => {
                 let format = ResultFormat::try_from(i32::from(arg % 5)).unwrap_or_default();
                 let error = ["", "deadline exceeded"][usize::from(n > 5)];
-                conn.mqtt_reply(i32::from(arg & 3), error, payload, format, cx)
+                let token = i32::from(arg & 3);
+                let answered = conn.mqtt_reply(token, error, payload, format, cx);
+                assert!(
+                    !answered || self.tokens.contains(&token),
+                    "{token} not waiting"
+                );
+                self.tokens.retain(|&t| t != token);
+                let again = conn.mqtt_reply(token, error, payload, format, cx);
+                assert!(!again, "request {token} answered twice");
+                answered
             }
         };
     }
@@ -903,8 +930,15 @@ impl Harness {
                     assert!(!self.opened && !self.closed, "Opened twice or late");
                     self.opened = true;
                 }
-                ConnEvent::Request(_) | ConnEvent::Mqtt(_) => {
-                    assert!(self.opened && !self.closed, "a request while not open");
+                ConnEvent::Request(_) => assert!(self.opened && !self.closed, "not open"),
+                ConnEvent::Mqtt(r) => {
+                    assert!(self.opened && !self.closed, "not open");
+                    assert!(
+                        r.token >= 0 && !self.tokens.contains(&r.token),
+                        "token reused"
+                    );
+                    self.tokens
+                        .extend(Some(r.token).filter(|&t| t > 0 && t < 4));
                 }
                 ConnEvent::Closed { opened, .. } => {
                     assert!(!self.closed && *opened == self.opened, "bad Closed");
