@@ -4,6 +4,7 @@
 # prints executions and exec/s per target. Fails if any target crashed.
 #
 #   scripts/fuzz.sh [seconds-per-target] [target...]
+#   scripts/fuzz.sh --cmin [target...]
 #
 # Default: 60 s for each of the targets in fuzz/fuzz_targets/. On the
 # stable toolchain: RUSTC_BOOTSTRAP=1 lets it accept the -Z flags
@@ -16,9 +17,22 @@
 # finds to a scratch corpus, fuzz/target/corpus/<target>/ (git-ignored),
 # kept between runs. A crash's input lands in fuzz/artifacts/<target>/:
 # see docs/fuzzing.md for turning it into a regression.
+#
+# --cmin folds the scratch corpus into the committed one: `cargo fuzz cmin`
+# over both, then, if that still leaves more than CORPUS_FILES files or
+# CORPUS_BYTES bytes, the subset of it that keeps the most coverage
+# (fuzz/cap_corpus.py). Review and commit fuzz/corpus/ afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+CORPUS_FILES=200
+CORPUS_BYTES=$((1 << 20))
+cmin=
+if [ "${1:-}" = --cmin ]; then
+  cmin=1
+  shift
+  set -- 1 "$@"
+fi
 seconds=${1:-60}
 shift || true
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
@@ -54,6 +68,29 @@ if [ "${#targets[@]}" -eq 1 ]; then
   cargo fuzz build "${build_flags[@]}" "${targets[0]}"
 else
   cargo fuzz build "${build_flags[@]}"
+fi
+
+if [ -n "$cmin" ]; then
+  for t in "${targets[@]}"; do
+    work=fuzz/target/cmin/$t
+    rm -rf "$work" "$work.merged" "$work.control"
+    mkdir -p "$work" "$work.merged" "fuzz/target/corpus/$t"
+    cp fuzz/corpus/"$t"/* fuzz/target/corpus/"$t"/* "$work"/ 2>/dev/null || true
+    cargo fuzz cmin "${build_flags[@]}" "$t" "$work" >"$work.log" 2>&1
+    files=$(find "$work" -type f | wc -l)
+    bytes=$(find "$work" -type f -exec cat {} + | wc -c)
+    rm -rf "fuzz/corpus/$t"
+    if [ "$files" -le "$CORPUS_FILES" ] && [ "$bytes" -le "$CORPUS_BYTES" ]; then
+      cp -r "$work" "fuzz/corpus/$t"
+      echo "$t: cargo fuzz cmin kept $files files, $bytes bytes"
+    else
+      cargo fuzz run "${build_flags[@]}" "$t" "$work.merged" "$work" -- \
+        -merge=1 -merge_control_file="$work.control" >>"$work.log" 2>&1
+      echo -n "$t: cargo fuzz cmin kept $files files, $bytes bytes; "
+      python3 fuzz/cap_corpus.py "$work.control" "fuzz/corpus/$t" "$CORPUS_FILES" "$CORPUS_BYTES"
+    fi
+  done
+  exit 0
 fi
 
 logs=fuzz/target/logs
