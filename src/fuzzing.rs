@@ -807,6 +807,7 @@ impl Harness {
         h.check();
         h.flush();
         assert!(h.conn.is_closed() && h.closed, "a gone peer closes");
+        check_sent(h.conn.network(), &h.s.rules.packet, &h.sent);
         h.conn.release(&mut h.s.pool);
         (h.log, h.sent)
     }
@@ -851,22 +852,28 @@ impl Harness {
 
     /// What a node (or the shard) may send a connection at any time.
     fn node_send(&mut self, arg: u8, payload: &[u8]) {
+        // A push encoded once for many connections, as the shard does.
+        let mut packet = BytesMut::new();
+        let encoded = codec::encode_data(0, 1, 0, payload, &self.s.rules.packet, &mut packet);
         let (conn, cx) = (&mut self.conn, &mut self.s.cx());
-        let bytes = Bytes::copy_from_slice(payload);
         match arg >> 5 {
             0 => conn.send_packet(arg & 3, i32::from(arg), 1, payload, cx),
             1 => conn.send_heartbeat(cx),
-            2 => conn.send_encoded(payload, cx),
-            3 => conn.send_publish("a/b", payload, cx),
-            4 => {
+            2 => encoded.is_ok() && conn.send_encoded(&packet, cx),
+            // The shard publishes to MQTT sessions only (send_publish does
+            // not check: on a due connection it would write MQTT).
+            3 => conn.mqtt().is_some() && conn.send_publish("a/b", payload, cx),
+            4 if encoded.is_ok() => {
                 let topic = Arc::from("Echo/HD_Echo");
+                let payload = Bytes::copy_from_slice(payload);
                 let o = Outgoing {
-                    packet: bytes.clone(),
+                    packet: packet.freeze(),
                     topic,
-                    payload: bytes,
+                    payload,
                 };
                 conn.send_outgoing(&o, cx)
             }
+            4 => false,
             n => {
                 let format = ResultFormat::try_from(i32::from(arg % 5)).unwrap_or_default();
                 let error = ["", "deadline exceeded"][usize::from(n > 5)];
@@ -963,6 +970,59 @@ impl Harness {
         if self.conn.is_closed() {
             let sends = self.conn.poll_transmit(&mut self.s.cx());
             assert!(sends.is_none(), "closed, yet sends");
+        }
+    }
+}
+
+/// Everything a connection sent is what its client can read: raw, whole
+/// due or MQTT packets; on a WebSocket, the HTTP response, then (after a
+/// 101) final unmasked server frames, each binary message one due packet
+/// or a piece of an MQTT stream, and nothing after the close frame.
+fn check_sent(network: Network, opts: &PacketOptions, sent: &[u8]) {
+    // The packet stream: the bytes sent, or MQTT's inside binary messages.
+    let mut stream = BytesMut::new();
+    if !network.is_websocket() {
+        stream.extend_from_slice(sent);
+    } else if let Some(end) = sent.windows(4).position(|w| w == b"\r\n\r\n") {
+        let mut frames = &sent[end + 4..];
+        if !sent.starts_with(b"HTTP/1.1 101 ") {
+            let head = String::from_utf8_lossy(&sent[..end]);
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "));
+            assert_eq!(
+                length,
+                Some(frames.len().to_string().as_str()),
+                "sent after a 4xx"
+            );
+            return;
+        }
+        while !frames.is_empty() {
+            let h = frame::parse_header(frames).unwrap().expect("a whole frame");
+            assert!(h.fin && h.mask.is_none(), "not a final server frame");
+            let (body, rest) = frames[h.header_len..].split_at(h.len as usize);
+            frames = rest;
+            match h.opcode {
+                frame::OpCode::Binary if network.is_mqtt() => stream.extend_from_slice(body),
+                frame::OpCode::Binary => drop(ws::packet::decode(&mut body.into(), opts).unwrap()),
+                frame::OpCode::Close => assert!(frames.is_empty(), "sent after the close frame"),
+                frame::OpCode::Pong => {}
+                other => panic!("the gate sent a {other:?} frame"),
+            }
+        }
+    } else {
+        assert!(sent.is_empty(), "a partial HTTP response");
+    }
+    if network.is_mqtt() {
+        while !stream.is_empty() {
+            let p = mqtt::decode_server(&mut stream, MAX_REMAINING).unwrap();
+            p.expect("whole MQTT packets");
+        }
+    } else if !network.is_websocket() {
+        while !stream.is_empty() {
+            codec::decode(&mut stream, opts)
+                .unwrap()
+                .expect("whole packets");
         }
     }
 }
