@@ -46,6 +46,8 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod ids;
 pub mod link;

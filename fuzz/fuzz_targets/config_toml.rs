@@ -1,0 +1,5 @@
+//! `ringgate::fuzzing::config_toml`: see its documentation for the input layout
+//! and the invariants checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringgate::fuzzing::config_toml(data));
