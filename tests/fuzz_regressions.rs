@@ -5,8 +5,9 @@
 //! or a corpus, fails the test, so the three stay in step.
 //!
 //! The seed corpus is made here too, from the codecs' own encoders:
-//! `cargo test --test fuzz_regressions -- --ignored write_seed_corpus`
-//! writes it into `fuzz/corpus/` (then minimize: see `docs/fuzzing.md`).
+//! `RINGGATE_WRITE_SEEDS=1 cargo test --test fuzz_regressions seeds_replay_clean`
+//! also writes the seeds into `fuzz/corpus/` (then minimize: see
+//! `docs/fuzzing.md`).
 
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
@@ -118,11 +119,12 @@ fn seeds_replay_clean() {
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if std::env::var_os("RINGGATE_WRITE_SEEDS").is_some_and(|v| v == "1") {
+        write_seed_corpus();
+    }
 }
 
 /// Writes the seeds into `fuzz/corpus/<target>/seed-<n>`.
-#[test]
-#[ignore = "writes the seed corpus; run by hand"]
 fn write_seed_corpus() {
     for (i, (name, data)) in seeds().into_iter().enumerate() {
         let dir = fuzz_dir().join("corpus").join(name);
