@@ -213,6 +213,7 @@ fn event(state: &Chat, ev: &mut EventContext) {
             info!(session = %ev.session(), uid = ev.uid().0, reason = %ev.reason(), disconnects = n, "chat: disconnect");
         }
         EventKind::Unbind => {}
+        EventKind::Drain => info!(gate = ev.gate_id(), "chat: a gate is draining"),
     }
 }
 

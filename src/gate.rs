@@ -552,6 +552,33 @@ impl Gate {
         Ok(())
     }
 
+    /// Starts a drain: every shard stops accepting (new connections are
+    /// refused) and tells nodes (`EVENT_DRAIN`); the registry record goes to
+    /// `hang`. Sessions keep being served; [`Gate::stop`] closes the rest.
+    pub fn begin_drain(&self) {
+        self.shared.drain_all();
+        if let Some(f) = &self.fleet {
+            f.set_state(crate::fleet::registry::State::Hang);
+        }
+    }
+
+    /// Client connections open now, over all shards.
+    pub fn open_connections(&self) -> usize {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether someone asked for a drain (the admin API).
+    pub fn drain_requested(&self) -> bool {
+        (self.shared.drain_requested).load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a shard thread has ended (a failure, or after a stop).
+    pub fn finished(&self) -> bool {
+        self.threads.iter().any(JoinHandle::is_finished)
+    }
+
     /// A handle that can stop this gate from another thread (e.g. a signal handler thread).
     pub fn stopper(&self) -> Stopper {
         Stopper {

@@ -65,6 +65,71 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     sig
 }
 
+/// Serves until a signal (or the admin's drain request), then drains: no
+/// new connections, the open ones served until they close or `max_wait`
+/// runs out, then the rest closed (reason `shutdown`). A second signal
+/// stops at once.
+fn serve_then_drain(
+    gate: Gate,
+    signals: &crossbeam_channel::Receiver<i32>,
+    max_wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    use crossbeam_channel::RecvTimeoutError;
+    use std::time::{Duration, Instant};
+    loop {
+        match signals.recv_timeout(Duration::from_millis(100)) {
+            Ok(sig) => {
+                tracing::info!(
+                    signal = sig,
+                    sessions = gate.open_connections(),
+                    ?max_wait,
+                    "draining"
+                );
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) if gate.drain_requested() => {
+                tracing::info!(
+                    sessions = gate.open_connections(),
+                    ?max_wait,
+                    "drain requested; draining"
+                );
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) if !gate.finished() => {}
+            Err(_) => return Ok(gate.wait()?),
+        }
+    }
+    gate.begin_drain();
+    let deadline = Instant::now() + max_wait;
+    loop {
+        let open = gate.open_connections();
+        if open == 0 {
+            tracing::info!("drained: every session closed");
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::info!(
+                sessions = open,
+                "shutdown_max_wait ran out; closing the rest"
+            );
+            break;
+        }
+        if let Ok(sig) = signals.recv_timeout(Duration::from_millis(50)) {
+            tracing::warn!(
+                signal = sig,
+                sessions = open,
+                "second signal: stopping at once"
+            );
+            break;
+        }
+        if gate.finished() {
+            break;
+        }
+    }
+    gate.stop();
+    Ok(())
+}
+
 fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("ringgate: error: {}", one_line(&e));
@@ -106,15 +171,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let gate =
                 Gate::start(&cfg).with_context(|| format!("starting ringgate with {origin}"))?;
             println!("{}", gate.banner(&cfg, &origin));
-            let stopper = gate.stopper();
+            let (tx, signals) = crossbeam_channel::unbounded();
             std::thread::Builder::new()
                 .name("ringgate-signals".into())
-                .spawn(move || {
-                    let sig = wait_for_signal(&set);
-                    tracing::info!(signal = sig, "stopping");
-                    stopper.stop();
+                .spawn(move || loop {
+                    if tx.send(wait_for_signal(&set)).is_err() {
+                        return;
+                    }
                 })?;
-            gate.wait()?;
+            serve_then_drain(gate, &signals, cfg.gate.shutdown_max_wait)?;
             tracing::info!("stopped");
             Ok(())
         }

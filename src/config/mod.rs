@@ -114,6 +114,9 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 << 20;
 /// `[[nodes]] addr`: the echo example node's address, so that the defaults
 /// run end to end on one machine.
 pub const DEFAULT_NODE_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3600);
+/// `[gate] shutdown_max_wait`: long enough for a round of a typical game to
+/// end and its players to move; short enough for a rolling restart.
+pub const DEFAULT_SHUTDOWN_MAX_WAIT: Duration = Duration::from_secs(30);
 /// `[log] level`: start-up, connection errors and warnings, not per packet.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Binding a user bound elsewhere closes the old connection, as players expect
@@ -168,6 +171,11 @@ pub struct GateConfig {
     pub id: String,
     /// Instance name.
     pub name: String,
+    /// How long a drain (SIGTERM, SIGINT, the admin's drain) keeps serving
+    /// the sessions it has before closing the rest (due's
+    /// `shutdownMaxWaitTime`).
+    #[serde(deserialize_with = "units::duration")]
+    pub shutdown_max_wait: std::time::Duration,
 }
 
 /// `[shards]`.
@@ -462,6 +470,7 @@ impl Default for GateConfig {
         GateConfig {
             id: String::new(),
             name: DEFAULT_GATE_NAME.into(),
+            shutdown_max_wait: DEFAULT_SHUTDOWN_MAX_WAIT,
         }
     }
 }

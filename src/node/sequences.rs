@@ -31,7 +31,7 @@ const ASK_AGAIN_AFTER: Duration = Duration::from_secs(10);
 
 /// Slots of the per-kind numbers, indexed by the protocol's `EventKind`
 /// value (0 unused).
-const KINDS: usize = 5;
+const KINDS: usize = EventKind::ALL.len() + 1;
 
 /// A gate shard: (gate id, shard).
 type ShardKey = (Arc<str>, u16);

@@ -78,15 +78,19 @@ pub enum EventKind {
     /// The session ended. Carries the uid (0 if none was bound) and the
     /// reason. Exactly one per session that produced `Connect`.
     Disconnect,
+    /// The gate is draining: no new connections; the rest close at its
+    /// `shutdown_max_wait`. Not about one session (session id 0).
+    Drain,
 }
 
 impl EventKind {
     /// Every kind, in protocol order.
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::Connect,
         EventKind::Bind,
         EventKind::Unbind,
         EventKind::Disconnect,
+        EventKind::Drain,
     ];
 
     /// The protocol's `EventKind` value.
@@ -96,6 +100,7 @@ impl EventKind {
             EventKind::Bind => proto::EventKind::EventBind,
             EventKind::Unbind => proto::EventKind::EventUnbind,
             EventKind::Disconnect => proto::EventKind::EventDisconnect,
+            EventKind::Drain => proto::EventKind::EventDrain,
         }) as i32
     }
 
@@ -107,6 +112,7 @@ impl EventKind {
             proto::EventKind::EventBind => Some(EventKind::Bind),
             proto::EventKind::EventUnbind => Some(EventKind::Unbind),
             proto::EventKind::EventDisconnect => Some(EventKind::Disconnect),
+            proto::EventKind::EventDrain => Some(EventKind::Drain),
             proto::EventKind::EventUnspecified => None,
         }
     }
@@ -118,6 +124,7 @@ impl EventKind {
             EventKind::Bind => "bind",
             EventKind::Unbind => "unbind",
             EventKind::Disconnect => "disconnect",
+            EventKind::Drain => "drain",
         }
     }
 }

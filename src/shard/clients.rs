@@ -218,6 +218,8 @@ impl Shard {
         let fd = match res {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => return,
+            // The listener was shut down to drain.
+            Err(_) if self.drained => return,
             Err(err) => {
                 ShardStats::add(&self.stats().accept_errors, 1);
                 tracing::warn!(shard = self.p.id.0, %err, "accept failed; pausing accepts for 100ms");
@@ -225,7 +227,7 @@ impl Shard {
                 return;
             }
         };
-        if self.stopping {
+        if self.stopping || self.drained {
             return; // dropping `fd` closes it
         }
         let Some((idx, gen)) = self.admit() else {

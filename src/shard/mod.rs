@@ -103,7 +103,7 @@ const MAX_WAIT: Duration = Duration::from_millis(20);
 /// How long a stopping shard waits for its connections and links to close.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Event kinds, `EVENT_UNSPECIFIED` included (index = `EventKind as usize`).
-const EVENT_KINDS: usize = 5;
+const EVENT_KINDS: usize = 6;
 /// Most cross-shard messages handled per loop turn (the rest wait a turn,
 /// so a flood from other shards cannot starve this shard's own sockets).
 const MAIL_PER_TURN: usize = 4096;
@@ -125,6 +125,11 @@ pub struct Shared {
     pub nodes: NodeTable,
     /// Channels to and from the fleet agent.
     pub fleet: fleet_hooks::FleetPipes,
+    /// Set to drain every shard: stop accepting, keep serving.
+    pub draining: AtomicBool,
+    /// Set by anyone who wants the gate drained (the admin API); whoever
+    /// runs the gate (main) watches it and drains.
+    pub drain_requested: AtomicBool,
 }
 
 impl Shared {
@@ -140,7 +145,23 @@ impl Shared {
                 .map_or(0, |d| d.as_millis() as u64),
             nodes: NodeTable::new(nodes),
             fleet: fleet_hooks::FleetPipes::new(shards),
+            draining: AtomicBool::new(false),
+            drain_requested: AtomicBool::new(false),
         })
+    }
+
+    /// Asks whoever runs the gate to drain it (see `Gate::drain`).
+    pub fn request_drain(&self) {
+        self.drain_requested.store(true, Ordering::SeqCst);
+    }
+
+    /// Drains every shard (stop accepting, tell nodes) and wakes them.
+    pub fn drain_all(&self) {
+        if !self.draining.swap(true, Ordering::SeqCst) {
+            for s in 0..self.wakers.len() {
+                self.wakers.notify(s);
+            }
+        }
     }
 
     /// Asks every shard to stop and wakes them all. Harmless after they stopped.
@@ -266,6 +287,10 @@ pub struct Shard {
     next_tick_heartbeat: Millis,
     wake_armed: bool,
     stopping: bool,
+    /// Draining: accepting nothing more.
+    drained: bool,
+    /// Stopping, and the links are being closed.
+    links_closing: bool,
 }
 
 impl Shard {
@@ -307,6 +332,8 @@ impl Shard {
             next_tick_heartbeat: p.conn.session.heartbeat_ms,
             wake_armed: false,
             stopping: false,
+            drained: false,
+            links_closing: false,
             p,
         })
     }
@@ -320,7 +347,7 @@ impl Shard {
     }
 
     fn arm_accept(&mut self) {
-        if self.stopping || self.now < self.accept_paused_until {
+        if self.stopping || self.drained || self.now < self.accept_paused_until {
             return;
         }
         for (li, l) in self.listeners.iter_mut().enumerate() {
@@ -367,6 +394,17 @@ impl Shard {
                 self.flush();
             }
             if let Some(deadline) = stop_deadline {
+                if self.clients.is_empty() && !self.links_closing {
+                    // Every session's disconnect event is queued on the
+                    // links by now: close them once it is written.
+                    self.flush();
+                    if self.links.iter().all(Link::is_written) {
+                        self.links_closing = true;
+                        for i in 0..self.links.len() {
+                            self.link_down(i, "gate stopping");
+                        }
+                    }
+                }
                 if self.is_drained() {
                     return Ok(());
                 }
@@ -477,6 +515,9 @@ impl Shard {
     fn run_timers(&mut self) {
         self.apply_node_table();
         self.run_controls();
+        if !self.drained && self.shared.draining.load(Ordering::Relaxed) {
+            self.begin_drain();
+        }
         self.run_client_timers();
         let rules = self.p.conn.session;
         if rules.mechanism == HeartbeatMechanism::Tick
@@ -504,6 +545,27 @@ impl Shard {
         }
     }
 
+    /// Stops accepting for good (the listening sockets are shut down, so
+    /// new connections are refused at once) and tells nodes; the sessions
+    /// this shard has keep being served.
+    fn begin_drain(&mut self) {
+        self.drained = true;
+        for l in &self.listeners {
+            if l.armed {
+                self.ring.cancel_fd(l.sock.as_raw_fd());
+            }
+            let _ = socket2::SockRef::from(&l.sock).shutdown(std::net::Shutdown::Read);
+        }
+        tracing::info!(
+            shard = self.p.id.0,
+            "draining: accepting no new connections"
+        );
+        self.emit(crate::link::proto::Event {
+            kind: crate::link::proto::EventKind::EventDrain as i32,
+            ..Default::default()
+        });
+    }
+
     fn begin_stop(&mut self) {
         self.stopping = true;
         for l in &self.listeners {
@@ -515,10 +577,9 @@ impl Shard {
             // Complete our own armed read so nothing of ours stays in flight.
             self.shared.wakers.notify(self.me());
         }
+        // The links stay up until every session has closed, so nodes hear
+        // each disconnect (the stop loop closes them then).
         self.close_all_clients();
-        for i in 0..self.links.len() {
-            self.link_down(i, "gate stopping");
-        }
     }
 
     fn is_drained(&self) -> bool {

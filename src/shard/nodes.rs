@@ -191,6 +191,11 @@ impl Link {
         }
     }
 
+    /// Nothing waits to be written (or the link is not up to write it).
+    pub fn is_written(&self) -> bool {
+        !self.is_active() || (self.queued() == 0 && !self.send_inflight)
+    }
+
     /// Serving requests.
     pub fn is_active(&self) -> bool {
         self.state == LinkState::Active

@@ -61,7 +61,7 @@ fn events_run_in_order_with_the_sessions_requests() {
                         EventKind::Disconnect => {
                             format!("disconnect {} {}", ev.uid().0, ev.reason())
                         }
-                        EventKind::Unbind => unreachable!("not subscribed"),
+                        EventKind::Unbind | EventKind::Drain => unreachable!("not subscribed"),
                     };
                     if ev.kind() == EventKind::Connect {
                         ev.reply_with(9, 0, "welcome");
