@@ -51,6 +51,7 @@ pub mod ids;
 pub mod link;
 pub mod mqtt;
 pub mod node;
+pub mod pidfile;
 pub mod session;
 pub mod shard;
 pub mod stats;
