@@ -49,6 +49,7 @@ pub mod fleet;
 pub mod gate;
 pub mod ids;
 pub mod link;
+pub mod logging;
 pub mod mqtt;
 pub mod node;
 pub mod pidfile;
