@@ -47,6 +47,7 @@ pub mod config;
 pub mod connection;
 pub mod fleet;
 pub mod gate;
+pub mod host_check;
 pub mod ids;
 pub mod link;
 pub mod logging;
