@@ -245,8 +245,9 @@ impl<F> WithStack<F> {
     /// Whether this event gets a stack (and, if so, takes this second's turn).
     fn wants(&self, level: &Level) -> bool {
         // tracing orders levels by verbosity: ERROR < WARN < ... < TRACE.
-        if !self.at.is_some_and(|at| *level <= at) {
-            return false;
+        match self.at {
+            Some(at) if *level <= at => {}
+            _ => return false,
         }
         let now = self.epoch.elapsed().as_millis() as u64 + 1;
         let last = self.last.load(Ordering::Relaxed);
