@@ -38,6 +38,12 @@
 //!   cleanup, the session store. *Where a login on another gate closes the
 //!   old session.*
 //! * [`gate`] — start-up: probes the kernel, checks limits, spawns shards.
+//! * [`pidfile`] — the pid file of `[gate] pid`: one running gate per file.
+//! * [`logging`] — `[log]` turned into the subscriber: console and rotated
+//!   file terminals, written off the shards' threads.
+//! * [`host_check`] — `ringgate check-host`: the machine against the config
+//!   (kernel, limits, sysctls, cores, NIC interrupts), pure rules over
+//!   `/proc` text.
 //! * [`ids`] — the id newtypes: shards, sessions (which encode their
 //!   shard), users (whose directory entry lives on `hash(uid) % shards`).
 
@@ -49,10 +55,13 @@ pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
+pub mod host_check;
 pub mod ids;
 pub mod link;
+pub mod logging;
 pub mod mqtt;
 pub mod node;
+pub mod pidfile;
 pub mod session;
 pub mod shard;
 pub mod stats;

@@ -1,12 +1,15 @@
-//! `ringgate`: runs the gate (default), or prints / checks the configuration.
+//! `ringgate`: runs the gate (default), prints / checks the configuration,
+//! or checks the host against it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use ringgate::config::{Config, LogFormat, DEFAULT_TOML};
+use ringgate::config::{Config, DEFAULT_TOML};
 use ringgate::gate::Gate;
+use ringgate::pidfile::PidFile;
+use ringgate::{host_check, logging};
 
 #[derive(Parser)]
 #[command(
@@ -30,22 +33,14 @@ enum Cmd {
     PrintConfig,
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Check this machine against the configuration (kernel, limits,
+    /// sysctls, cores, NIC interrupts); exit 1 if something should change.
+    CheckHost,
 }
 
-fn init_logs(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cfg.log.format {
-        LogFormat::Json => b.json().init(),
-        LogFormat::Text => b.init(),
-    }
-}
-
-/// Blocks SIGINT/SIGTERM in this thread (and the shards it spawns, which
-/// inherit the mask) so `wait_for_signal` can take them synchronously.
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread and in every thread it
+/// spawns afterwards (they inherit the mask: the log writers, the shards),
+/// so that only `wait_for_signal` takes them. Call it before any thread starts.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local, then pthread_sigmask on this thread.
     unsafe {
@@ -53,6 +48,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -164,24 +160,69 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{origin}: ok");
             Ok(())
         }
-        Cmd::Run => {
+        Cmd::CheckHost => {
             let (cfg, origin) = Config::load_or_default(cli.config.as_deref())?;
-            init_logs(&cfg);
-            let set = block_signals();
-            let gate =
-                Gate::start(&cfg).with_context(|| format!("starting ringgate with {origin}"))?;
-            println!("{}", gate.banner(&cfg, &origin));
-            let (tx, signals) = crossbeam_channel::unbounded();
-            std::thread::Builder::new()
-                .name("ringgate-signals".into())
-                .spawn(move || loop {
-                    if tx.send(wait_for_signal(&set)).is_err() {
-                        return;
-                    }
-                })?;
-            serve_then_drain(gate, &signals, cfg.gate.shutdown_max_wait)?;
-            tracing::info!("stopped");
+            if !host_check::run(&cfg, &origin) {
+                std::process::exit(1);
+            }
             Ok(())
         }
+        Cmd::Run => run_gate(cli.config.as_deref()),
     }
+}
+
+/// Runs the gate until SIGINT or SIGTERM. The pid file is taken before
+/// anything else is set up (a refused second start writes no log), then
+/// the logs, then the shards; everything is released in reverse order when
+/// this returns, on success or error.
+fn run_gate(config: Option<&Path>) -> anyhow::Result<()> {
+    let set = block_signals();
+    let (cfg, origin) = Config::load_or_default(config)?;
+    let starting = || format!("starting ringgate with {origin}");
+    let pid = if cfg.gate.pid.as_os_str().is_empty() {
+        None
+    } else {
+        let taken = PidFile::acquire(&cfg.gate.pid).map_err(|e| anyhow::anyhow!("gate.pid: {e}"));
+        Some(taken.with_context(starting)?)
+    };
+    let _logs = logging::init(&cfg.log).with_context(starting)?;
+    let pid_file = pid
+        .as_ref()
+        .map(|(file, _)| file.path().display().to_string());
+    if let Some((file, Some(stale))) = &pid {
+        tracing::warn!(
+            pid_file = %file.path().display(),
+            old_pid = ?stale.pid,
+            "replaced a stale pid file: {}",
+            stale.why
+        );
+    }
+    let gate = Gate::start(&cfg).with_context(starting)?;
+    println!("{}", gate.banner(&cfg, &origin));
+    tracing::info!(
+        id = gate.id(),
+        config = %origin,
+        pid = std::process::id(),
+        pid_file = pid_file.as_deref().unwrap_or(""),
+        "ringgate started"
+    );
+    let (tx, signals) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("ringgate-signals".into())
+        .spawn(move || loop {
+            match wait_for_signal(&set) {
+                libc::SIGHUP => tracing::warn!(
+                    "SIGHUP: reloading the configuration is not supported yet; still running \
+                     with the one loaded at start"
+                ),
+                sig => {
+                    if tx.send(sig).is_err() {
+                        return;
+                    }
+                }
+            }
+        })?;
+    serve_then_drain(gate, &signals, cfg.gate.shutdown_max_wait)?;
+    tracing::info!("stopped");
+    Ok(())
 }

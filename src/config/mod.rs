@@ -26,6 +26,7 @@ use crate::codec::{ByteOrder, PacketOptions};
 
 mod cluster;
 mod load;
+mod log;
 mod mqtt;
 pub mod units;
 mod validate;
@@ -39,6 +40,12 @@ pub use cluster::{
     DEFAULT_DISPATCH,
 };
 pub use load::{ConfigError, EMBEDDED_ORIGIN};
+pub use log::{
+    LogConfig, LogFileConfig, LogFormat, Rotation, Terminal, DEFAULT_LOG_COMPRESS,
+    DEFAULT_LOG_FILE_FORMAT, DEFAULT_LOG_FILE_PATH, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
+    DEFAULT_LOG_MAX_AGE, DEFAULT_LOG_MAX_SIZE, DEFAULT_LOG_ROTATION, DEFAULT_STACK_LEVEL,
+    DEFAULT_TERMINALS,
+};
 pub use mqtt::{
     MqttConfig, DEFAULT_CONNECT_TIMEOUT_MQTT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_BYTES,
     DEFAULT_MQTT_ADDR, DEFAULT_MQTT_ENABLED, DEFAULT_MQTT_REQUEST_TIMEOUT,
@@ -117,8 +124,6 @@ pub const DEFAULT_NODE_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::L
 /// `[gate] shutdown_max_wait`: long enough for a round of a typical game to
 /// end and its players to move; short enough for a rolling restart.
 pub const DEFAULT_SHUTDOWN_MAX_WAIT: Duration = Duration::from_secs(30);
-/// `[log] level`: start-up, connection errors and warnings, not per packet.
-pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Binding a user bound elsewhere closes the old connection, as players expect
 /// when they log in again from a new device (due keeps both: its #90).
 pub const DEFAULT_REBIND: Rebind = Rebind::Kick;
@@ -134,8 +139,6 @@ pub const DEFAULT_CHANNEL_CAPACITY: usize = 65536;
 /// No busy polling: a shard sleeps in the kernel as soon as it has nothing to
 /// do, which is right whenever the gate shares its cores (nodes, clients).
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
-/// `[log] format`: readable on a terminal; switch to json for collectors.
-pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -176,6 +179,8 @@ pub struct GateConfig {
     /// `shutdownMaxWaitTime`).
     #[serde(deserialize_with = "units::duration")]
     pub shutdown_max_wait: std::time::Duration,
+    /// Pid file written at start and removed at exit (due's `pid`); empty = none.
+    pub pid: std::path::PathBuf,
 }
 
 /// `[shards]`.
@@ -367,38 +372,6 @@ pub struct NodeConfig {
     pub addr: SocketAddr,
 }
 
-/// `[log]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// trace | debug | info | warn | error.
-    pub level: String,
-    /// text | json.
-    pub format: LogFormat,
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-impl LogFormat {
-    /// Names as written in the file.
-    pub const CHOICES: &'static [(&'static str, LogFormat)] =
-        &[("text", LogFormat::Text), ("json", LogFormat::Json)];
-}
-
-impl<'de> Deserialize<'de> for LogFormat {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        units::choice(de, Self::CHOICES)
-    }
-}
-
 /// `[packet]` as written in the file. [`PacketOptions`] belongs to the codec,
 /// which knows nothing of serde, so the file goes through this mirror.
 #[derive(Deserialize)]
@@ -471,6 +444,7 @@ impl Default for GateConfig {
             id: String::new(),
             name: DEFAULT_GATE_NAME.into(),
             shutdown_max_wait: DEFAULT_SHUTDOWN_MAX_WAIT,
+            pid: std::path::PathBuf::new(),
         }
     }
 }
@@ -526,15 +500,6 @@ impl Default for LinkConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             hang_timeout: DEFAULT_HANG_TIMEOUT,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: DEFAULT_LOG_LEVEL.into(),
-            format: DEFAULT_LOG_FORMAT,
         }
     }
 }

@@ -426,3 +426,14 @@ fn load_or_default_without_path() {
     assert_eq!(origin, expected);
     assert_eq!(c.gate.name, "gate");
 }
+
+#[test]
+fn pid_file_is_a_path_or_nothing() {
+    assert!(parse("").unwrap().gate.pid.as_os_str().is_empty());
+    let c = parse("[gate]\npid = \"./run/ringgate.pid\"\n").unwrap();
+    assert_eq!(c.gate.pid, std::path::PathBuf::from("./run/ringgate.pid"));
+    assert_mentions(
+        &error("[gate]\npid = \"./run/\"\n"),
+        &["etc/ringgate.toml:2: gate.pid: ", "must name a file"],
+    );
+}

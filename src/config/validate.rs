@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::cluster::RegistryBackend;
-use super::units::parse_choice;
 use super::{Config, ConfigError};
 
 /// Smallest `shards.ring_entries`: below this a burst of sends overflows the SQ.
@@ -27,18 +26,11 @@ pub const LINK_ENVELOPE_BYTES: usize = 1024;
 /// Size prefix and header of a client packet (route and seq are added).
 const PACKET_OVERHEAD: usize = 4 + 1;
 
-const LOG_LEVELS: &[(&str, &str)] = &[
-    ("trace", "trace"),
-    ("debug", "debug"),
-    ("info", "info"),
-    ("warn", "warn"),
-    ("error", "error"),
-];
-
 impl Config {
     /// Checks every value and derives what the file leaves open: resolves
     /// `shards.cores` from `shards.count` (then sets `count` to 0), generates
-    /// `gate.id` when it is empty, and lower-cases `log.level`. Idempotent:
+    /// `gate.id` when it is empty, and lower-cases `log.level` and
+    /// `log.stack_level`. Idempotent:
     /// call it again after changing fields in code (e.g. from the command
     /// line). Errors name the key; [`Config::from_toml`] adds file and line.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
@@ -52,7 +44,7 @@ impl Config {
         self.cluster.validate()?;
         self.validate_nodes()?;
         self.validate_session()?;
-        self.validate_log()
+        self.log.validate()
     }
 
     fn validate_session(&mut self) -> Result<(), ConfigError> {
@@ -86,6 +78,15 @@ impl Config {
         }
         if self.gate.id.is_empty() {
             self.gate.id = generate_gate_id();
+        }
+        let pid = &self.gate.pid;
+        if !pid.as_os_str().is_empty()
+            && (pid.file_name().is_none() || pid.to_string_lossy().ends_with('/'))
+        {
+            return Err(ConfigError::rule(
+                "gate.pid",
+                format!("must name a file, not a directory, got {pid:?} (\"\" for no pid file)"),
+            ));
         }
         Ok(())
     }
@@ -313,17 +314,6 @@ impl Config {
                 ));
             }
         }
-        Ok(())
-    }
-
-    fn validate_log(&mut self) -> Result<(), ConfigError> {
-        // Matched without regard to case, stored lower-case for the filter.
-        let lower = self.log.level.trim().to_ascii_lowercase();
-        let level = parse_choice(&lower, LOG_LEVELS).map_err(|_| {
-            let wrong = parse_choice(&self.log.level, LOG_LEVELS).err();
-            ConfigError::rule("log.level", wrong.unwrap_or_default())
-        })?;
-        self.log.level = level.to_owned();
         Ok(())
     }
 }
