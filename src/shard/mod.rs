@@ -37,18 +37,22 @@
 //! | `session_ops` | operations on sessions, routed to the shard that owns them    |
 //! | `mailbox`     | cross-shard messages and bounded inboxes                      |
 //! | `wake`        | waking a parked shard                                         |
+//! | `gauges`      | gauges for the admin port, published by housekeeping          |
+//! | `admin_ops`   | the admin port's questions (sessions, kick, broadcast)        |
 //! | `directory`   | this shard's partition of uid → session                       |
 //! | `gather`      | multicast results counted across shards                       |
 //! | `rooms`       | channel membership of this shard's sessions                   |
 //! | `timer`       | the hashed timer wheel                                        |
 //! | `listener`    | listening sockets and what each serves                        |
 
+pub mod admin_ops;
 mod bufring;
 mod clients;
 mod directory;
 pub mod fleet_hooks;
 mod forward;
 mod gather;
+mod gauges;
 mod listener;
 pub mod mailbox;
 mod mqtt;
@@ -123,8 +127,10 @@ pub struct Shared {
     pub epoch_ms: u64,
     /// The nodes to keep links to (static and discovered).
     pub nodes: NodeTable,
-    /// Channels to and from the fleet agent.
+    /// Channels to and from the fleet agent (and the admin port's questions).
     pub fleet: fleet_hooks::FleetPipes,
+    /// Set by [`Shared::request_drain`].
+    pub drain: AtomicBool,
 }
 
 impl Shared {
@@ -140,7 +146,23 @@ impl Shared {
                 .map_or(0, |d| d.as_millis() as u64),
             nodes: NodeTable::new(nodes),
             fleet: fleet_hooks::FleetPipes::new(shards),
+            drain: AtomicBool::new(false),
         })
+    }
+
+    /// Asks the gate to drain (the admin port's `POST /api/drain`).
+    ///
+    /// A hook: it records the request in [`Shared::drain`], logs "drain
+    /// requested" and wakes every shard, but shards do not act on it yet;
+    /// the drain itself (stop accepting, ask clients to move, close after a
+    /// grace period) is built separately and will read this flag.
+    pub fn request_drain(&self) {
+        if !self.drain.swap(true, Ordering::SeqCst) {
+            tracing::info!("drain requested");
+        }
+        for s in 0..self.wakers.len() {
+            self.wakers.notify(s);
+        }
     }
 
     /// Asks every shard to stop and wakes them all. Harmless after they stopped.
@@ -262,6 +284,10 @@ pub struct Shard {
     done: Vec<Completion>,
     epoch: Instant,
     now: Millis,
+    /// `now` in ns (same clock), for round-trip times.
+    now_ns: u64,
+    /// When the gauges in the stats were last refreshed.
+    next_gauges: Millis,
     unix_nanos: i64,
     next_tick_heartbeat: Millis,
     wake_armed: bool,
@@ -303,6 +329,8 @@ impl Shard {
             done: Vec::with_capacity(1024),
             epoch: Instant::now(),
             now: 0,
+            now_ns: 0,
+            next_gauges: 0,
             unix_nanos: 0,
             next_tick_heartbeat: p.conn.session.heartbeat_ms,
             wake_armed: false,
@@ -340,7 +368,8 @@ impl Shard {
     }
 
     fn update_now(&mut self) {
-        self.now = self.epoch.elapsed().as_millis() as Millis;
+        self.now_ns = self.epoch.elapsed().as_nanos() as u64;
+        self.now = (self.now_ns / 1_000_000) as Millis;
         if self.p.packet().heartbeat_time {
             self.unix_nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -431,6 +460,11 @@ impl Shard {
     fn drain_completions(&mut self) {
         let mut done = std::mem::take(&mut self.done);
         self.ring.completions(&mut done);
+        let submitted = self.ring.take_submitted();
+        let st = self.stats();
+        ShardStats::add(&st.loop_turns, 1);
+        ShardStats::add(&st.ring_completions, done.len() as u64);
+        ShardStats::add(&st.ring_submissions, submitted);
         for c in done.drain(..) {
             match c {
                 Completion::Accept {
@@ -488,6 +522,7 @@ impl Shard {
         }
         self.expire_requests();
         self.link_housekeeping();
+        self.refresh_gauges();
         self.arm_accept();
     }
 
