@@ -37,10 +37,15 @@
 //!   shards and [`fleet`]: node discovery, cross-gate rebinds, crash
 //!   cleanup, the session store. *Where a login on another gate closes the
 //!   old session.*
+//! * [`admin`] — the operator's HTTP port on threads of its own: Prometheus
+//!   `/metrics` (per-shard counters merged at scrape), the JSON API
+//!   (sessions, kick, broadcast, drain, log level) and a live dashboard.
+//!   It asks shards over their control channels, never takes their locks.
 //! * [`gate`] — start-up: probes the kernel, checks limits, spawns shards.
 //! * [`ids`] — the id newtypes: shards, sessions (which encode their
 //!   shard), users (whose directory entry lives on `hash(uid) % shards`).
 
+pub mod admin;
 pub mod cluster;
 pub mod codec;
 pub mod config;
