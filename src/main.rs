@@ -30,6 +30,8 @@ enum Cmd {
     PrintConfig,
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Talk to a running gate's admin port (stat, sessions, kick, drain, log-level).
+    Admin(ringgate::admin::cli::AdminArgs),
 }
 
 fn init_logs(cfg: &Config) {
@@ -38,9 +40,18 @@ fn init_logs(cfg: &Config) {
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // The admin port's PUT /api/log-level swaps the filter through this handle.
     match cfg.log.format {
-        LogFormat::Json => b.json().init(),
-        LogFormat::Text => b.init(),
+        LogFormat::Json => {
+            let b = b.json().with_filter_reloading();
+            ringgate::admin::set_log_reload(b.reload_handle(), &cfg.log.level);
+            b.init()
+        }
+        LogFormat::Text => {
+            let b = b.with_filter_reloading();
+            ringgate::admin::set_log_reload(b.reload_handle(), &cfg.log.level);
+            b.init()
+        }
     }
 }
 
@@ -92,6 +103,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::PrintConfig => {
             print!("{DEFAULT_TOML}");
+            Ok(())
+        }
+        Cmd::Admin(args) => {
+            let (cfg, _) = Config::load_or_default(cli.config.as_deref())?;
+            println!("{}", ringgate::admin::cli::run(&args, &cfg)?);
             Ok(())
         }
         Cmd::CheckConfig => {
