@@ -49,6 +49,11 @@ pub fn set_level(spec: &str) -> Result<(), LogLevelError> {
     if spec.is_empty() {
         return Err(LogLevelError::Invalid("empty".into()));
     }
+    // A bare word must be a level: EnvFilter would take it for a target name.
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if !spec.contains(['=', ',']) && !LEVELS.contains(&spec.to_ascii_lowercase().as_str()) {
+        return Err(LogLevelError::Invalid(format!("{spec:?} is not a level")));
+    }
     let filter = EnvFilter::try_new(spec).map_err(|e| LogLevelError::Invalid(e.to_string()))?;
     let reload = RELOAD.get().ok_or(LogLevelError::Unsupported)?;
     reload(filter).map_err(LogLevelError::Failed)?;

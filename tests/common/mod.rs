@@ -2,6 +2,7 @@
 //! nodes built with the SDK, and a small blocking due-format client.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod certs;
 pub mod etcd;
 pub mod fleet;
