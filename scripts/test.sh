@@ -77,6 +77,8 @@ fi
 # on loopback ports of their own.
 command -v etcd >/dev/null 2>&1 || apt_install etcd-server
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+# tests/admin.rs scrapes the admin port with a real Prometheus.
+command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 command -v node >/dev/null 2>&1 || apt_install nodejs
 command -v npm >/dev/null 2>&1 || apt_install npm
 if ! node -e "process.exit(require('./tests/clients/node_modules/mqtt/package.json').version === '$MQTTJS_VERSION' ? 0 : 1)" >/dev/null 2>&1; then

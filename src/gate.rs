@@ -4,6 +4,8 @@
 //!
 //! Everything that can be wrong with the machine or the config is found here,
 //! before the first client is accepted, and reported with what to change.
+//! The one exception is the admin port: a gate whose admin address cannot
+//! be bound still serves its clients, and says so in the log and banner.
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -330,6 +332,9 @@ pub struct Gate {
     gate_id: String,
     cores: Vec<usize>,
     fleet: Option<crate::cluster::FleetAgent>,
+    admin: Option<crate::admin::Admin>,
+    /// Why `[admin]` is enabled but not served.
+    admin_error: Option<String>,
 }
 
 impl Gate {
@@ -364,6 +369,8 @@ impl Gate {
             gate_id: cfg.gate.id.clone(),
             cores: cfg.shards.cores.clone(),
             fleet: None,
+            admin: None,
+            admin_error: None,
         };
         let per_shard = cfg.shards.cores.iter().zip(listeners).zip(mailboxes);
         for (i, ((&core, listeners), mailbox)) in per_shard.enumerate() {
@@ -423,7 +430,44 @@ impl Gate {
                 return Err(e.into());
             }
         }
+        gate.start_admin(cfg);
         Ok(gate)
+    }
+
+    /// Starts the admin port if `[admin]` is enabled. A failure is logged,
+    /// not fatal: clients matter more than the operator's port.
+    fn start_admin(&mut self, cfg: &Config) {
+        if !cfg.admin.enabled {
+            return;
+        }
+        let info = crate::admin::GateInfo {
+            id: self.gate_id.clone(),
+            name: cfg.gate.name.clone(),
+            started_ms: self.shared.epoch_ms,
+            cores: self.cores.clone(),
+            tcp: self.tcp_addr,
+            ws: self.ws_addr,
+            mqtt: self.mqtt_addr,
+        };
+        match crate::admin::Admin::start(cfg, self.shared.clone(), info) {
+            Ok(a) => self.admin = Some(a),
+            Err(e) => {
+                let addr = cfg.admin.addr;
+                tracing::error!(%addr, error = %e, "admin port (admin.addr) not served: no metrics, API or dashboard; the gate serves clients anyway");
+                self.admin_error = Some(format!("{addr}: {e}"));
+            }
+        }
+    }
+
+    /// The address the admin port (metrics, API, dashboard) listens on;
+    /// `None` when `[admin]` is disabled or its address could not be bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(crate::admin::Admin::addr)
+    }
+
+    /// Asks the gate to drain (see [`Shared::request_drain`]: a hook for now).
+    pub fn request_drain(&self) {
+        self.shared.request_drain();
     }
 
     /// The client TCP address every shard listens on.
@@ -509,6 +553,19 @@ impl Gate {
             "  Limits:   max_connections {}, packet buffer_bytes {}",
             cfg.network.tcp.max_connections, cfg.packet.buffer_bytes
         );
+        match (&self.admin, &self.admin_error) {
+            (Some(a), _) => {
+                let _ = writeln!(
+                    b,
+                    "  Admin:    http://{}/ (metrics, API, dashboard)",
+                    a.addr()
+                );
+            }
+            (None, Some(e)) => {
+                let _ = writeln!(b, "  Admin:    NOT SERVED ({e})");
+            }
+            (None, None) => {}
+        }
         let nodes: Vec<String> = cfg.nodes.iter().map(|n| n.addr.to_string()).collect();
         let _ = writeln!(
             b,
@@ -524,6 +581,9 @@ impl Gate {
     }
 
     fn stop_inner(&mut self) {
+        if let Some(a) = self.admin.take() {
+            a.stop();
+        }
         if let Some(f) = self.fleet.take() {
             f.stop();
         }

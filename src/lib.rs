@@ -37,6 +37,10 @@
 //!   shards and [`fleet`]: node discovery, cross-gate rebinds, crash
 //!   cleanup, the session store. *Where a login on another gate closes the
 //!   old session.*
+//! * [`admin`] — the operator's HTTP port on threads of its own: Prometheus
+//!   `/metrics` (per-shard counters merged at scrape), the JSON API
+//!   (sessions, kick, broadcast, drain, log level) and a live dashboard.
+//!   It asks shards over their control channels, never takes their locks.
 //! * [`gate`] — start-up: probes the kernel, checks limits, spawns shards.
 //! * [`pidfile`] — the pid file of `[gate] pid`: one running gate per file.
 //! * [`logging`] — `[log]` turned into the subscriber: console and rotated
@@ -47,6 +51,7 @@
 //! * [`ids`] — the id newtypes: shards, sessions (which encode their
 //!   shard), users (whose directory entry lives on `hash(uid) % shards`).
 
+pub mod admin;
 pub mod cluster;
 pub mod codec;
 pub mod config;

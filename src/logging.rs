@@ -100,6 +100,9 @@ pub fn init(cfg: &LogConfig) -> Result<LogGuard, LoggingError> {
         // at its first error.
         let _ = std::backtrace::Backtrace::force_capture().to_string();
     }
+    // The admin port's PUT /api/log-level swaps the filter through this handle.
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
+    crate::admin::set_log_reload(reload, &cfg.level);
     tracing_subscriber::registry()
         .with(filter)
         .with(layers)

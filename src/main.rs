@@ -36,6 +36,8 @@ enum Cmd {
     /// Check this machine against the configuration (kernel, limits,
     /// sysctls, cores, NIC interrupts); exit 1 if something should change.
     CheckHost,
+    /// Talk to a running gate's admin port (stat, sessions, kick, drain, log-level).
+    Admin(ringgate::admin::cli::AdminArgs),
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread and in every thread it
@@ -153,6 +155,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::PrintConfig => {
             print!("{DEFAULT_TOML}");
+            Ok(())
+        }
+        Cmd::Admin(args) => {
+            let (cfg, _) = Config::load_or_default(cli.config.as_deref())?;
+            println!("{}", ringgate::admin::cli::run(&args, &cfg)?);
             Ok(())
         }
         Cmd::CheckConfig => {

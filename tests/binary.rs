@@ -95,6 +95,7 @@ fn gate_binary_with_the_echo_node_example_serves_clients() {
         "run.toml",
         &format!(
             "[network.tcp]\naddr = \"127.0.0.1:{gate_port}\"\n[network.ws]\naddr = \"127.0.0.1:0\"\n\
+             [admin]\naddr = \"127.0.0.1:0\"\n\
              [link]\nreconnect_min = \"20ms\"\n\
              [[nodes]]\naddr = \"127.0.0.1:{node_port}\"\n"
         ),
@@ -173,7 +174,7 @@ fn a_second_gate_on_the_same_port_is_refused() {
     let port = free_port();
     let cfg = tmp(
         "port.toml",
-        &format!("[network.tcp]\naddr = \"127.0.0.1:{port}\"\n[network.ws]\nenabled = false\n"),
+        &format!("[network.tcp]\naddr = \"127.0.0.1:{port}\"\n[network.ws]\nenabled = false\n[admin]\nenabled = false\n"),
     );
     let _first = Kill(
         Command::new(BIN)
@@ -222,7 +223,7 @@ fn a_broadcast_reaches_ten_thousand_connections() {
         "bcast.toml",
         &format!(
             "[network.tcp]\naddr = \"127.0.0.1:{port}\"\nmax_connections = 12000\n\
-             [network.ws]\nenabled = false\n[link]\nreconnect_min = \"20ms\"\n\
+             [network.ws]\nenabled = false\n[admin]\nenabled = false\n[link]\nreconnect_min = \"20ms\"\n\
              [[nodes]]\naddr = \"{}\"\n",
             node.local_addr()
         ),

@@ -68,7 +68,7 @@ fn gate(node: SocketAddr, max_wait: &str) -> (Killable, SocketAddr) {
         &toml,
         format!(
             "[gate]\nshutdown_max_wait = \"{max_wait}\"\n[network.tcp]\naddr = \"127.0.0.1:{port}\"\n\
-             [network.ws]\nenabled = false\n[log]\nlevel = \"warn\"\n[[nodes]]\naddr = \"{node}\"\n"
+             [network.ws]\nenabled = false\n[admin]\nenabled = false\n[log]\nlevel = \"warn\"\n[[nodes]]\naddr = \"{node}\"\n"
         ),
     )
     .unwrap();

@@ -195,7 +195,7 @@ fn a_gate_killed_with_sigkill_releases_its_users_within_one_lease() {
         &toml,
         format!(
             "[gate]\nid = \"victim\"\n[network.tcp]\naddr = \"127.0.0.1:{port}\"\n\
-             [network.ws]\nenabled = false\n[log]\nlevel = \"warn\"\n\
+             [network.ws]\nenabled = false\n[admin]\nenabled = false\n[log]\nlevel = \"warn\"\n\
              [cluster.registry]\nbackend = \"etcd\"\nendpoints = [\"{}\"]\nnamespace = \"{}\"\nttl = \"2s\"\n\
              [cluster.locator]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"{}:locate\"\n",
             e.etcd.endpoint(),

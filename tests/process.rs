@@ -30,7 +30,8 @@ fn config(dir: &Path, extra: &str) -> (PathBuf, u16) {
     let (port, node) = (free_port(), free_port());
     let text = format!(
         "[shards]\ncount = 1\n[network.tcp]\naddr = \"127.0.0.1:{port}\"\n\
-         [network.ws]\nenabled = false\n[[nodes]]\naddr = \"127.0.0.1:{node}\"\n{extra}"
+         [network.ws]\nenabled = false\n[admin]\nenabled = false\n\
+         [[nodes]]\naddr = \"127.0.0.1:{node}\"\n{extra}"
     );
     let path = dir.join("gate.toml");
     std::fs::write(&path, text).unwrap();

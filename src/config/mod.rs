@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::codec::{ByteOrder, PacketOptions};
 
+mod admin;
 mod cluster;
 mod load;
 mod log;
@@ -35,6 +36,7 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{AdminConfig, DEFAULT_ADMIN_ADDR, DEFAULT_ADMIN_ENABLED};
 pub use cluster::{
     ClusterConfig, Dispatch, LocatorBackend, LocatorConfig, RegistryBackend, RegistryConfig,
     DEFAULT_DISPATCH,
@@ -164,6 +166,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[admin]`: the operator's HTTP port (metrics, API, dashboard).
+    pub admin: AdminConfig,
 }
 
 /// `[gate]`.
@@ -434,6 +438,7 @@ impl Default for Config {
             }],
             cluster: ClusterConfig::default(),
             log: LogConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }

@@ -73,6 +73,9 @@ fn default_values() {
     assert_eq!(c.nodes[0].addr, "127.0.0.1:3600".parse().unwrap());
     assert_eq!(c.log.level, "info");
     assert_eq!(c.log.format, LogFormat::Text);
+    assert!(c.admin.enabled);
+    assert_eq!(c.admin.addr, "127.0.0.1:3580".parse().unwrap());
+    assert_eq!(c.admin.token, "");
 }
 
 #[test]

@@ -44,6 +44,7 @@ impl Config {
         self.cluster.validate()?;
         self.validate_nodes()?;
         self.validate_session()?;
+        self.validate_admin()?;
         self.log.validate()
     }
 

@@ -41,6 +41,9 @@ pub(super) struct Client {
     shut: bool,
     /// Timer-wheel tick of this client's pending entry (0: none).
     timer_at: u64,
+    /// The transport of the listener that accepted it: the index of its
+    /// per-transport counters (`ShardStats::net`), fixed for its life.
+    net: usize,
 }
 
 struct Slot {
@@ -116,6 +119,16 @@ impl Clients {
         self.free.push(idx);
         self.len -= 1;
         Some(c)
+    }
+
+    /// Every live client, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &Client> {
+        self.slots.iter().filter_map(|s| s.client.as_ref())
+    }
+
+    /// Live clients.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// Slots of every live client.
@@ -262,11 +275,15 @@ impl Shard {
             dirty: false,
             shut: false,
             timer_at: 0,
+            net: spec.network as usize,
         });
         clients.len += 1;
         let st = self.stats();
         ShardStats::add(&st.accepted, 1);
         ShardStats::add(&st.connections, 1);
+        let net = &st.net[spec.network as usize];
+        ShardStats::add(&net.accepted, 1);
+        ShardStats::add(&net.open, 1);
         tracing::debug!(shard = self.p.id.0, session = %sid, %peer, "connected");
         self.arm_recv(idx);
         self.settle(idx);
@@ -328,7 +345,11 @@ impl Shard {
         if let Some(b) = buf {
             let (clients, ring, mut cx) = self.parts();
             if let Some(c) = clients.get_mut(idx) {
-                c.conn.handle_recv(ring.recv_data(&b), &mut cx);
+                let data = ring.recv_data(&b);
+                let n = data.len() as u64;
+                ShardStats::add(&cx.stats.bytes_in, n);
+                ShardStats::add(&cx.stats.net[c.net].bytes_in, n);
+                c.conn.handle_recv(data, &mut cx);
             }
             self.ring.recycle(b);
             if !more {
@@ -361,6 +382,9 @@ impl Shard {
             });
             return;
         }
+        let st = &self.shared.stats[self.p.id.0 as usize];
+        ShardStats::add(&st.bytes_out, res as u64);
+        ShardStats::add(&st.net[c.net].bytes_out, res as u64);
         let off = off + res as usize;
         if off < buf.len() && !c.shut {
             c.send_inflight = true;
@@ -407,7 +431,9 @@ impl Shard {
             }
             let c = self.clients.remove(idx).expect("live");
             self.shared.connections.fetch_sub(1, Relaxed);
-            self.stats().connections.fetch_sub(1, Relaxed);
+            let st = self.stats();
+            st.connections.fetch_sub(1, Relaxed);
+            st.net[c.net].open.fetch_sub(1, Relaxed);
             tracing::debug!(session = %c.conn.id(), reason = c.conn.close_reason().map(CloseReason::as_str), "disconnected");
             c.conn.release(&mut self.pool);
             false // dropping `c.fd` closes the socket

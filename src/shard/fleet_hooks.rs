@@ -6,6 +6,9 @@
 //! Both directions are bounded channels. A shard never blocks on them: a
 //! note that does not fit is dropped and counted (`fleet_notes_dropped`);
 //! the agent may wait a little to hand a shard a command, and wakes it.
+//!
+//! The admin port (`crate::admin`) hands shards its questions on the same
+//! command channels ([`Control::Admin`], answered in `admin_ops`).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -59,8 +62,8 @@ pub enum FleetNote {
     },
 }
 
-/// What the fleet agent asks of a shard.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the fleet agent (or the admin port) asks of a shard.
+#[derive(Debug)]
 pub enum Control {
     /// Close session `sid` if `uid` is still bound to it, after flushing.
     Kick {
@@ -84,6 +87,8 @@ pub enum Control {
         /// Service → node bindings.
         nodes: Vec<(String, String)>,
     },
+    /// A question from the admin port, answered on the channel it carries.
+    Admin(super::admin_ops::AdminOp),
 }
 
 /// The channels between the shards and the agent.
@@ -145,6 +150,7 @@ impl Shard {
                     tracing::debug!(session = %sid, uid = uid.0, ?reason, "closing: the user is bound on another gate");
                     self.with_conn(idx, |c, cx| c.close(reason, Close::AfterFlush, cx));
                 }
+                Control::Admin(op) => self.on_admin(op),
                 Control::Restore {
                     uid,
                     sid,

@@ -129,9 +129,9 @@ impl Shard {
         }
         if let Some(timeout) = pick.reply_within {
             let sid = SessionId(deliver.session_id);
-            deliver.request_id = self
-                .pending
-                .start(link, sid, p.route, p.seq, self.now, timeout);
+            deliver.request_id =
+                self.pending
+                    .start(link, sid, p.route, p.seq, self.now, timeout, self.now_ns);
             if self.pending.on_link(link) == 1 {
                 self.links[link].busy_since = self.now;
             }
@@ -196,6 +196,7 @@ impl Shard {
             tracing::debug!(session = %sid, request_id = p.request_id, "reply to a request that already ended (timed out or answered); dropped");
             return;
         };
+        (self.stats().latency).record(self.now_ns.saturating_sub(w.started_ns));
         self.answer_request(
             w.sid,
             Answer {

@@ -310,6 +310,11 @@ impl Mailbox {
         !self.inbox.is_empty()
     }
 
+    /// Messages waiting in this shard's inbox (a gauge for the admin port).
+    pub fn inbox_len(&self) -> usize {
+        self.inbox.len()
+    }
+
     /// Messages waiting in this shard's backlogs.
     pub fn backlog_len(&self) -> usize {
         self.backlog.iter().map(VecDeque::len).sum()

@@ -37,18 +37,22 @@
 //! | `session_ops` | operations on sessions, routed to the shard that owns them    |
 //! | `mailbox`     | cross-shard messages and bounded inboxes                      |
 //! | `wake`        | waking a parked shard                                         |
+//! | `gauges`      | gauges for the admin port, published by housekeeping          |
+//! | `admin_ops`   | the admin port's questions (sessions, kick, broadcast)        |
 //! | `directory`   | this shard's partition of uid → session                       |
 //! | `gather`      | multicast results counted across shards                       |
 //! | `rooms`       | channel membership of this shard's sessions                   |
 //! | `timer`       | the hashed timer wheel                                        |
 //! | `listener`    | listening sockets and what each serves                        |
 
+pub mod admin_ops;
 mod bufring;
 mod clients;
 mod directory;
 pub mod fleet_hooks;
 mod forward;
 mod gather;
+mod gauges;
 mod listener;
 pub mod mailbox;
 mod mqtt;
@@ -123,7 +127,7 @@ pub struct Shared {
     pub epoch_ms: u64,
     /// The nodes to keep links to (static and discovered).
     pub nodes: NodeTable,
-    /// Channels to and from the fleet agent.
+    /// Channels to and from the fleet agent (and the admin port's questions).
     pub fleet: fleet_hooks::FleetPipes,
     /// Set to drain every shard: stop accepting, keep serving.
     pub draining: AtomicBool,
@@ -150,9 +154,13 @@ impl Shared {
         })
     }
 
-    /// Asks whoever runs the gate to drain it (see `Gate::drain`).
+    /// Asks whoever runs the gate to drain it (the admin port's `POST
+    /// /api/drain`); the `ringgate` binary's main thread watches the flag
+    /// and drains as on SIGTERM.
     pub fn request_drain(&self) {
-        self.drain_requested.store(true, Ordering::SeqCst);
+        if !self.drain_requested.swap(true, Ordering::SeqCst) {
+            tracing::info!("drain requested");
+        }
     }
 
     /// Drains every shard (stop accepting, tell nodes) and wakes them.
@@ -283,6 +291,10 @@ pub struct Shard {
     done: Vec<Completion>,
     epoch: Instant,
     now: Millis,
+    /// `now` in ns (same clock), for round-trip times.
+    now_ns: u64,
+    /// When the gauges in the stats were last refreshed.
+    next_gauges: Millis,
     unix_nanos: i64,
     next_tick_heartbeat: Millis,
     wake_armed: bool,
@@ -328,6 +340,8 @@ impl Shard {
             done: Vec::with_capacity(1024),
             epoch: Instant::now(),
             now: 0,
+            now_ns: 0,
+            next_gauges: 0,
             unix_nanos: 0,
             next_tick_heartbeat: p.conn.session.heartbeat_ms,
             wake_armed: false,
@@ -367,7 +381,8 @@ impl Shard {
     }
 
     fn update_now(&mut self) {
-        self.now = self.epoch.elapsed().as_millis() as Millis;
+        self.now_ns = self.epoch.elapsed().as_nanos() as u64;
+        self.now = (self.now_ns / 1_000_000) as Millis;
         if self.p.packet().heartbeat_time {
             self.unix_nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -469,6 +484,11 @@ impl Shard {
     fn drain_completions(&mut self) {
         let mut done = std::mem::take(&mut self.done);
         self.ring.completions(&mut done);
+        let submitted = self.ring.take_submitted();
+        let st = self.stats();
+        ShardStats::add(&st.loop_turns, 1);
+        ShardStats::add(&st.ring_completions, done.len() as u64);
+        ShardStats::add(&st.ring_submissions, submitted);
         for c in done.drain(..) {
             match c {
                 Completion::Accept {
@@ -529,6 +549,7 @@ impl Shard {
         }
         self.expire_requests();
         self.link_housekeeping();
+        self.refresh_gauges();
         self.arm_accept();
     }
 

@@ -131,7 +131,7 @@ impl Shard {
             let timeout = self.p.mqtt_request_timeout;
             let id = self
                 .pending
-                .start(link, sid, route, r.token, self.now, timeout);
+                .start(link, sid, route, r.token, self.now, timeout, self.now_ns);
             if self.pending.on_link(link) == 1 {
                 self.links[link].busy_since = self.now;
             }

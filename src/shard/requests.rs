@@ -40,6 +40,9 @@ pub struct Waiting {
     pub route: i32,
     /// See `route`.
     pub seq: i32,
+    /// When it was forwarded, in ns on the shard's clock (for the
+    /// round-trip histogram).
+    pub started_ns: u64,
     /// Index of its timeout class.
     class: u16,
 }
@@ -72,9 +75,13 @@ impl PendingRequests {
     }
 
     /// No request is waiting.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Requests waiting, on every link.
+    pub fn len(&self) -> usize {
+        self.map.len()
     }
 
     /// Requests waiting on `link`.
@@ -82,8 +89,10 @@ impl PendingRequests {
         self.per_link.get(link).copied().unwrap_or(0)
     }
 
-    /// Remembers a request sent on `link` at `now` that expires after
-    /// `timeout`; returns its id (never 0).
+    /// Remembers a request sent on `link` at `now` (`started_ns` on the
+    /// shard's finer clock) that expires after `timeout`; returns its id
+    /// (never 0).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
         link: usize,
@@ -92,6 +101,7 @@ impl PendingRequests {
         seq: i32,
         now: Millis,
         timeout: Millis,
+        started_ns: u64,
     ) -> u64 {
         let id = self.next;
         self.next += 1;
@@ -117,6 +127,7 @@ impl PendingRequests {
                 sid,
                 route,
                 seq,
+                started_ns,
                 class: class as u16,
             },
         );
@@ -194,8 +205,8 @@ mod tests {
     #[test]
     fn a_request_ends_once_whichever_comes_first() {
         let mut p = PendingRequests::new(1);
-        let a = p.start(0, sid(1), 7, 1, 0, 100);
-        let b = p.start(0, sid(2), 7, 2, 10, 100);
+        let a = p.start(0, sid(1), 7, 1, 0, 100, 0);
+        let b = p.start(0, sid(2), 7, 2, 10, 100, 0);
         assert_eq!(a >> 48, 1, "ids carry the shard");
         assert_ne!(a, b);
         assert_eq!(p.on_link(0), 2);
@@ -217,9 +228,9 @@ mod tests {
     #[test]
     fn timeouts_of_different_lengths_expire_on_their_own_deadlines() {
         let mut p = PendingRequests::new(0);
-        p.start(0, sid(1), 1, 1, 0, 1000);
-        p.start(0, sid(1), 2, 2, 0, 50);
-        p.start(1, sid(1), 2, 3, 20, 50);
+        p.start(0, sid(1), 1, 1, 0, 1000, 0);
+        p.start(0, sid(1), 2, 2, 0, 50, 0);
+        p.start(1, sid(1), 2, 3, 20, 50, 0);
         let mut out = Vec::new();
         p.expired(50, &mut out);
         assert_eq!(out.iter().map(|w| w.seq).collect::<Vec<_>>(), vec![2]);
@@ -236,7 +247,7 @@ mod tests {
     fn a_dropped_link_gives_back_its_requests_only() {
         let mut p = PendingRequests::new(0);
         let ids: Vec<u64> = (0..6)
-            .map(|i| p.start(i % 2, sid(i as u64), 1, i as i32, 0, 100))
+            .map(|i| p.start(i % 2, sid(i as u64), 1, i as i32, 0, 100, 0))
             .collect();
         let mut out = Vec::new();
         p.drain_link(1, &mut out);
@@ -254,7 +265,7 @@ mod tests {
     fn answered_requests_do_not_pile_up_behind_the_front() {
         let mut p = PendingRequests::new(0);
         for i in 0..10_000 {
-            let id = p.start(0, sid(1), 1, i, i as Millis, 5000);
+            let id = p.start(0, sid(1), 1, i, i as Millis, 5000, 0);
             p.finish(id);
         }
         assert!(p.is_empty());

@@ -190,6 +190,8 @@ pub struct Ring {
     multishot: usize,
     /// Completions copied out of the queue (reused every turn).
     cq: Vec<(u64, i32, u32)>,
+    /// Submissions made since [`Ring::take_submitted`] last ran.
+    submitted: u64,
 }
 
 /// Builds a ring with the setup flags ringgate relies on.
@@ -214,6 +216,7 @@ impl Ring {
             ops: ManuallyDrop::new(Table::default()),
             multishot: 0,
             cq: Vec::with_capacity(1024),
+            submitted: 0,
         })
     }
 
@@ -238,10 +241,12 @@ impl Ring {
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
                 return;
             }
-            if let Err(err) = self.ring.submit() {
-                if err.raw_os_error() != Some(libc::EBUSY) {
+            match self.ring.submit() {
+                Ok(n) => self.submitted += n as u64,
+                Err(err) if err.raw_os_error() != Some(libc::EBUSY) => {
                     tracing::error!(%err, "io_uring submit failed");
                 }
+                Err(_) => {}
             }
         }
     }
@@ -330,7 +335,10 @@ impl Ring {
         let ts = types::Timespec::from(timeout);
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
+            Ok(n) => {
+                self.submitted += n as u64;
+                Ok(())
+            }
             Err(e)
                 if matches!(
                     e.raw_os_error(),
@@ -341,6 +349,12 @@ impl Ring {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Operations submitted to the kernel since the last call (for the
+    /// `ring_submissions` counter).
+    pub fn take_submitted(&mut self) -> u64 {
+        std::mem::take(&mut self.submitted)
     }
 
     /// True when completions wait to be reaped.

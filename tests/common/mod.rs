@@ -2,6 +2,7 @@
 //! nodes built with the SDK, and a small blocking due-format client.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod certs;
 pub mod etcd;
 pub mod fleet;
@@ -37,6 +38,8 @@ pub fn test_config(nodes: &[SocketAddr]) -> Config {
     let mut cfg = Config::default();
     cfg.network.tcp.addr = "127.0.0.1:0".parse().unwrap();
     cfg.network.ws.addr = "127.0.0.1:0".parse().unwrap();
+    // Many gates run at once: each its own admin port.
+    cfg.admin.addr = "127.0.0.1:0".parse().unwrap();
     cfg.nodes = nodes
         .iter()
         .map(|a| ringgate::config::NodeConfig { addr: *a })

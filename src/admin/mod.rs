@@ -1,0 +1,173 @@
+//! The admin port: an HTTP server on threads of its own, never on a shard,
+//! for the people and tools that operate a gate (`[admin]` in the config;
+//! `docs/admin.md` lists every endpoint and metric).
+//!
+//! ```text
+//!  GET  /metrics            Prometheus text format       (metrics)
+//!  GET  /api/...            info, config, stats, sessions, users   (api)
+//!  POST /api/kick|broadcast|drain,  PUT /api/log-level             (api)
+//!  GET  /                   the live dashboard (dashboard.html, embedded)
+//!  GET  /events             one JSON snapshot per second (server-sent events)
+//! ```
+//!
+//! | file          | what it owns                                               |
+//! |---------------|------------------------------------------------------------|
+//! | `server`      | the HTTP server (tiny_http), routing, the token, replies   |
+//! | `metrics`     | `/metrics`: per-shard counters merged at scrape time       |
+//! | `api`         | the JSON API; questions to shards over `Control` channels  |
+//! | `config_view` | the effective config as JSON, secrets left out             |
+//! | `dashboard`   | the page, its snapshots and the SSE streams                |
+//! | `log_level`   | the log filter's reload handle, installed by `main`        |
+//! | `cli`         | `ringgate admin <verb>` and its blocking API client        |
+//!
+//! What it must not do: hold a lock a shard takes, or make a shard wait.
+//! Counters are read from atomics; questions about sessions go to shards
+//! as [`Control::Admin`] on their bounded command channels, and the admin
+//! thread (not the shard) waits for the answer, with a timeout.
+
+mod api;
+pub mod cli;
+mod config_view;
+mod dashboard;
+pub mod log_level;
+mod metrics;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::shard::admin_ops::AdminOp;
+use crate::shard::fleet_hooks::Control;
+use crate::shard::Shared;
+
+pub use log_level::set_log_reload;
+
+/// How long the admin thread waits for a shard to take a question and to
+/// answer it (a shard answers within a loop turn, normally well under a
+/// millisecond; this only bounds a stuck one).
+pub const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the gate tells the admin port about itself at start.
+#[derive(Clone, Debug)]
+pub struct GateInfo {
+    /// The gate's instance id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// When it started (unix ms).
+    pub started_ms: u64,
+    /// The core each shard is pinned to.
+    pub cores: Vec<usize>,
+    /// Client TCP address.
+    pub tcp: SocketAddr,
+    /// WebSocket address, when served.
+    pub ws: Option<SocketAddr>,
+    /// MQTT address, when served.
+    pub mqtt: Option<SocketAddr>,
+}
+
+/// Everything the server threads share.
+#[derive(Debug)]
+struct State {
+    shared: Arc<Shared>,
+    cfg: Config,
+    info: GateInfo,
+    /// The bound admin address.
+    addr: SocketAddr,
+    /// Server-sent-event streams open now (at most [`dashboard::MAX_SSE`]).
+    sse: AtomicUsize,
+    /// Set when the gate stops.
+    stop: AtomicBool,
+}
+
+/// Why a shard did not answer an admin question.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// Its command queue stayed full, or it did not answer in time.
+    #[error("shard {0} did not answer within {SHARD_ANSWER_TIMEOUT:?}")]
+    Timeout(usize),
+    /// The shard has stopped.
+    #[error("shard {0} has stopped")]
+    Gone(usize),
+}
+
+impl State {
+    /// Asks shard `shard` a question built by `op` around a fresh reply
+    /// channel, wakes it, and waits for its answer.
+    fn ask<T>(
+        &self,
+        shard: usize,
+        op: impl FnOnce(crossbeam_channel::Sender<T>) -> AdminOp,
+    ) -> Result<T, AskError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let Some((ctl, _)) = self.shared.fleet.controls.get(shard) else {
+            return Err(AskError::Gone(shard));
+        };
+        ctl.send_timeout(Control::Admin(op(tx)), SHARD_ANSWER_TIMEOUT)
+            .map_err(|_| AskError::Timeout(shard))?;
+        self.shared.wakers.notify(shard);
+        rx.recv_timeout(SHARD_ANSWER_TIMEOUT).map_err(|e| match e {
+            crossbeam_channel::RecvTimeoutError::Timeout => AskError::Timeout(shard),
+            crossbeam_channel::RecvTimeoutError::Disconnected => AskError::Gone(shard),
+        })
+    }
+
+    fn shards(&self) -> usize {
+        self.shared.stats.len()
+    }
+}
+
+/// The running admin port; stops with [`Admin::stop`] or when dropped.
+pub struct Admin {
+    state: Arc<State>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Admin {
+    /// Binds `cfg.admin.addr` and starts the server threads.
+    pub fn start(cfg: &Config, shared: Arc<Shared>, info: GateInfo) -> std::io::Result<Admin> {
+        let server = tiny_http::Server::http(cfg.admin.addr).map_err(std::io::Error::other)?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("admin server has no IP address"))?;
+        let state = Arc::new(State {
+            shared,
+            cfg: cfg.clone(),
+            info,
+            addr,
+            sse: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let threads = server::spawn(Arc::new(server), state.clone())?;
+        tracing::info!(%addr, "admin port listening (metrics, API, dashboard)");
+        Ok(Admin { state, threads })
+    }
+
+    /// The address the admin server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.state.addr
+    }
+
+    /// Stops the server threads (event streams end within a second).
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
