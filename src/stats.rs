@@ -49,11 +49,15 @@ macro_rules! counters {
                 for (o, c) in closed.iter_mut().zip(&self.closed) {
                     *o = c.load(Relaxed);
                 }
-                StatsSnapshot {
+                let mut s = StatsSnapshot {
                     closed,
                     net: std::array::from_fn(|i| self.net[i].snapshot()),
                     $($name: self.$name.load(Relaxed),)*
-                }
+                };
+                // Counted once, per transport; the totals are their sums.
+                s.bytes_in = s.net.iter().map(|n| n.bytes_in).sum();
+                s.bytes_out = s.net.iter().map(|n| n.bytes_out).sum();
+                s
             }
         }
 
@@ -158,9 +162,10 @@ counters! {
     /// topic, bad JSON, too many requests in flight).
     mqtt_errors,
     /// Bytes received from clients (as read from the socket: TLS and
-    /// WebSocket framing included).
+    /// WebSocket framing included). In snapshots only: the sum of
+    /// `net[..].bytes_in`, which is what the shard counts.
     bytes_in,
-    /// Bytes written to client sockets.
+    /// Bytes written to client sockets. In snapshots only, as `bytes_in`.
     bytes_out,
     /// Gauge: bytes queued or in flight towards this shard's clients.
     outbound_bytes,

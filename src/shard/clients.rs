@@ -347,7 +347,6 @@ impl Shard {
             if let Some(c) = clients.get_mut(idx) {
                 let data = ring.recv_data(&b);
                 let n = data.len() as u64;
-                ShardStats::add(&cx.stats.bytes_in, n);
                 ShardStats::add(&cx.stats.net[c.net].bytes_in, n);
                 c.conn.handle_recv(data, &mut cx);
             }
@@ -383,7 +382,6 @@ impl Shard {
             return;
         }
         let st = &self.shared.stats[self.p.id.0 as usize];
-        ShardStats::add(&st.bytes_out, res as u64);
         ShardStats::add(&st.net[c.net].bytes_out, res as u64);
         let off = off + res as usize;
         if off < buf.len() && !c.shut {

@@ -131,7 +131,7 @@ impl Shard {
             let sid = SessionId(deliver.session_id);
             deliver.request_id =
                 self.pending
-                    .start(link, sid, p.route, p.seq, self.now, timeout, self.now_ns);
+                    .start_at(link, sid, p.route, p.seq, self.now, timeout, self.now_ns);
             if self.pending.on_link(link) == 1 {
                 self.links[link].busy_since = self.now;
             }

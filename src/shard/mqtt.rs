@@ -129,9 +129,9 @@ impl Shard {
         };
         let request_id = if r.is_request() {
             let timeout = self.p.mqtt_request_timeout;
-            let id = self
-                .pending
-                .start(link, sid, route, r.token, self.now, timeout, self.now_ns);
+            let id =
+                self.pending
+                    .start_at(link, sid, route, r.token, self.now, timeout, self.now_ns);
             if self.pending.on_link(link) == 1 {
                 self.links[link].busy_since = self.now;
             }

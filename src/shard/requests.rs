@@ -89,11 +89,25 @@ impl PendingRequests {
         self.per_link.get(link).copied().unwrap_or(0)
     }
 
-    /// Remembers a request sent on `link` at `now` (`started_ns` on the
-    /// shard's finer clock) that expires after `timeout`; returns its id
-    /// (never 0).
-    #[allow(clippy::too_many_arguments)]
+    /// Remembers a request sent on `link` at `now` that expires after
+    /// `timeout`; returns its id (never 0). No start time on the finer
+    /// clock: see [`PendingRequests::start_at`].
     pub fn start(
+        &mut self,
+        link: usize,
+        sid: SessionId,
+        route: i32,
+        seq: i32,
+        now: Millis,
+        timeout: Millis,
+    ) -> u64 {
+        self.start_at(link, sid, route, seq, now, timeout, 0)
+    }
+
+    /// [`PendingRequests::start`], noting `started_ns` (the shard's clock in
+    /// ns) for the round-trip histogram.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_at(
         &mut self,
         link: usize,
         sid: SessionId,
@@ -205,8 +219,8 @@ mod tests {
     #[test]
     fn a_request_ends_once_whichever_comes_first() {
         let mut p = PendingRequests::new(1);
-        let a = p.start(0, sid(1), 7, 1, 0, 100, 0);
-        let b = p.start(0, sid(2), 7, 2, 10, 100, 0);
+        let a = p.start(0, sid(1), 7, 1, 0, 100);
+        let b = p.start(0, sid(2), 7, 2, 10, 100);
         assert_eq!(a >> 48, 1, "ids carry the shard");
         assert_ne!(a, b);
         assert_eq!(p.on_link(0), 2);
@@ -228,9 +242,9 @@ mod tests {
     #[test]
     fn timeouts_of_different_lengths_expire_on_their_own_deadlines() {
         let mut p = PendingRequests::new(0);
-        p.start(0, sid(1), 1, 1, 0, 1000, 0);
-        p.start(0, sid(1), 2, 2, 0, 50, 0);
-        p.start(1, sid(1), 2, 3, 20, 50, 0);
+        p.start(0, sid(1), 1, 1, 0, 1000);
+        p.start(0, sid(1), 2, 2, 0, 50);
+        p.start(1, sid(1), 2, 3, 20, 50);
         let mut out = Vec::new();
         p.expired(50, &mut out);
         assert_eq!(out.iter().map(|w| w.seq).collect::<Vec<_>>(), vec![2]);
@@ -247,7 +261,7 @@ mod tests {
     fn a_dropped_link_gives_back_its_requests_only() {
         let mut p = PendingRequests::new(0);
         let ids: Vec<u64> = (0..6)
-            .map(|i| p.start(i % 2, sid(i as u64), 1, i as i32, 0, 100, 0))
+            .map(|i| p.start(i % 2, sid(i as u64), 1, i as i32, 0, 100))
             .collect();
         let mut out = Vec::new();
         p.drain_link(1, &mut out);
@@ -265,7 +279,7 @@ mod tests {
     fn answered_requests_do_not_pile_up_behind_the_front() {
         let mut p = PendingRequests::new(0);
         for i in 0..10_000 {
-            let id = p.start(0, sid(1), 1, i, i as Millis, 5000, 0);
+            let id = p.start(0, sid(1), 1, i, i as Millis, 5000);
             p.finish(id);
         }
         assert!(p.is_empty());
