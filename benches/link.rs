@@ -227,7 +227,7 @@ fn bench_track(per_batch: usize, budget: Duration) -> (u64, Duration) {
         now += 1;
         for i in 0..per_batch {
             let sid = SessionId((1 << 48) | i as u64);
-            ids.push(pending.start(0, sid, 1, i as i32, now, 5000, 0));
+            ids.push(pending.start(0, sid, 1, i as i32, now, 5000));
         }
         for id in ids.drain(..) {
             black_box(pending.finish(black_box(id)));
