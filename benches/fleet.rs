@@ -31,7 +31,7 @@ mod common;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::fleet::{ask, engines, node, Engines, ECHO, LOGIN};
+use common::fleet::{ask, engines, node, wait_linked, Engines, ECHO, LOGIN};
 use common::{wait_until, Client, PATIENCE};
 use hdrhistogram::Histogram;
 use ringgate::node::{Context, Node};
@@ -58,10 +58,7 @@ fn main() {
     let (g1, cfg) = e.gate("g1");
     let (g2, _) = e.gate("g2");
     let n = node(&e, "n1", None);
-    let shards = cfg.shards.cores.len() as u64;
-    wait_until(PATIENCE, "both gates linked", || {
-        g1.stats().links_up == shards && g2.stats().links_up == shards
-    });
+    wait_linked(&[&g1, &g2], &cfg, 1);
     // 1,000 users, uids 1000..2000: even on g1, odd on g2.
     let mut clients: Vec<Client> = (0..1000)
         .map(|i| {

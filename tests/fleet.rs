@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{ask, engines, node, Heard, ECHO, GET_ROOM, LOGIN, SET_ROOM};
+use common::fleet::{ask, engines, node, wait_linked, Heard, ECHO, GET_ROOM, LOGIN, SET_ROOM};
 use common::{wait_until, Client, PATIENCE};
 use ringgate::config::Config;
 use ringgate::node::{CloseReason, EventKind};
@@ -69,10 +69,7 @@ fn a_login_on_another_gate_closes_the_first_session_once_and_pushes_follow_the_u
     let (g2, cfg2) = e.gate("g2");
     let heard: Heard = Arc::default();
     let n = node(&e, "n1", Some(heard.clone()));
-    let shards = cfg1.shards.cores.len() as u64;
-    wait_until(PATIENCE, "both gates linked to the node", || {
-        g1.stats().links_up == shards && g2.stats().links_up == shards
-    });
+    wait_linked(&[&g1, &g2], &cfg1, 1);
     let gates = n.gates();
     wait_until(PATIENCE, "the node knows both gates", || {
         gates.gate_ids().len() == 2
@@ -132,10 +129,7 @@ fn settings_survive_a_reconnect_on_another_gate_within_the_ttl_only() {
     let (g1, cfg1) = e.gate_with("g1", ttl);
     let (g2, cfg2) = e.gate_with("g2", ttl);
     let _n = node(&e, "n1", None);
-    let shards = cfg1.shards.cores.len() as u64;
-    wait_until(PATIENCE, "both gates linked", || {
-        g1.stats().links_up == shards && g2.stats().links_up == shards
-    });
+    wait_linked(&[&g1, &g2], &cfg1, 1);
     let mut a = Client::connect(g1.tcp_addr(), cfg1.packet);
     ask(&mut a, LOGIN, "21");
     assert_eq!(ask(&mut a, SET_ROOM, "lobby").1, "lobby");

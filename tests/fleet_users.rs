@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fleet::{ask, engines, node, BIND_HERE, LOGIN, STATEFUL};
+use common::fleet::{ask, engines, node, wait_linked, BIND_HERE, LOGIN, STATEFUL};
 use common::{wait_until, Client, PATIENCE};
 use ringgate::node::NodeError;
 use ringgate::UserId;
@@ -32,10 +32,7 @@ fn pushes_kicks_and_multicasts_by_uid_reach_each_user_once_on_its_gate() {
     let (g2, _) = e.gate("g2");
     let n = node(&e, "n1", None);
     let gates = n.gates();
-    let shards = cfg.shards.cores.len() as u64;
-    wait_until(PATIENCE, "every shard of both gates linked", || {
-        g1.stats().links_up == shards && g2.stats().links_up == shards
-    });
+    wait_linked(&[&g1, &g2], &cfg, 1);
     // 1,000 users, even uids on g1 and odd ones on g2.
     let mut clients: Vec<Client> = (0..1000)
         .map(|i| {
@@ -98,10 +95,7 @@ fn a_stateful_binding_follows_the_user_to_another_gate() {
     let (g2, _) = e.gate("g2");
     let _n1 = node(&e, "n1", None);
     let _n2 = node(&e, "n2", None);
-    let shards = cfg.shards.cores.len() as u64;
-    wait_until(PATIENCE, "both nodes on both gates", || {
-        g1.stats().links_up == 2 * shards && g2.stats().links_up == 2 * shards
-    });
+    wait_linked(&[&g1, &g2], &cfg, 2);
     let mut a = Client::connect(g1.tcp_addr(), cfg.packet);
     ask(&mut a, LOGIN, "77");
     assert_eq!(ask(&mut a, STATEFUL, "").0, ringgate::codec::ext::NOT_BOUND);
@@ -144,10 +138,7 @@ fn rebinds_while_subscribers_are_killed_leave_no_stale_session() {
     let (g2, _) = e.gate("g2");
     let n = node(&e, "n1", None);
     let gates = n.gates();
-    let shards = cfg.shards.cores.len() as u64;
-    wait_until(PATIENCE, "every shard of both gates linked", || {
-        g1.stats().links_up == shards && g2.stats().links_up == shards
-    });
+    wait_linked(&[&g1, &g2], &cfg, 1);
     let mut old: Vec<Client> = (0..40)
         .map(|i| {
             let mut c = Client::connect(g1.tcp_addr(), cfg.packet);

@@ -148,3 +148,12 @@ pub fn ask(c: &mut Client, route: i32, payload: &str) -> (u8, String) {
     let p = c.recv_data().expect("a reply");
     (p.ext, String::from_utf8(p.payload.to_vec()).unwrap())
 }
+
+/// Waits until every shard of each gate has a link up to each of `nodes`
+/// nodes.
+pub fn wait_linked(gates: &[&Gate], cfg: &Config, nodes: u64) {
+    let want = nodes * cfg.shards.cores.len() as u64;
+    super::wait_until(super::PATIENCE, "every shard of every gate linked", || {
+        gates.iter().all(|g| g.stats().links_up == want)
+    });
+}
