@@ -76,18 +76,7 @@ impl Config {
             ("network.ws.addr", n.ws.enabled, n.ws.addr),
             ("network.mqtt.addr", n.mqtt.enabled, n.mqtt.addr),
         ];
-        for (key, on, addr) in others {
-            if on && super::ws::clash(a.addr, addr) {
-                return Err(ConfigError::rule(
-                    "admin.addr",
-                    format!(
-                        "{} overlaps {key} ({addr}): give the admin port its own",
-                        a.addr
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        super::ws::own_port("admin.addr", a.addr, &others, "the admin port")
     }
 }
 

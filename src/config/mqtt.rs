@@ -108,24 +108,12 @@ impl Config {
             ));
         }
         if m.enabled && m.addr.port() != 0 {
-            for (key, other, on) in [
-                ("network.tcp.addr", self.network.tcp.addr, true),
-                (
-                    "network.ws.addr",
-                    self.network.ws.addr,
-                    self.network.ws.enabled,
-                ),
-            ] {
-                if on && super::ws::clash(m.addr, other) {
-                    return Err(ConfigError::rule(
-                        "network.mqtt.addr",
-                        format!(
-                            "{} overlaps {key} ({other}): give MQTT its own port",
-                            m.addr
-                        ),
-                    ));
-                }
-            }
+            let n = &self.network;
+            let others = [
+                ("network.tcp.addr", true, n.tcp.addr),
+                ("network.ws.addr", n.ws.enabled, n.ws.addr),
+            ];
+            super::ws::own_port("network.mqtt.addr", m.addr, &others, "MQTT")?;
         }
         Ok(())
     }

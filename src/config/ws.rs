@@ -189,6 +189,26 @@ pub(super) fn check_timeout(key: &str, value: Duration) -> Result<(), ConfigErro
     Ok(())
 }
 
+/// Refuses `addr` (config key `key`) if it overlaps one of the enabled
+/// `others` (key, enabled, address); `what` names the listener in the
+/// advice ("give {what} its own port").
+pub(super) fn own_port(
+    key: &str,
+    addr: SocketAddr,
+    others: &[(&str, bool, SocketAddr)],
+    what: &str,
+) -> Result<(), ConfigError> {
+    for &(other_key, on, other) in others {
+        if on && clash(addr, other) {
+            return Err(ConfigError::rule(
+                key,
+                format!("{addr} overlaps {other_key} ({other}): give {what} its own port"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Two listeners on the same port whose addresses overlap (equal, or one is
 /// the unspecified address of the same family or of IPv6, which may cover
 /// IPv4 too).
