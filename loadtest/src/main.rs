@@ -13,6 +13,9 @@
 //!   or broadcasts to logged-in clients; delivery rate, losses, latency.
 //! * [`node_check`] — `node-check`: a conformance suite that plays the
 //!   gate against a node and checks it follows the link protocol.
+//! * [`soak`] — `soak`: thousands of connections with churn for minutes
+//!   against a running gate, then PASS/FAIL checks on its RSS, lost
+//!   replies, disconnect events and descriptors.
 //!
 //! Every client scenario speaks `--transport tcp|ws|wss` ([`transport`],
 //! [`wsc`] for the WebSocket client frames); `echo`, `rate`, `idle` and
@@ -38,6 +41,7 @@ mod runner;
 mod sched;
 mod seq;
 mod serve;
+mod soak;
 mod storm;
 mod tally;
 mod tlsc;
@@ -77,6 +81,10 @@ enum Command {
     /// Conformance suite for nodes: plays the gate against a node and checks
     /// it follows protocol version 2; a PASS/FAIL/SKIP table, exit 1 on a FAIL.
     NodeCheck(node_check::NodeCheckArgs),
+    /// Holds a gate near its file limit with churn for a long time, then
+    /// checks RSS, lost replies, disconnect events and descriptors; exit 1
+    /// on a FAIL.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +109,7 @@ fn run(command: Command) -> Result<()> {
         Command::Push(args) => push::run_push(args),
         Command::Broadcast(args) => push::run_broadcast(args),
         Command::NodeCheck(args) => node_check::run(args),
+        Command::Soak(args) => soak::run(args),
     }
 }
 
@@ -235,6 +244,42 @@ mod tests {
         assert_eq!(a.interval, std::time::Duration::from_millis(200));
         assert_eq!(a.client.transport.ws_path, "/game");
         assert_eq!(a.node.conns, 1000);
+    }
+
+    #[test]
+    fn soak_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "ringgate-loadtest",
+            "soak",
+            "--gate-pid",
+            "42",
+            "--duration",
+            "60s",
+            "--conns",
+            "4000",
+            "--abrupt",
+            "0",
+        ])
+        .unwrap();
+        let Command::Soak(a) = cli.command else {
+            panic!("not soak")
+        };
+        assert_eq!(
+            (a.gate_pid, a.conns, a.abrupt, a.kicks),
+            (42, Some(4000), 0, 5)
+        );
+        assert_eq!(a.warmup(), std::time::Duration::from_secs(12), "a fifth");
+        assert_eq!(a.node_listen.to_string(), "127.0.0.1:4601");
+        let cli = Cli::try_parse_from(["ringgate-loadtest", "soak", "--gate-pid", "1"]).unwrap();
+        let Command::Soak(a) = cli.command else {
+            panic!("not soak")
+        };
+        assert_eq!(a.duration, std::time::Duration::from_secs(600));
+        assert_eq!(a.conns, None, "from the open-file limits");
+        assert!(
+            Cli::try_parse_from(["ringgate-loadtest", "soak"]).is_err(),
+            "--gate-pid is required"
+        );
     }
 
     #[test]

@@ -111,6 +111,21 @@ impl InFlight {
         (id, self.space.wire(id))
     }
 
+    /// Drops the requests sent before `before` (oldest first, so the
+    /// front ones); returns how many (`soak` counts them lost).
+    pub fn expire(&mut self, before: Instant) -> usize {
+        let n = self.queue.iter().take_while(|e| e.sent < before).count();
+        self.queue.drain(..n);
+        n
+    }
+
+    /// Drops every request in flight; returns how many.
+    pub fn clear(&mut self) -> usize {
+        let n = self.queue.len();
+        self.queue.clear();
+        n
+    }
+
     /// Takes the request a response with `wire` seq answers: the oldest one
     /// when it matches (in-order servers), else a search. `None`: no request
     /// in flight has that seq.
@@ -243,6 +258,21 @@ mod tests {
         assert_eq!((id, wire), (300, 44));
         assert_eq!(f.complete(44).map(|e| e.id), Some(300));
         assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn old_requests_expire_oldest_first() {
+        let t = Instant::now();
+        let later = t + std::time::Duration::from_secs(5);
+        let mut f = InFlight::new(SeqSpace::new(2));
+        f.issue(t);
+        f.issue(t);
+        let (_, young) = f.issue(later);
+        assert_eq!(f.expire(t), 0, "sent at `t`, not before it");
+        assert_eq!(f.expire(later), 2);
+        assert_eq!(f.complete(young).map(|e| e.id), Some(2));
+        f.issue(later);
+        assert_eq!((f.clear(), f.len()), (1, 0));
     }
 
     #[test]

@@ -157,12 +157,17 @@ impl MaskRng {
 
     /// The next masking key.
     pub fn next_key(&mut self) -> [u8; 4] {
+        ((self.next_u64() >> 32) as u32).to_ne_bytes()
+    }
+
+    /// The next 64 random bits (also what `soak` picks connections with).
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.0 = x;
-        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32).to_ne_bytes()
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 

@@ -46,6 +46,7 @@ use crate::tally::Feed;
 mod node;
 mod senders;
 
+pub(crate) use node::wait_links;
 use node::*;
 use senders::*;
 

@@ -59,7 +59,7 @@ pub(super) fn start_node(args: &NodeArgs) -> Result<LoadNode> {
 
 /// Waits until every gate that dialed the node has a link up from each of
 /// its shards.
-pub(super) fn wait_links(gates: &GateClient, within: Duration, addr: SocketAddr) -> Result<()> {
+pub(crate) fn wait_links(gates: &GateClient, within: Duration, addr: SocketAddr) -> Result<()> {
     let start = Instant::now();
     let deadline = start + within;
     let mut shards = None;
