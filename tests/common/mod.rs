@@ -6,8 +6,10 @@ pub mod admin;
 pub mod certs;
 pub mod etcd;
 pub mod fleet;
+pub mod mqtt_raw;
 pub mod redis;
 pub mod scripted;
+pub mod ws_raw;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -7,13 +7,13 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod node;
-mod raw;
 
 use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::mqtt_raw as raw;
 use common::{test_config, wait_until, PATIENCE};
 use ringgate::config::Config;
 use ringgate::gate::Gate;

@@ -1,12 +1,12 @@
 //! A minimal MQTT 3.1.1 client over a plain socket, written from the
 //! specification (not with ringgate's codec), to send exactly the bytes a
-//! test wants.
+//! test wants. Used by tests/mqtt and tests/hostile.rs.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::PATIENCE;
+use super::PATIENCE;
 
 fn remaining_length(mut n: usize, out: &mut Vec<u8>) {
     loop {
