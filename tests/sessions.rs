@@ -474,17 +474,6 @@ fn settings_ip_unbind_and_kick_with_flush() {
     assert_eq!(unbinds, 1);
 }
 
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 #[test]
 fn a_client_that_stops_reading_is_disconnected_for_overflow_and_others_keep_going() {
     let e = env(|c| c.network.tcp.max_outbound_bytes = 256 * 1024);
@@ -494,23 +483,9 @@ fn a_client_that_stops_reading_is_disconnected_for_overflow_and_others_keep_goin
     let mut fast = login(addr, 67);
     let rss0 = rss_bytes();
     let gates = e.node.gates();
+    // Until the gate says the user is gone: at most ~64 MiB.
     let pusher = std::thread::spawn(move || {
-        let chunk = vec![b'z'; 4000];
-        let mut sent = 0u64;
-        // Until the gate says the user is gone: at most ~64 MiB.
-        while sent < 16_000 {
-            if gates
-                .push_nowait(Target::User(UserId(66)), 9, 0, chunk.clone())
-                .is_err()
-            {
-                break;
-            }
-            sent += 1;
-            if sent % 500 == 0 && !gates.is_online(Target::User(UserId(66))).unwrap() {
-                break;
-            }
-        }
-        sent
+        flood_until_offline(&gates, UserId(66), 9, &[b'z'; 4000], (500, 16_000))
     });
     // Meanwhile the other client is served normally.
     for i in 0..200 {

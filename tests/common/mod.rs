@@ -82,6 +82,44 @@ pub fn echo_node(addr: SocketAddr) -> NodeHandle {
 /// pass.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The resident memory of this process (an in-process gate and its test),
+/// bytes, from `/proc/self/status`.
+pub fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// Pushes `chunk` on `route` to user `uid`, checking every `check` pushes
+/// whether the gate still has the user, until it does not (a client that
+/// never reads is closed for overflow) or `max` pushes; returns the pushes
+/// sent (`max`: the user never went offline).
+pub fn flood_until_offline(
+    gates: &ringgate::node::GateClient,
+    uid: ringgate::UserId,
+    route: i32,
+    chunk: &[u8],
+    (check, max): (u64, u64),
+) -> u64 {
+    let chunk = bytes::Bytes::copy_from_slice(chunk);
+    let mut sent = 0u64;
+    while sent < max {
+        if gates.push_uid_nowait(uid, route, 0, chunk.clone()).is_err() {
+            break;
+        }
+        sent += 1;
+        if sent % check == 0 && !gates.is_online(uid).unwrap() {
+            break;
+        }
+    }
+    sent
+}
+
 /// Waits until `f` holds or panics after `within`.
 pub fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + within;
