@@ -109,6 +109,28 @@ impl ClientArgs {
     }
 }
 
+/// The load generator's own node (`push`, `broadcast`, `soak`): where it
+/// listens for the gate, how long it waits for the gate's links, its
+/// handler threads, and the route clients log in on.
+#[derive(Args, Clone, Debug)]
+pub struct OwnNodeArgs {
+    /// Address the in-process node listens on; the gate must list it under
+    /// `[[nodes]]` and dials it.
+    #[arg(long, default_value = "127.0.0.1:4601")]
+    pub node_listen: SocketAddr,
+    /// How long to wait for the gate's links to the node.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub link_wait: Duration,
+    /// Node handler threads (a log-in's bind blocks its thread for a gate
+    /// round trip).
+    #[arg(long, default_value_t = 4)]
+    pub node_workers: usize,
+    /// Route the clients log in on (payload: the uid in decimal). No other
+    /// node of the gate may serve it.
+    #[arg(long, default_value_t = 1)]
+    pub login_route: i32,
+}
+
 /// Warm-up and measurement window of the load scenarios.
 #[derive(Args, Clone, Debug)]
 pub struct TimingArgs {

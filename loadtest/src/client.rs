@@ -28,9 +28,6 @@ use crate::wire::{self, ReadEnd};
 /// Token of the open-loop timer; connections use their local index.
 const TIMER: Token = Token(usize::MAX - 1);
 
-/// An outbox larger than this is freed once written out.
-const KEEP_OUTBOX: usize = 256 * 1024;
-
 /// How long `idle` waits for the last heartbeat answers after the hold.
 const IDLE_GRACE: Duration = Duration::from_secs(1);
 
@@ -655,31 +652,12 @@ impl Worker {
         if conn.outbox.is_empty() && !conn.stream.wants_write() {
             return;
         }
-        let result = conn.stream.write(&conn.outbox).and_then(|n| {
-            if n == conn.outbox.len() {
-                if conn.outbox.capacity() > KEEP_OUTBOX {
-                    conn.outbox = BytesMut::new();
-                } else {
-                    conn.outbox.clear();
-                }
-            } else {
-                let _ = conn.outbox.split_to(n);
-            }
-            // Writable events only while the outbox (or TLS) is stuck.
-            let stuck = !conn.outbox.is_empty() || conn.stream.wants_write();
-            if stuck != conn.watching_writes {
-                let interest = if stuck {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                self.poll
-                    .registry()
-                    .reregister(&mut conn.stream.sock, Token(j), interest)?;
-                conn.watching_writes = stuck;
-            }
-            Ok(())
-        });
+        let result = conn.stream.flush_outbox(
+            &mut conn.outbox,
+            self.poll.registry(),
+            Token(j),
+            &mut conn.watching_writes,
+        );
         match result {
             Ok(()) => {}
             Err(e) if wire::is_reset(&e) => self.close(j, false),

@@ -220,7 +220,7 @@ mod tests {
         let Command::Push(a) = cli.command else {
             panic!("not push")
         };
-        assert_eq!((a.node.conns, a.rate, a.node.login_route), (50, 0, 11));
+        assert_eq!((a.node.conns, a.rate, a.node.own.login_route), (50, 0, 11));
         assert_eq!(a.client.transport.transport, transport::Transport::Wss);
         assert!(a.client.transport.insecure);
         assert_eq!(
@@ -269,7 +269,7 @@ mod tests {
             (42, Some(4000), 0, 5)
         );
         assert_eq!(a.warmup(), std::time::Duration::from_secs(12), "a fifth");
-        assert_eq!(a.node_listen.to_string(), "127.0.0.1:4601");
+        assert_eq!(a.own.node_listen.to_string(), "127.0.0.1:4601");
         let cli = Cli::try_parse_from(["ringgate-loadtest", "soak", "--gate-pid", "1"]).unwrap();
         let Command::Soak(a) = cli.command else {
             panic!("not soak")

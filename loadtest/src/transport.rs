@@ -26,6 +26,7 @@ use anyhow::{bail, Result};
 use bytes::BytesMut;
 use clap::{Args, ValueEnum};
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use ringgate::codec::{self, CodecError, Frame, PacketOptions};
 use rustls::{ClientConfig, ClientConnection};
 use rustls_pki_types::ServerName;
@@ -35,6 +36,9 @@ use crate::tlsc::{flush_tls, read_tls, read_tls_into, tls_config, TlsRead};
 use crate::wire::{self, ReadEnd};
 use crate::wsc::{self, Flow, WsIn};
 use ringgate::codec::mqtt;
+
+/// An outbox larger than this is freed once written out.
+pub const KEEP_OUTBOX: usize = 256 * 1024;
 
 /// The client transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -560,6 +564,42 @@ impl Stream {
                 }
             }
         }
+    }
+
+    /// Writes as much of `outbox` as the connection takes (what is written
+    /// leaves `outbox`, whose memory is freed once over [`KEEP_OUTBOX`]),
+    /// and keeps the socket registered for writable events only while
+    /// bytes are stuck, in `outbox` or in TLS; `watching` says whether it
+    /// is registered for them now.
+    #[inline]
+    pub fn flush_outbox(
+        &mut self,
+        outbox: &mut BytesMut,
+        registry: &Registry,
+        token: Token,
+        watching: &mut bool,
+    ) -> io::Result<()> {
+        let n = self.write(outbox)?;
+        if n == outbox.len() {
+            if outbox.capacity() > KEEP_OUTBOX {
+                *outbox = BytesMut::new();
+            } else {
+                outbox.clear();
+            }
+        } else {
+            let _ = outbox.split_to(n);
+        }
+        let stuck = !outbox.is_empty() || self.wants_write();
+        if stuck != *watching {
+            let interest = if stuck {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry.reregister(&mut self.sock, token, interest)?;
+            *watching = stuck;
+        }
+        Ok(())
     }
 
     /// Reads everything available and calls `on_frame` for each packet.

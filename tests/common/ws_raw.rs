@@ -274,6 +274,141 @@ impl WsClient {
     }
 }
 
+/// Upgrade requests the gate refuses whatever its path and origins, each
+/// made from the good request `good`, with the status it must answer.
+pub fn bad_upgrades(good: &str) -> Vec<(&'static str, String, u16)> {
+    vec![
+        (
+            "missing Sec-WebSocket-Key",
+            good.replace(&format!("Sec-WebSocket-Key: {KEY}\r\n"), ""),
+            400,
+        ),
+        ("key not 16 bytes", good.replace(KEY, "c2hvcnQ="), 400),
+        (
+            "wrong version",
+            good.replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8"),
+            426,
+        ),
+        ("POST", good.replacen("GET", "POST", 1), 405),
+        ("not HTTP", "\x16\x03\x01\x00\x05hello\r\n\r\n".into(), 400),
+        // A header that never ends within 8 KiB.
+        (
+            "header over 8 KiB",
+            {
+                let head = "GET / HTTP/1.1\r\nX-Pad: ";
+                format!("{head}{}", "a".repeat(8192 - head.len()))
+            },
+            431,
+        ),
+    ]
+}
+
+/// A frame (or frames) that breaks RFC 6455 or the gate's rules after a
+/// good upgrade, and the close code the gate must answer it with.
+pub type BadFrame = (&'static str, Box<dyn Fn(&mut WsClient)>, u16);
+
+/// Every malformed frame the tests send (tests/websocket, tests/hostile).
+pub fn bad_frames() -> Vec<BadFrame> {
+    vec![
+        (
+            "unmasked frame",
+            Box::new(|c: &mut WsClient| {
+                let f = client_frame(true, OP_BINARY, &pkt(4, b"x"), None);
+                c.send_raw(&f)
+            }),
+            1002,
+        ),
+        (
+            "text message",
+            Box::new(|c: &mut WsClient| c.send_frame(true, OP_TEXT, b"hello")),
+            1003,
+        ),
+        (
+            "two packets in one message",
+            Box::new(|c: &mut WsClient| {
+                let mut two = pkt(5, b"a");
+                two.extend(pkt(6, b"b"));
+                c.send_frame(true, OP_BINARY, &two)
+            }),
+            1007,
+        ),
+        (
+            "half a packet in a message",
+            Box::new(|c: &mut WsClient| c.send_frame(true, OP_BINARY, &pkt(7, b"abc")[..6])),
+            1007,
+        ),
+        (
+            "continuation without a start",
+            Box::new(|c: &mut WsClient| c.send_frame(true, OP_CONT, &pkt(8, b"x"))),
+            1002,
+        ),
+        (
+            "fragmented message over the limit",
+            Box::new(|c: &mut WsClient| {
+                c.send_frame(false, OP_BINARY, &[0u8; 4000]);
+                c.send_frame(true, OP_CONT, &[0u8; 1010]);
+            }),
+            1009,
+        ),
+        (
+            "control frame over 125 bytes",
+            Box::new(|c: &mut WsClient| c.send_frame(true, OP_PING, &[0u8; 126])),
+            1002,
+        ),
+        (
+            "unknown opcode",
+            Box::new(|c: &mut WsClient| c.send_frame(true, 0x3, b"?")),
+            1002,
+        ),
+        (
+            "reserved bit (no extension was negotiated)",
+            Box::new(|c: &mut WsClient| {
+                let mut f = client_frame(true, OP_BINARY, &pkt(9, b"x"), Some([1, 1, 1, 1]));
+                f[0] |= 0x40;
+                c.send_raw(&f)
+            }),
+            1002,
+        ),
+        (
+            "length not in its shortest form",
+            Box::new(|c: &mut WsClient| {
+                let p = pkt(10, b"x");
+                let mut f = vec![0x82, 0x80 | 126, 0, p.len() as u8, 0, 0, 0, 0];
+                f.extend_from_slice(&p); // mask 0: payload as is
+                c.send_raw(&f)
+            }),
+            1002,
+        ),
+        (
+            "close with a code a peer may not send (1005)",
+            Box::new(|c: &mut WsClient| c.send_frame(true, OP_CLOSE, &1005u16.to_be_bytes())),
+            1002,
+        ),
+        (
+            "close with a one-byte payload",
+            Box::new(|c: &mut WsClient| c.send_frame(true, OP_CLOSE, &[3])),
+            1002,
+        ),
+        (
+            "close reason not UTF-8",
+            Box::new(|c: &mut WsClient| c.send_frame(true, OP_CLOSE, &[0x03, 0xe8, 0xff, 0xfe])),
+            1007,
+        ),
+        (
+            "length 2^32 in a 64-bit length",
+            Box::new(|c: &mut WsClient| {
+                c.send_raw(&[0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4])
+            }),
+            1009,
+        ),
+        (
+            "fragmented ping",
+            Box::new(|c: &mut WsClient| c.send_frame(false, OP_PING, b"half a ping")),
+            1002,
+        ),
+    ]
+}
+
 /// A route-1 packet in the default format.
 pub fn pkt(seq: i32, payload: &[u8]) -> Vec<u8> {
     pkt_on(1, seq, payload)

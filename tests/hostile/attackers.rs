@@ -140,39 +140,7 @@ pub fn split(addr: SocketAddr) -> Expect {
 
 /// Malformed frames after a good upgrade: each closes with its code.
 pub fn ws_frames(ws: SocketAddr) -> Expect {
-    type Case = (&'static str, Box<dyn Fn(&mut WsClient)>, u16);
-    let cases: Vec<Case> = vec![
-        (
-            "unmasked client frame",
-            Box::new(|c| c.send_raw(&client_frame(true, OP_BINARY, &pkt(4, b"x"), None))),
-            1002,
-        ),
-        (
-            "unknown opcode 0x3",
-            Box::new(|c| c.send_frame(true, 0x3, b"?")),
-            1002,
-        ),
-        (
-            "length 2^32 in a 64-bit length",
-            Box::new(|c| c.send_raw(&[0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4])),
-            1009,
-        ),
-        (
-            "fragmented ping",
-            Box::new(|c| c.send_frame(false, OP_PING, b"half a ping")),
-            1002,
-        ),
-        (
-            "close reason not UTF-8",
-            Box::new(|c| c.send_frame(true, OP_CLOSE, &[0x03, 0xe8, 0xff, 0xfe])),
-            1007,
-        ),
-        (
-            "text message",
-            Box::new(|c| c.send_frame(true, OP_TEXT, b"hi")),
-            1003,
-        ),
-    ];
+    let cases = bad_frames();
     for (what, provoke, code) in &cases {
         let mut c = WsClient::open(ws, None, &[]);
         c.echo(1, what.as_bytes());
@@ -189,32 +157,8 @@ pub fn ws_frames(ws: SocketAddr) -> Expect {
 
 /// Malformed upgrade requests: each refused with its status.
 pub fn ws_upgrades(ws: SocketAddr) -> Expect {
-    let good = upgrade_request("/", None);
-    let cases: Vec<(&str, String, u16)> = vec![
-        (
-            "version 8",
-            good.replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8"),
-            426,
-        ),
-        (
-            "no Sec-WebSocket-Key",
-            good.replace(&format!("Sec-WebSocket-Key: {KEY}\r\n"), ""),
-            400,
-        ),
-        ("key not 16 bytes", good.replace(KEY, "c2hvcnQ="), 400),
-        (
-            "a header over 8 KiB",
-            format!("GET / HTTP/1.1\r\nX-Pad: {}", "a".repeat(9000)),
-            431,
-        ),
-        ("POST", good.replacen("GET", "POST", 1), 405),
-        ("wrong path", upgrade_request("/nope", None), 404),
-        (
-            "TLS hello on the ws port",
-            "\x16\x03\x01\x00\x05hello\r\n\r\n".into(),
-            400,
-        ),
-    ];
+    let mut cases = bad_upgrades(&upgrade_request("/", None));
+    cases.push(("wrong path", upgrade_request("/nope", None), 404));
     for (what, req, status) in &cases {
         let (got, text) = http_exchange(ws, req.as_bytes());
         assert_eq!(got, *status, "{what}: {text}");

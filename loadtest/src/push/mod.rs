@@ -33,11 +33,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
 use clap::Args;
-use ringgate::node::{Context, GateClient, Node, NodeHandle};
+use ringgate::node::{Context, GateClient, Node, NodeBuilder, NodeHandle};
 use ringgate::UserId;
 use serde::Serialize;
 
-use crate::args::{parse_duration, ClientArgs, TimingArgs};
+use crate::args::{parse_duration, ClientArgs, OwnNodeArgs, TimingArgs};
 use crate::client::{Login, Mode, Plan, Receive};
 use crate::report::{self, push_latency, show, Latency, Table};
 use crate::runner::{self, Hooks, Outcome};
@@ -46,8 +46,8 @@ use crate::tally::Feed;
 mod node;
 mod senders;
 
-pub(crate) use node::wait_links;
 use node::*;
+pub(crate) use node::{log_in, start_own};
 use senders::*;
 
 /// Bytes of the stamp every pushed payload starts with: send time and seq.
@@ -57,20 +57,8 @@ pub const STAMP_BYTES: usize = 16;
 /// and `broadcast`.
 #[derive(Args, Clone, Debug)]
 pub struct NodeArgs {
-    /// Address the in-process node listens on; the gate must list it under
-    /// `[[nodes]]` and dials it.
-    #[arg(long, default_value = "127.0.0.1:4601")]
-    pub node_listen: SocketAddr,
-    /// How long to wait for the gate's links to the node.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub link_wait: Duration,
-    /// Node handler threads (a bind blocks its thread for a gate round trip).
-    #[arg(long, default_value_t = 4)]
-    pub node_workers: usize,
-    /// Route the clients log in on (payload: the uid in decimal). No other
-    /// node of the gate may serve it.
-    #[arg(long, default_value_t = 1)]
-    pub login_route: i32,
+    #[command(flatten)]
+    pub own: OwnNodeArgs,
     /// How long the logins may take.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub login_timeout: Duration,
@@ -347,7 +335,7 @@ fn plan(
         duration: timing.duration,
         heartbeat: (!node.heartbeat.is_zero()).then_some(node.heartbeat),
         login: Some(Login {
-            route: node.login_route,
+            route: node.own.login_route,
             timeout: node.login_timeout,
         }),
         receive: Some(Receive {

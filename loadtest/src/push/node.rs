@@ -27,39 +27,58 @@ impl LoadNode {
 pub(super) fn start_node(args: &NodeArgs) -> Result<LoadNode> {
     let gate = Arc::new(OnceLock::new());
     let login_gate = gate.clone();
-    let node = Node::builder("ringgate-loadtest")
-        .listen(args.node_listen)
-        .workers(args.node_workers.max(1))
-        .route(args.login_route, move |ctx: &mut Context| {
-            let uid = std::str::from_utf8(ctx.payload())
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .filter(|&u| u > 0);
+    let builder =
+        Node::builder("ringgate-loadtest").route(args.own.login_route, move |ctx: &mut Context| {
             login_gate.get_or_init(|| ctx.gate_id().to_string());
-            match uid {
-                None => ctx.reply("error: payload is not a uid"),
-                Some(uid) => match ctx.bind(UserId(uid)) {
-                    Ok(()) => ctx.reply("ok"),
-                    Err(e) => ctx.reply(format!("error {e}")),
-                },
+            log_in(ctx);
+        });
+    let handle = start_own(builder, &args.own)?;
+    Ok(LoadNode { handle, gate })
+}
+
+/// Answers a log-in: binds the uid in the payload (decimal) to the
+/// session and replies `ok`, or `error ...`. Returns whether it bound.
+pub(crate) fn log_in(ctx: &mut Context) -> bool {
+    let uid = std::str::from_utf8(ctx.payload())
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|&u| u > 0);
+    match uid {
+        None => ctx.reply("error: payload is not a uid"),
+        Some(uid) => match ctx.bind(UserId(uid)) {
+            Ok(()) => {
+                ctx.reply("ok");
+                return true;
             }
-        })
+            Err(e) => ctx.reply(format!("error {e}")),
+        },
+    }
+    false
+}
+
+/// Binds `builder` as the load generator's node (`--node-listen`,
+/// `--node-workers`), says what the gate's config must list, spawns it and
+/// waits for the gate's links.
+pub(crate) fn start_own(builder: NodeBuilder, own: &OwnNodeArgs) -> Result<NodeHandle> {
+    let node = builder
+        .listen(own.node_listen)
+        .workers(own.node_workers.max(1))
         .bind()
-        .with_context(|| format!("node: --node-listen {}", args.node_listen))?;
+        .with_context(|| format!("node: --node-listen {}", own.node_listen))?;
     let addr = node.local_addr();
     eprintln!(
         "node listening on {addr}; the gate's config must list it ([[nodes]] addr = \"{addr}\"); \
          waiting up to {} for its links",
-        show(args.link_wait)
+        show(own.link_wait)
     );
     let handle = node.spawn();
-    wait_links(&handle.gates(), args.link_wait, addr)?;
-    Ok(LoadNode { handle, gate })
+    wait_links(&handle.gates(), own.link_wait, addr)?;
+    Ok(handle)
 }
 
 /// Waits until every gate that dialed the node has a link up from each of
 /// its shards.
-pub(crate) fn wait_links(gates: &GateClient, within: Duration, addr: SocketAddr) -> Result<()> {
+pub(super) fn wait_links(gates: &GateClient, within: Duration, addr: SocketAddr) -> Result<()> {
     let start = Instant::now();
     let deadline = start + within;
     let mut shards = None;

@@ -108,7 +108,8 @@ atomic_counts! {
         stray_disconnects,
         /// `Bind` events.
         binds,
-        /// Log-ins the node could not bind (the gate refused, a timeout).
+        /// Log-ins the node refused: not a uid, or the bind failed (the
+        /// session was gone, a timeout).
         bind_failures,
         /// Pushes sent to random bound users.
         pushes,

@@ -52,7 +52,6 @@ mod pace;
 mod probe;
 mod verdict;
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -60,7 +59,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 
-use crate::args::{parse_duration, ClientArgs};
+use crate::args::{parse_duration, ClientArgs, OwnNodeArgs};
 use clients::{ClientPlan, ClientThread, Shared};
 use node::SoakNode;
 use probe::Sample;
@@ -125,18 +124,8 @@ pub struct SoakArgs {
     /// A connection that sent nothing this long sends a heartbeat.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub heartbeat: Duration,
-    /// Address the soak's node listens on; the gate's config must list it.
-    #[arg(long, default_value = "127.0.0.1:4601")]
-    pub node_listen: SocketAddr,
-    /// How long to wait for the gate's links to the node.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub link_wait: Duration,
-    /// Node handler threads (a log-in's bind blocks its thread for a round trip).
-    #[arg(long, default_value_t = 4)]
-    pub node_workers: usize,
-    /// Route of the log-ins (payload: the uid in decimal).
-    #[arg(long, default_value_t = 1)]
-    pub login_route: i32,
+    #[command(flatten)]
+    pub own: OwnNodeArgs,
     /// Route of the requests (the node echoes them).
     #[arg(long, default_value_t = 2)]
     pub route: i32,
@@ -282,7 +271,7 @@ fn client_plan(args: &SoakArgs, conns: usize) -> Result<ClientPlan> {
         heartbeat: args.heartbeat,
         lost_after: args.lost_after,
         drain: args.drain,
-        login_route: args.login_route,
+        login_route: args.own.login_route,
         route: args.route,
         push_route: args.push_route,
         payload: args.payload,

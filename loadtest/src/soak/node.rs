@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use ringgate::node::{Context, EventContext, EventKind, GateClient, Node, NodeHandle};
 use ringgate::UserId;
@@ -24,8 +24,7 @@ use ringgate::UserId;
 use super::counts::{bump, NodeCounts};
 use super::pace::{below, Bucket};
 use super::SoakArgs;
-use crate::push::wait_links;
-use crate::report::show;
+use crate::push::{log_in, start_own};
 use crate::wsc::MaskRng;
 
 /// Flood pushes sent between two `is_online` checks.
@@ -166,10 +165,12 @@ impl SoakNode {
     pub fn start(args: &SoakArgs) -> Result<SoakNode> {
         let ledger = Arc::new(Ledger::default());
         let (l1, l2) = (ledger.clone(), ledger.clone());
-        let node = Node::builder("ringgate-soak")
-            .listen(args.node_listen)
-            .workers(args.node_workers.max(1))
-            .route(args.login_route, move |ctx: &mut Context| login(ctx, &l1))
+        let builder = Node::builder("ringgate-soak")
+            .route(args.own.login_route, move |ctx: &mut Context| {
+                if !log_in(ctx) {
+                    bump(&l1.counts.bind_failures, 1);
+                }
+            })
             .route(args.route, |ctx: &mut Context| {
                 let p = ctx.payload().clone();
                 ctx.reply(p);
@@ -182,17 +183,8 @@ impl SoakNode {
                     EventKind::Disconnect,
                 ],
                 move |ev: &mut EventContext<'_>| l2.on_event(ev),
-            )
-            .bind()
-            .with_context(|| format!("node: --node-listen {}", args.node_listen))?;
-        let addr = node.local_addr();
-        eprintln!(
-            "node listening on {addr}; the gate's config must list it ([[nodes]] addr = \"{addr}\"); \
-             waiting up to {} for its links",
-            show(args.link_wait)
-        );
-        let handle = node.spawn();
-        wait_links(&handle.gates(), args.link_wait, addr)?;
+            );
+        let handle = start_own(builder, &args.own)?;
         Ok(SoakNode {
             handle,
             ledger,
@@ -232,24 +224,6 @@ impl SoakNode {
     /// Event numbering gaps the SDK saw (events the gate dropped).
     pub fn event_gaps(&self) -> u64 {
         self.handle.gates().event_gaps()
-    }
-}
-
-/// The log-in route: binds the uid in the payload, answers `ok`.
-fn login(ctx: &mut Context, ledger: &Ledger) {
-    let uid = std::str::from_utf8(ctx.payload())
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .filter(|&u| u > 0);
-    match uid {
-        None => ctx.reply("error: payload is not a uid"),
-        Some(uid) => match ctx.bind(UserId(uid)) {
-            Ok(()) => ctx.reply("ok"),
-            Err(e) => {
-                bump(&ledger.counts.bind_failures, 1);
-                ctx.reply(format!("error {e}"));
-            }
-        },
     }
 }
 

@@ -152,22 +152,12 @@ impl ClientThread {
         if c.outbox.is_empty() && !stream.wants_write() {
             return;
         }
-        let written = stream.write(&c.outbox).and_then(|n| {
-            let _ = c.outbox.split_to(n);
-            let stuck = !c.outbox.is_empty() || stream.wants_write();
-            if stuck != c.watching_writes {
-                let interest = if stuck {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                self.poll
-                    .registry()
-                    .reregister(&mut stream.sock, Token(j), interest)?;
-                c.watching_writes = stuck;
-            }
-            Ok(())
-        });
+        let written = stream.flush_outbox(
+            &mut c.outbox,
+            self.poll.registry(),
+            Token(j),
+            &mut c.watching_writes,
+        );
         match written {
             Ok(()) => {}
             Err(e) if wire::is_reset(&e) => self.end(j, End::ByGate),
