@@ -26,6 +26,7 @@ use crate::codec::{ByteOrder, PacketOptions};
 
 mod admin;
 mod cluster;
+mod limits;
 mod load;
 mod log;
 mod mqtt;
@@ -40,6 +41,11 @@ pub use admin::{AdminConfig, DEFAULT_ADMIN_ADDR, DEFAULT_ADMIN_ENABLED};
 pub use cluster::{
     ClusterConfig, Dispatch, LocatorBackend, LocatorConfig, RegistryBackend, RegistryConfig,
     DEFAULT_DISPATCH,
+};
+pub use limits::{
+    LimitAction, LimitsConfig, DEFAULT_ACCEPTS_PER_SEC, DEFAULT_BYTES_BURST, DEFAULT_BYTES_PER_SEC,
+    DEFAULT_LIMITS_MAX_INFLIGHT, DEFAULT_LIMIT_ACTION, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_HANDSHAKES, DEFAULT_REQUESTS_BURST, DEFAULT_REQUESTS_PER_SEC,
 };
 pub use load::{ConfigError, EMBEDDED_ORIGIN};
 pub use log::{
@@ -159,6 +165,9 @@ pub struct Config {
     pub link: LinkConfig,
     /// `[session]`: user binding and settings.
     pub session: SessionConfig,
+    /// `[limits]`: rates per connection, limits per client address and per
+    /// shard during a storm.
+    pub limits: LimitsConfig,
     /// `[[nodes]]`: backend nodes the gate dials. Writing any `[[nodes]]` in
     /// the file replaces the default list as a whole.
     pub nodes: Vec<NodeConfig>,
@@ -433,6 +442,7 @@ impl Default for Config {
             packet: PacketOptions::default(),
             link: LinkConfig::default(),
             session: SessionConfig::default(),
+            limits: LimitsConfig::default(),
             nodes: vec![NodeConfig {
                 addr: DEFAULT_NODE_ADDR,
             }],

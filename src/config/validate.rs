@@ -29,8 +29,8 @@ const PACKET_OVERHEAD: usize = 4 + 1;
 impl Config {
     /// Checks every value and derives what the file leaves open: resolves
     /// `shards.cores` from `shards.count` (then sets `count` to 0), generates
-    /// `gate.id` when it is empty, and lower-cases `log.level` and
-    /// `log.stack_level`. Idempotent:
+    /// `gate.id` when it is empty, sets a `[limits]` burst left at 0 to twice
+    /// its rate, and lower-cases `log.level` and `log.stack_level`. Idempotent:
     /// call it again after changing fields in code (e.g. from the command
     /// line). Errors name the key; [`Config::from_toml`] adds file and line.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
@@ -44,6 +44,7 @@ impl Config {
         self.cluster.validate()?;
         self.validate_nodes()?;
         self.validate_session()?;
+        self.validate_limits()?;
         self.validate_admin()?;
         self.log.validate()
     }
