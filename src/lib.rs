@@ -18,6 +18,9 @@
 //!   WebSocket), TLS, outbound accounting and the one close path.
 //!   `handle_*` in, `poll_*` out, time passed in. *Where a session times out.*
 //! * [`stats`] — per-shard counters, merged when read.
+//! * [`limits`] — `[limits]`'s pure parts: token buckets on virtual time,
+//!   the key a client address counts under (IPv6 by /64), the gate-wide
+//!   count per address, a log limiter. *Where a flood is refused.*
 //! * [`link`] — the gate↔node link's protocol (`proto/ringgate.proto`,
 //!   prost) and its length-prefixed batch framing. Pure.
 //! * [`shard`] — one io_uring event loop per pinned core: the only layer
@@ -62,6 +65,7 @@ pub mod fuzzing;
 pub mod gate;
 pub mod host_check;
 pub mod ids;
+pub mod limits;
 pub mod link;
 pub mod logging;
 pub mod mqtt;
