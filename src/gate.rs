@@ -352,7 +352,12 @@ impl Gate {
         let shards = cfg.shards.cores.len();
         let fixed: Vec<_> = cfg.nodes.iter().map(|n| n.addr).collect();
         let shared = Arc::new(
-            Shared::new(shards, &fixed).map_err(|source| StartError::Shard {
+            Shared::new(
+                shards,
+                &fixed,
+                crate::limits::LimitRules::from_config(&cfg.limits).max_per_ip,
+            )
+            .map_err(|source| StartError::Shard {
                 shard: 0,
                 core: cfg.shards.cores[0],
                 source,

@@ -27,6 +27,7 @@
 //! | `ring`        | io_uring, the in-flight table, the shutdown that waits        |
 //! | `bufring`     | the provided read buffers (unsafe internals of `ring`)        |
 //! | `clients`     | client sockets: accept, recv, send, timers, close bookkeeping |
+//! | `limits`      | `[limits]` on accept and per request; EMFILE pauses           |
 //! | `nodes`       | links to nodes: connect, hello, ping, reconnect with backoff  |
 //! | `routes`      | route → node links, round robin, reply timeouts               |
 //! | `requests`    | requests waiting for a node's reply, their timeouts           |
@@ -53,6 +54,7 @@ pub mod fleet_hooks;
 mod forward;
 mod gather;
 mod gauges;
+mod limits;
 mod listener;
 pub mod mailbox;
 mod mqtt;
@@ -134,11 +136,19 @@ pub struct Shared {
     /// Set by anyone who wants the gate drained (the admin API); whoever
     /// runs the gate (main) watches it and drains.
     pub drain_requested: AtomicBool,
+    /// Connections per client address across the shards
+    /// (`limits.max_connections_per_ip`; counts nothing when off).
+    pub per_ip: crate::limits::PerIpTable,
 }
 
 impl Shared {
-    /// State for `shards` shards; fails if an eventfd cannot be created.
-    pub fn new(shards: usize, nodes: &[std::net::SocketAddr]) -> io::Result<Shared> {
+    /// State for `shards` shards allowing `max_per_ip` connections per
+    /// client address (0: no limit); fails if an eventfd cannot be created.
+    pub fn new(
+        shards: usize,
+        nodes: &[std::net::SocketAddr],
+        max_per_ip: u32,
+    ) -> io::Result<Shared> {
         Ok(Shared {
             connections: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -151,6 +161,7 @@ impl Shared {
             fleet: fleet_hooks::FleetPipes::new(shards),
             draining: AtomicBool::new(false),
             drain_requested: AtomicBool::new(false),
+            per_ip: crate::limits::PerIpTable::new(max_per_ip),
         })
     }
 
@@ -210,6 +221,8 @@ pub struct ShardParams {
     pub mqtt_request_timeout: Millis,
     /// The pick among the nodes serving a route.
     pub dispatch: crate::config::Dispatch,
+    /// `[limits]`.
+    pub limits: crate::limits::LimitRules,
 }
 
 impl ShardParams {
@@ -231,7 +244,10 @@ impl ShardParams {
                 }),
                 mqtt: crate::connection::MqttRules {
                     max_packet_bytes: cfg.network.mqtt.max_packet_bytes,
-                    max_inflight: cfg.network.mqtt.max_inflight,
+                    max_inflight: match cfg.limits.max_inflight {
+                        0 => cfg.network.mqtt.max_inflight,
+                        n => n.min(cfg.network.mqtt.max_inflight),
+                    },
                 },
             },
             mqtt_request_timeout: cfg.network.mqtt.request_timeout.as_millis() as Millis,
@@ -243,6 +259,7 @@ impl ShardParams {
             session: cfg.session.clone(),
             busy_poll: cfg.shards.busy_poll,
             dispatch: cfg.cluster.dispatch,
+            limits: crate::limits::LimitRules::from_config(&cfg.limits),
         }
     }
 
@@ -263,6 +280,8 @@ pub struct Shard {
     /// Accepting paused until this time (after EMFILE and the like).
     accept_paused_until: Millis,
     clients: Clients,
+    /// `[limits]` state: accept rate, handshakes, per-connection buckets.
+    lim: limits::ShardLimits,
     links: Vec<Link>,
     /// The version of the shared node table the links follow.
     nodes_version: u64,
@@ -322,6 +341,7 @@ impl Shard {
             listeners: listeners.into_iter().map(Listener::new).collect(),
             accept_paused_until: 0,
             clients: Clients::default(),
+            lim: limits::ShardLimits::new(&p.limits),
             links,
             nodes_version: u64::MAX,
             routes: RouteTable::default(),
