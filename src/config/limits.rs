@@ -133,36 +133,30 @@ impl Config {
             ("limits.bytes_per_sec", l.bytes_per_sec, MAX_BYTE_RATE),
             ("limits.bytes_burst", l.bytes_burst),
         )?;
-        if l.accepts_per_sec > MAX_EVENT_RATE {
-            return Err(ConfigError::rule(
-                "limits.accepts_per_sec",
-                format!(
-                    "must be from 0 (off) to {MAX_EVENT_RATE}, got {}",
-                    l.accepts_per_sec
-                ),
-            ));
-        }
-        if l.max_inflight > MAX_LIMIT_INFLIGHT {
-            return Err(ConfigError::rule(
-                "limits.max_inflight",
-                format!(
-                    "must be from 0 (off) to {MAX_LIMIT_INFLIGHT}, got {}",
-                    l.max_inflight
-                ),
-            ));
-        }
-        if l.max_connections_per_ip > u32::MAX as usize {
-            return Err(ConfigError::rule(
-                "limits.max_connections_per_ip",
-                format!(
-                    "must be from 0 (off) to {}, got {}",
-                    u32::MAX,
-                    l.max_connections_per_ip
-                ),
-            ));
-        }
+        at_most("limits.accepts_per_sec", l.accepts_per_sec, MAX_EVENT_RATE)?;
+        at_most(
+            "limits.max_inflight",
+            l.max_inflight as u64,
+            MAX_LIMIT_INFLIGHT as u64,
+        )?;
+        at_most(
+            "limits.max_connections_per_ip",
+            l.max_connections_per_ip as u64,
+            u64::from(u32::MAX),
+        )?;
         Ok(())
     }
+}
+
+/// `value` is at most `max` (0 means off).
+fn at_most(key: &str, value: u64, max: u64) -> Result<(), ConfigError> {
+    if value > max {
+        return Err(ConfigError::rule(
+            key,
+            format!("must be from 0 (off) to {max}, got {value}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a rate and its burst; returns the burst to use (2 × rate for 0).
@@ -170,12 +164,7 @@ fn bucket(
     (rate_key, rate, max): (&str, u64, u64),
     (burst_key, burst): (&str, u64),
 ) -> Result<u64, ConfigError> {
-    if rate > max {
-        return Err(ConfigError::rule(
-            rate_key,
-            format!("must be from 0 (off) to {max}, got {rate}"),
-        ));
-    }
+    at_most(rate_key, rate, max)?;
     if rate == 0 {
         if burst != 0 {
             return Err(ConfigError::rule(
@@ -197,15 +186,8 @@ fn bucket(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{error, parse};
     use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, "etc/ringgate.toml")
-    }
-
-    fn error(text: &str) -> String {
-        parse(text).expect_err("should be refused").to_string()
-    }
 
     #[test]
     fn defaults_limit_only_requests_in_flight() {

@@ -9,12 +9,12 @@ use super::*;
 const ORIGIN: &str = "etc/ringgate.toml";
 
 /// Parses `text` (validated) as if it were `etc/ringgate.toml`.
-fn parse(text: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::from_toml(text, ORIGIN)
 }
 
 /// The error `text` gives, as printed.
-fn error(text: &str) -> String {
+pub(super) fn error(text: &str) -> String {
     parse(text).expect_err("should be refused").to_string()
 }
 

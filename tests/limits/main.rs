@@ -71,6 +71,21 @@ fn gate_up(
     g
 }
 
+/// `common::echo_node` on a free port.
+fn echo() -> ringgate::node::NodeHandle {
+    common::echo_node("127.0.0.1:0".parse().unwrap())
+}
+
+/// A gate in front of `node` (one shard when `one_shard`), links up.
+fn gate_for(
+    node: &ringgate::node::NodeHandle,
+    one_shard: bool,
+    tweak: impl FnOnce(&mut Config),
+) -> Gate {
+    let links = if one_shard { 1 } else { shards() };
+    gate_up(&[node.local_addr()], one_shard, links, tweak)
+}
+
 /// Shards of a gate that is not `one_shard`: one per core.
 fn shards() -> u64 {
     Config::default().shards.cores.len() as u64

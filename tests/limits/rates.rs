@@ -13,10 +13,10 @@ use ringgate::node::{CloseReason, Context, EventContext, EventKind, Node};
 use ringgate::session::CloseReason as Reason;
 
 use crate::common::scripted::{reply_to, Announce, NodeLink, ScriptedNode};
-use crate::common::{self, wait_until, Client, PATIENCE};
+use crate::common::{wait_until, Client, PATIENCE};
 use crate::mqtt_node::EchoNode;
 use crate::mqtt_raw::{self, Mqtt};
-use crate::{gate, gate_up, opts, serial, served, shards, Canary, ECHO, SHORT};
+use crate::{echo, gate, gate_for, opts, serial, served, shards, Canary, ECHO, SHORT};
 
 /// `n` requests on the echo route, seq 1..=n, encoded back to back.
 fn requests(n: i32, payload: &[u8]) -> BytesMut {
@@ -51,8 +51,8 @@ fn a_flood_over_the_request_rate_is_answered_rate_limited_and_the_canary_loses_n
     const RATE: u64 = 50;
     const BURST: u64 = 100;
     const N: i32 = 2000;
-    let node = common::echo_node("127.0.0.1:0".parse().unwrap());
-    let g = gate_up(&[node.local_addr()], false, shards(), |c| {
+    let node = echo();
+    let g = gate_for(&node, false, |c| {
         c.limits.requests_per_sec = RATE;
         c.limits.requests_burst = BURST;
     });
@@ -94,8 +94,8 @@ fn payload_bytes_over_bytes_per_sec_are_refused() {
     let _turn = serial();
     const RATE: u64 = 10_000;
     const N: i32 = 40;
-    let node = common::echo_node("127.0.0.1:0".parse().unwrap());
-    let g = gate_up(&[node.local_addr()], false, shards(), |c| {
+    let node = echo();
+    let g = gate_for(&node, false, |c| {
         c.limits.bytes_per_sec = RATE;
         c.limits.bytes_burst = RATE;
     });
@@ -151,7 +151,7 @@ fn action_close_answers_then_closes_with_rate_limited_and_the_node_hears_why() {
         .bind()
         .unwrap()
         .spawn();
-    let g = gate_up(&[node.local_addr()], false, shards(), |c| {
+    let g = gate_for(&node, false, |c| {
         c.limits.requests_per_sec = 10;
         c.limits.requests_burst = 5;
         c.limits.action = LimitAction::Close;

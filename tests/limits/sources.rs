@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use ringgate::session::CloseReason;
 
-use crate::common::{self, wait_until, Client, PATIENCE};
-use crate::{gate_up, opts, serial, served, served_from, shards, Canary, ECHO};
+use crate::common::{wait_until, Client, PATIENCE};
+use crate::{echo, gate_for, opts, serial, served, served_from, Canary, ECHO};
 
 /// A WebSocket upgrade request a gate accepts (any origin, path "/").
 const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
@@ -47,33 +47,12 @@ pub fn ws_binary(payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// True if the gate closes `s` within `within` (EOF or reset).
-fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    s.set_read_timeout(Some(within)).unwrap();
-    let mut chunk = [0u8; 1024];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
 #[test]
 fn connections_per_address_are_capped_across_shards_and_freed_on_close() {
     let _turn = serial();
     const MAX: usize = 4;
-    let node = common::echo_node("127.0.0.1:0".parse().unwrap());
-    let g = gate_up(&[node.local_addr()], false, shards(), |c| {
+    let node = echo();
+    let g = gate_for(&node, false, |c| {
         c.limits.max_connections_per_ip = MAX;
     });
     let addr = g.tcp_addr();
@@ -106,7 +85,7 @@ fn connections_per_address_are_capped_across_shards_and_freed_on_close() {
         eprintln!("skipping the IPv6 part: this host has no IPv6 loopback ({e})");
         return;
     }
-    let g6 = gate_up(&[node.local_addr()], false, shards(), |c| {
+    let g6 = gate_for(&node, false, |c| {
         c.network.tcp.addr = "[::1]:0".parse().unwrap();
         c.limits.max_connections_per_ip = 2;
     });
@@ -124,8 +103,8 @@ fn a_connection_storm_over_accepts_per_sec_is_closed_on_accept_and_sessions_carr
     let _turn = serial();
     const RATE: u64 = 20;
     const STORM: u64 = 60;
-    let node = common::echo_node("127.0.0.1:0".parse().unwrap());
-    let g = gate_up(&[node.local_addr()], true, 1, |c| {
+    let node = echo();
+    let g = gate_for(&node, true, |c| {
         c.limits.accepts_per_sec = RATE;
     });
     let addr = g.tcp_addr();
@@ -171,18 +150,18 @@ fn a_connection_storm_over_accepts_per_sec_is_closed_on_accept_and_sessions_carr
 fn handshakes_over_max_handshakes_are_closed_on_accept() {
     let _turn = serial();
     const MAX: usize = 5;
-    let node = common::echo_node("127.0.0.1:0".parse().unwrap());
-    let g = gate_up(&[node.local_addr()], true, 1, |c| {
+    let node = echo();
+    let g = gate_for(&node, true, |c| {
         c.limits.max_handshakes = MAX;
         c.network.ws.handshake_timeout = Duration::from_secs(60);
     });
     let ws = g.ws_addr().expect("ws listener");
     // WebSocket clients that never finish their upgrade hold every place.
-    let mut stuck: Vec<TcpStream> = (0..MAX)
+    let mut stuck: Vec<Client> = (0..MAX)
         .map(|_| {
             let mut s = TcpStream::connect(ws).unwrap();
             s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
-            s
+            Client::from_stream(s, opts())
         })
         .collect();
     wait_until(PATIENCE, "the stuck clients accepted", || {
@@ -190,13 +169,13 @@ fn handshakes_over_max_handshakes_are_closed_on_accept() {
     });
     // Further ones are closed at once...
     for _ in 0..3 {
-        let mut s = TcpStream::connect(ws).unwrap();
-        assert!(closed_within(&mut s, PATIENCE), "closed on accept");
+        let mut c = Client::connect(ws, opts());
+        assert!(c.closed_within(PATIENCE), "closed on accept");
     }
     assert_eq!(g.stats().refused_handshakes, 3);
     // ...the stuck ones are still there, and a due client over TCP (no
     // handshake) is served.
-    assert!(!closed_within(&mut stuck[0], Duration::from_millis(50)));
+    assert!(!stuck[0].closed_within(Duration::from_millis(50)));
     let tcp = served(g.tcp_addr()).expect("TCP has no handshake");
     wait_until(PATIENCE, "the gauge", || g.stats().handshakes == MAX as u64);
     // A stuck client that gives up makes room for one that upgrades, and
