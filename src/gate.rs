@@ -382,6 +382,13 @@ impl Gate {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         tracing::warn!(shard = i, core, "could not pin shard to its core");
                     }
+                    if !p.batch_wait.is_zero() {
+                        // The batching wait is an hrtimer: without this, the
+                        // default 50 µs timer slack stretches every wait.
+                        // SAFETY: PR_SET_TIMERSLACK takes a plain integer
+                        // and only affects this thread.
+                        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, BATCH_TIMER_SLACK_NS) };
+                    }
                     match Shard::new(p, listeners, shared, mailbox) {
                         Ok(s) => {
                             let _ = ready.send((i, core, Ok(())));
@@ -665,6 +672,33 @@ impl Stopper {
     /// Asks every shard to stop (returns at once).
     pub fn stop(&self) {
         self.shared.stop_all();
+    }
+}
+
+/// Timer slack of a shard with a `batch_wait`, ns.
+const BATCH_TIMER_SLACK_NS: libc::c_ulong = 1_000;
+
+/// Restricts the calling thread, and every thread it starts afterwards, to
+/// `cores` (`[shards] control_cores`; empty: no change). Shards pin
+/// themselves to their own core, so this places the gate's other threads:
+/// signals, admin, fleet agent, log writer.
+pub fn pin_control_threads(cores: &[usize]) -> std::io::Result<()> {
+    if cores.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cores {
+        // SAFETY: CPU_SET writes one bit of `set`, and `c` was checked
+        // against this process's cores (well below CPU_SETSIZE).
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 = this thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -186,6 +186,10 @@ fn run_gate(config: Option<&Path>) -> anyhow::Result<()> {
     let set = block_signals();
     let (cfg, origin) = Config::load_or_default(config)?;
     let starting = || format!("starting ringgate with {origin}");
+    // Before any thread starts: every thread but the shards inherits it.
+    ringgate::gate::pin_control_threads(&cfg.shards.control_cores)
+        .context("shards.control_cores")
+        .with_context(starting)?;
     let pid = if cfg.gate.pid.as_os_str().is_empty() {
         None
     } else {

@@ -27,6 +27,7 @@
 mod args;
 mod client;
 mod connect;
+mod cpu;
 mod echo;
 mod idle;
 mod mqttc;

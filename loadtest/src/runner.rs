@@ -297,6 +297,30 @@ fn print_progress(plan: &Plan, rx: &mpsc::Receiver<Report>, extra: &mut dyn FnMu
     }
 }
 
+/// Runs a request scenario (`echo`, `rate`), accounting the CPU time of
+/// `cpu_pids` over the measured window, and prints its report.
+pub fn run_load(
+    scenario: &'static str,
+    plan: &Plan,
+    client: &crate::args::ClientArgs,
+    cpu_pids: &[crate::cpu::CpuPid],
+) -> Result<()> {
+    let window = std::cell::RefCell::new(crate::cpu::CpuWindow::new(cpu_pids));
+    let (warmup, duration) = (plan.warmup, plan.duration);
+    let outcome = run_with(
+        plan.clone(),
+        &client.threads.cores,
+        Hooks {
+            on_start: Box::new(|t0, _| window.borrow_mut().start(t0 + warmup, duration)),
+            ..Hooks::default()
+        },
+    )?;
+    let mut report = load_report(scenario, plan, &outcome);
+    report.cpu = window.into_inner().finish(report.requests)?;
+    let table = report.table() + &crate::cpu::lines(&report.cpu);
+    crate::report::print(client.json, &report, &table)
+}
+
 /// The report of a request scenario.
 pub fn load_report(scenario: &'static str, plan: &Plan, o: &Outcome) -> LoadReport {
     let secs = plan.duration.as_secs_f64();
@@ -334,5 +358,6 @@ pub fn load_report(scenario: &'static str, plan: &Plan, o: &Outcome) -> LoadRepo
         heartbeats_sent: c.hb_sent,
         heartbeats_received: c.hb_received,
         latency_us: Latency::of(&o.hist),
+        cpu: Vec::new(),
     }
 }

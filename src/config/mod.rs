@@ -29,6 +29,7 @@ mod cluster;
 mod load;
 mod log;
 mod mqtt;
+mod shards;
 pub mod units;
 mod validate;
 mod ws;
@@ -52,6 +53,7 @@ pub use mqtt::{
     MqttConfig, DEFAULT_CONNECT_TIMEOUT_MQTT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_BYTES,
     DEFAULT_MQTT_ADDR, DEFAULT_MQTT_ENABLED, DEFAULT_MQTT_REQUEST_TIMEOUT,
 };
+pub use shards::{ShardKnobs, ShardOverride, MAX_BATCH_WAIT, MAX_BUSY_POLL};
 pub use validate::LINK_ENVELOPE_BYTES;
 pub use ws::{
     WsConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TRUST_PROXY, DEFAULT_WS_ADDR, DEFAULT_WS_ENABLED,
@@ -142,6 +144,9 @@ pub const DEFAULT_CHANNEL_CAPACITY: usize = 65536;
 /// do, which is right whenever the gate shares its cores (nodes, clients).
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
 
+/// No batching delay: a shard wakes on its first completion.
+pub const DEFAULT_BATCH_WAIT: Duration = Duration::ZERO;
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -211,6 +216,15 @@ pub struct ShardsConfig {
     /// Keep polling for completions this long before sleeping (0 = off).
     #[serde(deserialize_with = "units::duration")]
     pub busy_poll: Duration,
+    /// Once a loop turn has work waiting, let completions gather this long
+    /// before waking (io_uring `min_wait`, Linux 6.12+; 0 = wake on the first).
+    #[serde(deserialize_with = "units::duration")]
+    pub batch_wait: Duration,
+    /// Cores for the gate's own threads (signals, admin, fleet agent, log
+    /// writer); empty = wherever the kernel puts them.
+    pub control_cores: Vec<usize>,
+    /// `[[shards.overrides]]`: knobs of single shards.
+    pub overrides: Vec<ShardOverride>,
 }
 
 /// `[network]`.
@@ -465,6 +479,9 @@ impl Default for ShardsConfig {
             buffer_size: DEFAULT_BUFFER_SIZE,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             busy_poll: DEFAULT_BUSY_POLL,
+            batch_wait: DEFAULT_BATCH_WAIT,
+            control_cores: Vec::new(),
+            overrides: Vec::new(),
         }
     }
 }

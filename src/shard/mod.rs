@@ -206,6 +206,8 @@ pub struct ShardParams {
     pub session: SessionConfig,
     /// Poll this long before sleeping (zero: never spin).
     pub busy_poll: Duration,
+    /// Let completions gather this long once one has arrived (zero: off).
+    pub batch_wait: Duration,
     /// How long an MQTT request waits for its node's reply.
     pub mqtt_request_timeout: Millis,
     /// The pick among the nodes serving a route.
@@ -215,6 +217,7 @@ pub struct ShardParams {
 impl ShardParams {
     /// Parameters of shard `id` from a validated config.
     pub fn from_config(cfg: &Config, id: u16) -> Self {
+        let knobs = cfg.shards.knobs(id as usize);
         ShardParams {
             id: ShardId(id),
             shards: cfg.shards.cores.len() as u16,
@@ -236,12 +239,13 @@ impl ShardParams {
             },
             mqtt_request_timeout: cfg.network.mqtt.request_timeout.as_millis() as Millis,
             max_connections: cfg.network.tcp.max_connections,
-            ring_entries: cfg.shards.ring_entries,
-            buffer_count: cfg.shards.buffer_count,
-            buffer_size: cfg.shards.buffer_size,
+            ring_entries: knobs.ring_entries,
+            buffer_count: knobs.buffer_count,
+            buffer_size: knobs.buffer_size,
             link: cfg.link.clone(),
             session: cfg.session.clone(),
-            busy_poll: cfg.shards.busy_poll,
+            busy_poll: knobs.busy_poll,
+            batch_wait: knobs.batch_wait,
             dispatch: cfg.cluster.dispatch,
         }
     }
@@ -448,7 +452,7 @@ impl Shard {
         } else {
             MAX_WAIT
         };
-        let waited = self.ring.wait(wait);
+        let waited = self.ring.wait(wait, self.p.batch_wait);
         self.shared.wakers.unpark(me);
         waited
     }
@@ -473,7 +477,7 @@ impl Shard {
     fn busy_poll(&mut self) {
         let until = Instant::now() + self.p.busy_poll;
         loop {
-            let _ = self.ring.wait(Duration::ZERO);
+            let _ = self.ring.wait(Duration::ZERO, Duration::ZERO);
             if self.ring.has_completions() || self.mailbox.has_mail() || Instant::now() >= until {
                 return;
             }
