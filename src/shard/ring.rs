@@ -590,4 +590,44 @@ mod tests {
         assert!(r.is_err(), "the thread panicked");
         assert!(started.elapsed() < DROP_GRACE, "cancelled, not waited out");
     }
+
+    /// A batching wait gathers completions for `batch` before waking, but
+    /// never waits for more than one when nothing else comes.
+    #[test]
+    fn a_batching_wait_gathers_then_wakes() {
+        let mut ring = Ring::new(64, 8, 512).expect("io_uring");
+        if !ring.min_wait {
+            eprintln!("kernel without IORING_FEAT_MIN_TIMEOUT: batch_wait is a no-op here");
+            return;
+        }
+        let (a, mut a_peer) = UnixStream::pair().unwrap();
+        ring.recv_multi(a.as_raw_fd(), 0);
+        let batch = Duration::from_millis(40);
+        // Data arrives at once, more 10 ms later: one wake-up with both.
+        a_peer.write_all(b"x").unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            a_peer.write_all(b"y").unwrap();
+            a_peer
+        });
+        let t = Instant::now();
+        ring.wait(Duration::from_secs(5), batch).unwrap();
+        let waited = t.elapsed();
+        let mut done = Vec::new();
+        ring.completions(&mut done);
+        let _peer = writer.join().unwrap();
+        assert!(waited >= Duration::from_millis(35), "gathered: {waited:?}");
+        assert!(
+            waited < Duration::from_secs(1),
+            "not the whole timeout: {waited:?}"
+        );
+        assert_eq!(done.len(), 2, "both receives in one wake-up: {done:?}");
+        // Without a batch the first completion wakes the wait.
+        let (b, mut b_peer) = UnixStream::pair().unwrap();
+        ring.recv_multi(b.as_raw_fd(), 1);
+        b_peer.write_all(b"z").unwrap();
+        let t = Instant::now();
+        ring.wait(Duration::from_secs(5), Duration::ZERO).unwrap();
+        assert!(t.elapsed() < Duration::from_millis(35), "{:?}", t.elapsed());
+    }
 }
