@@ -176,6 +176,11 @@ pub struct Config {
 pub struct GateConfig {
     /// Instance id; empty in the file means "generate one at start" (validate fills it).
     pub id: String,
+    /// Set by `validate` when it generated `id` (the file left it empty), so
+    /// that a reload of the same file keeps the id in force instead of
+    /// seeing a new one. Not a key of the file.
+    #[serde(skip)]
+    pub id_generated: bool,
     /// Instance name.
     pub name: String,
     /// How long a drain (SIGTERM, SIGINT, the admin's drain) keeps serving
@@ -447,6 +452,7 @@ impl Default for GateConfig {
     fn default() -> Self {
         GateConfig {
             id: String::new(),
+            id_generated: false,
             name: DEFAULT_GATE_NAME.into(),
             shutdown_max_wait: DEFAULT_SHUTDOWN_MAX_WAIT,
             pid: std::path::PathBuf::new(),
