@@ -48,7 +48,10 @@ pub enum LogLevelError {
 /// and logs that the admin port did.
 pub fn set_level(spec: &str) -> Result<(), LogLevelError> {
     replace(spec)?;
-    tracing::info!(filter = spec.trim(), "log filter changed from the admin port");
+    tracing::info!(
+        filter = spec.trim(),
+        "log filter changed from the admin port"
+    );
     Ok(())
 }
 

@@ -133,7 +133,7 @@ impl Reloader {
         };
         let name = path.display().to_string();
         let refused = |e: ReloadError| {
-            tracing::error!(file = %name, key = e.key().unwrap_or(""), "reload refused, the configuration in force is kept: {e}");
+            tracing::warn!(file = %name, key = e.key().unwrap_or(""), "reload refused, the configuration in force is kept: {e}");
             e
         };
         let loaded = Config::load(path).map_err(|e| refused(e.into()))?;
@@ -142,7 +142,8 @@ impl Reloader {
             let file = name.clone();
             return Err(refused(ReloadError::Mixed { file, source }));
         }
-        self.apply(&in_force, &mut plan);
+        keep_level_without_handle(&in_force, &mut plan);
+        self.apply(&in_force, &plan.in_force);
         for c in &plan.applied {
             tracing::info!(key = %c.key, "{} changed: applied ({} -> {})", c.key, show(&c.old), show(&c.new));
         }
@@ -156,6 +157,14 @@ impl Reloader {
             needs_restart = plan.needs_restart.len(),
             "configuration reloaded"
         );
+        // Last, so that the lines above are written under the old filter
+        // (a quieter level would hide why the log went quiet).
+        let level = &plan.in_force.log.level;
+        if *level != in_force.log.level {
+            if let Err(e) = crate::admin::log_level::replace(level) {
+                tracing::error!(level = %level, "reload: the log filter could not be replaced: {e}");
+            }
+        }
         *in_force = Arc::new(plan.in_force);
         Ok(ReloadReport {
             file: Some(name),
@@ -164,21 +173,9 @@ impl Reloader {
         })
     }
 
-    /// Puts `plan.in_force` into effect over `before`. What fails to apply
-    /// (the log filter, when this process installed no reload handle) keeps
-    /// its running value and moves to `needs_restart` with a note.
-    fn apply(&self, before: &Config, plan: &mut Plan) {
-        let after = &mut plan.in_force;
-        if after.log.level != before.log.level {
-            if let Err(e) = crate::admin::log_level::replace(&after.log.level) {
-                after.log.level.clone_from(&before.log.level);
-                if let Some(i) = plan.applied.iter().position(|c| c.key == "log.level") {
-                    let mut c = plan.applied.remove(i);
-                    c.note = Some(format!("not applied: {e}"));
-                    plan.needs_restart.push(c);
-                }
-            }
-        }
+    /// Puts the node list and the shards' live settings of `after` into
+    /// effect over `before` (the log filter is the caller's, last).
+    fn apply(&self, before: &Config, after: &Config) {
         let addrs: Vec<_> = after.nodes.iter().map(|n| n.addr).collect();
         if self.shared.nodes.set_fixed(&addrs) {
             self.wake_all();
@@ -223,5 +220,23 @@ impl Reloader {
         for s in 0..self.shared.wakers.len() {
             self.shared.wakers.notify(s);
         }
+    }
+}
+
+/// A process that installed no reloadable log filter (a gate embedded in
+/// another program, a test) cannot take a new `[log] level`: it keeps the
+/// running one and the change moves to `needs_restart`, with a note.
+fn keep_level_without_handle(before: &Config, plan: &mut Plan) {
+    if crate::admin::log_level::current().is_some() {
+        return;
+    }
+    if let Some(i) = plan.applied.iter().position(|c| c.key == "log.level") {
+        let mut c = plan.applied.remove(i);
+        c.note = Some(format!(
+            "not applied: {}",
+            crate::admin::log_level::LogLevelError::Unsupported
+        ));
+        plan.needs_restart.push(c);
+        plan.in_force.log.level.clone_from(&before.log.level);
     }
 }

@@ -35,12 +35,9 @@ impl LiveSettings {
     pub fn from_config(cfg: &Config) -> LiveSettings {
         let ws = &cfg.network.ws;
         LiveSettings {
-            ws: ws.enabled.then(|| {
-                Arc::new(HandshakePolicy::from_config(
-                    ws,
-                    cfg.network.mqtt.enabled,
-                ))
-            }),
+            ws: ws
+                .enabled
+                .then(|| Arc::new(HandshakePolicy::from_config(ws, cfg.network.mqtt.enabled))),
         }
     }
 }

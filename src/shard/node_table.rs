@@ -72,7 +72,11 @@ impl NodeTable {
     /// the rest are withdrawn. Returns whether anything changed; the
     /// caller then wakes the shards.
     pub fn set_discovered(&self, addrs: &[SocketAddr]) -> bool {
-        self.update(addrs, |s, on| s.discovered = on, |a| NodeSlot::new(a, false, true))
+        self.update(
+            addrs,
+            |s, on| s.discovered = on,
+            |a| NodeSlot::new(a, false, true),
+        )
     }
 
     /// Makes the static (`[[nodes]]`) nodes exactly `addrs`, as a reload
@@ -80,7 +84,11 @@ impl NodeTable {
     /// withdrawn unless the registry lists them. Returns whether anything
     /// changed; the caller then wakes the shards.
     pub fn set_fixed(&self, addrs: &[SocketAddr]) -> bool {
-        self.update(addrs, |s, on| s.fixed = on, |a| NodeSlot::new(a, true, false))
+        self.update(
+            addrs,
+            |s, on| s.fixed = on,
+            |a| NodeSlot::new(a, true, false),
+        )
     }
 
     /// Sets one source's flag on every slot (`mark`), appends a slot made by
