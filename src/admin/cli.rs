@@ -225,10 +225,13 @@ fn human_reload(v: &Value) -> String {
     }
     for c in &kept {
         let (old, new) = (show(&c["old"]), show(&c["new"]));
-        let why = c["note"].as_str().unwrap_or("needs a restart");
+        let why = c["note"]
+            .as_str()
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default();
         let _ = write!(
             o,
-            "\nneeds restart  {}: kept {old} (file: {new}; {why})",
+            "\nneeds restart  {}: kept {old} (file: {new}{why})",
             s(&c["key"])
         );
     }

@@ -1,7 +1,9 @@
 //! Configuration: one serde tree loaded from `etc/ringgate.toml`.
 //!
 //! This module owns the file format, its defaults and its rules. It reads a file
-//! once at start-up and does nothing else: no watching, no I/O afterwards.
+//! when asked (at start-up, and on a reload: `crate::reload` decides what a
+//! running gate takes from it) and does nothing else: no watching, no I/O
+//! afterwards.
 //!
 //! * Every section is `#[serde(default, deny_unknown_fields)]`: a missing key
 //!   takes the `DEFAULT_*` constant below, a misspelt key is an error that names

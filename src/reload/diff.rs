@@ -146,13 +146,18 @@ fn secrets(old: &Config, new: &Config, out: &mut Vec<Change>) {
 }
 
 /// A value as an operator reads it in a log line or the CLI: strings
-/// without quotes, `[a, b]` for arrays, a one-key table (`{"addr": x}`)
-/// as its value, other tables as JSON.
+/// without quotes (but `""` in a list, where it means something: the
+/// origin of native clients), `[a, b]` for arrays, a one-key table
+/// (`{"addr": x}`) as its value, other tables as JSON.
 pub fn show(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(show).collect();
+            let item = |v: &Value| match v.as_str() {
+                Some("") => "\"\"".to_owned(),
+                _ => show(v),
+            };
+            let items: Vec<String> = items.iter().map(item).collect();
             format!("[{}]", items.join(", "))
         }
         Value::Object(m) if m.len() == 1 => m.values().map(show).collect(),
@@ -279,6 +284,10 @@ mod tests {
         assert_eq!(show(&json!("0.0.0.0:3553")), "0.0.0.0:3553");
         assert_eq!(show(&json!(["*"])), "[*]");
         assert_eq!(show(&json!([])), "[]");
+        assert_eq!(
+            show(&json!(["https://a.example", ""])),
+            r#"[https://a.example, ""]"#
+        );
         assert_eq!(show(&json!([{ "addr": "127.0.0.1:1" }])), "[127.0.0.1:1]");
         assert_eq!(show(&json!(4096)), "4096");
         assert_eq!(show(&json!({ "a": 1, "b": 2 })), r#"{"a":1,"b":2}"#);
