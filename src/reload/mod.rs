@@ -90,8 +90,11 @@ pub struct Reloader {
     /// The file the gate started with (`None`: the embedded default).
     file: Option<PathBuf>,
     shared: Arc<Shared>,
-    /// The configuration in force; its lock also serialises reloads.
+    /// The configuration in force (held only to read or swap it, so the
+    /// admin port never waits for a reload).
     in_force: Mutex<Arc<Config>>,
+    /// Held for a whole reload: one at a time.
+    serial: Mutex<()>,
 }
 
 impl Reloader {
@@ -102,6 +105,7 @@ impl Reloader {
             file,
             shared,
             in_force: Mutex::new(Arc::new(cfg.clone())),
+            serial: Mutex::new(()),
         }
     }
 
@@ -120,9 +124,10 @@ impl Reloader {
 
     /// Re-reads the file, applies what can change live and logs every key
     /// that differs (applied: info; needs a restart: one warning each). A
-    /// bad file changes nothing and is logged as an error.
+    /// bad file changes nothing and is logged as a warning.
     pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
-        let mut in_force = self.in_force.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        let in_force = self.current();
         let Some(path) = &self.file else {
             tracing::info!("reload: the gate started without a config file (embedded default); nothing to reload");
             return Ok(ReloadReport {
@@ -165,7 +170,7 @@ impl Reloader {
                 tracing::error!(level = %level, "reload: the log filter could not be replaced: {e}");
             }
         }
-        *in_force = Arc::new(plan.in_force);
+        *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(plan.in_force);
         Ok(ReloadReport {
             file: Some(name),
             applied: plan.applied,
