@@ -35,6 +35,7 @@ pub(super) fn effective(cfg: &Config) -> Value {
     } = cfg;
     let GateConfig {
         id,
+        id_generated: _,
         name,
         shutdown_max_wait,
         pid,

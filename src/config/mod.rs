@@ -1,7 +1,9 @@
 //! Configuration: one serde tree loaded from `etc/ringgate.toml`.
 //!
 //! This module owns the file format, its defaults and its rules. It reads a file
-//! once at start-up and does nothing else: no watching, no I/O afterwards.
+//! when asked (at start-up, and on a reload: `crate::reload` decides what a
+//! running gate takes from it) and does nothing else: no watching, no I/O
+//! afterwards.
 //!
 //! * Every section is `#[serde(default, deny_unknown_fields)]`: a missing key
 //!   takes the `DEFAULT_*` constant below, a misspelt key is an error that names
@@ -181,6 +183,11 @@ pub struct Config {
 pub struct GateConfig {
     /// Instance id; empty in the file means "generate one at start" (validate fills it).
     pub id: String,
+    /// Set by `validate` when it generated `id` (the file left it empty), so
+    /// that a reload of the same file keeps the id in force instead of
+    /// seeing a new one. Not a key of the file.
+    #[serde(skip)]
+    pub id_generated: bool,
     /// Instance name.
     pub name: String,
     /// How long a drain (SIGTERM, SIGINT, the admin's drain) keeps serving
@@ -461,6 +468,7 @@ impl Default for GateConfig {
     fn default() -> Self {
         GateConfig {
             id: String::new(),
+            id_generated: false,
             name: DEFAULT_GATE_NAME.into(),
             shutdown_max_wait: DEFAULT_SHUTDOWN_MAX_WAIT,
             pid: std::path::PathBuf::new(),

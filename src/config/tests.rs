@@ -82,6 +82,8 @@ fn default_values() {
 fn empty_file_is_the_default() {
     let mut c = parse("").unwrap();
     c.gate.id.clear();
+    assert!(c.gate.id_generated, "validate says it generated the id");
+    c.gate.id_generated = false;
     let mut d = Config::default();
     d.gate.id.clear();
     assert_eq!(format!("{c:?}"), format!("{d:?}"));

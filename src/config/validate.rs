@@ -70,6 +70,7 @@ impl Config {
         }
         if self.gate.id.is_empty() {
             self.gate.id = generate_gate_id();
+            self.gate.id_generated = true;
         }
         let pid = &self.gate.pid;
         if !pid.as_os_str().is_empty()

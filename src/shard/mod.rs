@@ -44,6 +44,7 @@
 //! | `rooms`       | channel membership of this shard's sessions                   |
 //! | `timer`       | the hashed timer wheel                                        |
 //! | `listener`    | listening sockets and what each serves                        |
+//! | `live`        | the settings a configuration reload swaps (WebSocket origins) |
 
 pub mod admin_ops;
 mod bufring;
@@ -54,6 +55,7 @@ mod forward;
 mod gather;
 mod gauges;
 mod listener;
+pub mod live;
 pub mod mailbox;
 mod mqtt;
 mod node_calls;
@@ -226,12 +228,7 @@ impl ShardParams {
                 packet: cfg.packet,
                 session: Rules::from_tcp(&cfg.network.tcp),
                 max_outbound: cfg.network.tcp.max_outbound_bytes,
-                ws: cfg.network.ws.enabled.then(|| {
-                    Arc::new(crate::ws::HandshakePolicy::from_config(
-                        &cfg.network.ws,
-                        cfg.network.mqtt.enabled,
-                    ))
-                }),
+                ws: live::LiveSettings::from_config(cfg).ws,
                 mqtt: crate::connection::MqttRules {
                     max_packet_bytes: cfg.network.mqtt.max_packet_bytes,
                     max_inflight: cfg.network.mqtt.max_inflight,
