@@ -45,6 +45,9 @@
 //!   (sessions, kick, broadcast, drain, log level) and a live dashboard.
 //!   It asks shards over their control channels, never takes their locks.
 //! * [`gate`] — start-up: probes the kernel, checks limits, spawns shards.
+//! * [`reload`] — SIGHUP and `POST /api/reload`: the config file re-read,
+//!   what can change live applied (log level, WebSocket origins, static
+//!   nodes), the rest named as needing a restart.
 //! * [`pidfile`] — the pid file of `[gate] pid`: one running gate per file.
 //! * [`logging`] — `[log]` turned into the subscriber: console and rotated
 //!   file terminals, written off the shards' threads.
@@ -71,6 +74,7 @@ pub mod logging;
 pub mod mqtt;
 pub mod node;
 pub mod pidfile;
+pub mod reload;
 pub mod session;
 pub mod shard;
 pub mod stats;

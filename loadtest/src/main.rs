@@ -27,6 +27,7 @@
 mod args;
 mod client;
 mod connect;
+mod cpu;
 mod echo;
 mod idle;
 mod mqttc;
@@ -42,6 +43,7 @@ mod storm;
 mod tally;
 mod tlsc;
 mod transport;
+mod tune;
 mod wire;
 mod wsc;
 
@@ -77,6 +79,9 @@ enum Command {
     /// Conformance suite for nodes: plays the gate against a node and checks
     /// it follows protocol version 2; a PASS/FAIL/SKIP table, exit 1 on a FAIL.
     NodeCheck(node_check::NodeCheckArgs),
+    /// Tries a small grid of shard settings against the real gate binary
+    /// under a load and prints the best as TOML (docs/tuning.md).
+    Tune(tune::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +106,7 @@ fn run(command: Command) -> Result<()> {
         Command::Push(args) => push::run_push(args),
         Command::Broadcast(args) => push::run_broadcast(args),
         Command::NodeCheck(args) => node_check::run(args),
+        Command::Tune(args) => tune::run(args),
     }
 }
 

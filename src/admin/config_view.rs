@@ -36,6 +36,7 @@ pub(super) fn effective(cfg: &Config) -> Value {
     } = cfg;
     let GateConfig {
         id,
+        id_generated: _,
         name,
         shutdown_max_wait,
         pid,
@@ -99,11 +100,26 @@ fn shards_json(s: &ShardsConfig) -> Value {
         buffer_size,
         channel_capacity,
         busy_poll,
+        batch_wait,
+        control_cores,
+        overrides,
     } = s;
+    let overrides: Vec<Value> = overrides
+        .iter()
+        .map(|o| {
+            json!({
+                "shard": o.shard, "core": o.core, "ring_entries": o.ring_entries,
+                "buffer_count": o.buffer_count, "buffer_size": o.buffer_size,
+                "busy_poll": o.busy_poll.map(dur), "batch_wait": o.batch_wait.map(dur),
+            })
+        })
+        .collect();
     json!({
         "count": count, "cores": cores, "ring_entries": ring_entries,
         "buffer_count": buffer_count, "buffer_size": buffer_size,
         "channel_capacity": channel_capacity, "busy_poll": dur(*busy_poll),
+        "batch_wait": dur(*batch_wait), "control_cores": control_cores,
+        "overrides": overrides,
     })
 }
 

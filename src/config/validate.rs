@@ -56,15 +56,6 @@ impl Config {
                 "must be at least 1 byte",
             ));
         }
-        if self.shards.busy_poll > std::time::Duration::from_millis(10) {
-            return Err(ConfigError::rule(
-                "shards.busy_poll",
-                format!(
-                    "must be at most 10ms (it spins a core), got {:?}",
-                    self.shards.busy_poll
-                ),
-            ));
-        }
         if self.shards.channel_capacity < 16 {
             return Err(ConfigError::rule(
                 "shards.channel_capacity",
@@ -80,6 +71,7 @@ impl Config {
         }
         if self.gate.id.is_empty() {
             self.gate.id = generate_gate_id();
+            self.gate.id_generated = true;
         }
         let pid = &self.gate.pid;
         if !pid.as_os_str().is_empty()
@@ -144,35 +136,7 @@ impl Config {
                 }
             }
         }
-        if !s.ring_entries.is_power_of_two()
-            || !(MIN_RING_ENTRIES..=MAX_RING_ENTRIES).contains(&s.ring_entries)
-        {
-            return Err(ConfigError::rule(
-                "shards.ring_entries",
-                format!(
-                    "must be a power of two from {MIN_RING_ENTRIES} to {MAX_RING_ENTRIES}, got {}",
-                    s.ring_entries
-                ),
-            ));
-        }
-        if !s.buffer_count.is_power_of_two() || s.buffer_count > MAX_BUFFER_COUNT {
-            return Err(ConfigError::rule(
-                "shards.buffer_count",
-                format!(
-                    "must be a power of two from 1 to {MAX_BUFFER_COUNT}, got {}",
-                    s.buffer_count
-                ),
-            ));
-        }
-        if s.buffer_size < MIN_BUFFER_SIZE {
-            return Err(ConfigError::rule(
-                "shards.buffer_size",
-                format!(
-                    "must be at least {MIN_BUFFER_SIZE} bytes, got {}",
-                    s.buffer_size
-                ),
-            ));
-        }
+        s.validate_knobs(&available)?;
         Ok(())
     }
 

@@ -45,6 +45,7 @@
 //! | `rooms`       | channel membership of this shard's sessions                   |
 //! | `timer`       | the hashed timer wheel                                        |
 //! | `listener`    | listening sockets and what each serves                        |
+//! | `live`        | the settings a configuration reload swaps (WebSocket origins) |
 
 pub mod admin_ops;
 mod bufring;
@@ -56,6 +57,7 @@ mod gather;
 mod gauges;
 mod limits;
 mod listener;
+pub mod live;
 pub mod mailbox;
 mod mqtt;
 mod node_calls;
@@ -217,6 +219,8 @@ pub struct ShardParams {
     pub session: SessionConfig,
     /// Poll this long before sleeping (zero: never spin).
     pub busy_poll: Duration,
+    /// Let completions gather this long once one has arrived (zero: off).
+    pub batch_wait: Duration,
     /// How long an MQTT request waits for its node's reply.
     pub mqtt_request_timeout: Millis,
     /// The pick among the nodes serving a route.
@@ -228,6 +232,7 @@ pub struct ShardParams {
 impl ShardParams {
     /// Parameters of shard `id` from a validated config.
     pub fn from_config(cfg: &Config, id: u16) -> Self {
+        let knobs = cfg.shards.knobs(id as usize);
         ShardParams {
             id: ShardId(id),
             shards: cfg.shards.cores.len() as u16,
@@ -236,12 +241,7 @@ impl ShardParams {
                 packet: cfg.packet,
                 session: Rules::from_tcp(&cfg.network.tcp),
                 max_outbound: cfg.network.tcp.max_outbound_bytes,
-                ws: cfg.network.ws.enabled.then(|| {
-                    Arc::new(crate::ws::HandshakePolicy::from_config(
-                        &cfg.network.ws,
-                        cfg.network.mqtt.enabled,
-                    ))
-                }),
+                ws: live::LiveSettings::from_config(cfg).ws,
                 mqtt: crate::connection::MqttRules {
                     max_packet_bytes: cfg.network.mqtt.max_packet_bytes,
                     max_inflight: match cfg.limits.max_inflight {
@@ -252,12 +252,13 @@ impl ShardParams {
             },
             mqtt_request_timeout: cfg.network.mqtt.request_timeout.as_millis() as Millis,
             max_connections: cfg.network.tcp.max_connections,
-            ring_entries: cfg.shards.ring_entries,
-            buffer_count: cfg.shards.buffer_count,
-            buffer_size: cfg.shards.buffer_size,
+            ring_entries: knobs.ring_entries,
+            buffer_count: knobs.buffer_count,
+            buffer_size: knobs.buffer_size,
             link: cfg.link.clone(),
             session: cfg.session.clone(),
-            busy_poll: cfg.shards.busy_poll,
+            busy_poll: knobs.busy_poll,
+            batch_wait: knobs.batch_wait,
             dispatch: cfg.cluster.dispatch,
             limits: crate::limits::LimitRules::from_config(&cfg.limits),
         }
@@ -468,7 +469,7 @@ impl Shard {
         } else {
             MAX_WAIT
         };
-        let waited = self.ring.wait(wait);
+        let waited = self.ring.wait(wait, self.p.batch_wait);
         self.shared.wakers.unpark(me);
         waited
     }
@@ -493,7 +494,7 @@ impl Shard {
     fn busy_poll(&mut self) {
         let until = Instant::now() + self.p.busy_poll;
         loop {
-            let _ = self.ring.wait(Duration::ZERO);
+            let _ = self.ring.wait(Duration::ZERO, Duration::ZERO);
             if self.ring.has_completions() || self.mailbox.has_mail() || Instant::now() >= until {
                 return;
             }
