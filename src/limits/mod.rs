@@ -82,14 +82,16 @@ impl TokenBucket {
         self.milli.div_euclid(MILLI)
     }
 
+    /// Adds what `rate` gave since the last refill (nothing for the same
+    /// instant or a clock that went back), up to the burst, which also caps
+    /// a bucket whose burst was lowered (a reload).
     fn refill(&mut self, rate: &Rate, now: Millis) {
-        if now <= self.at {
-            return; // the same instant, or a clock that went back: nothing
+        if now > self.at {
+            let gained = (now - self.at).saturating_mul(rate.per_sec);
+            self.milli = (self.milli).saturating_add(i64::try_from(gained).unwrap_or(i64::MAX));
+            self.at = now;
         }
-        let room = rate.cap().saturating_sub(self.milli).max(0);
-        let gained = (now - self.at).saturating_mul(rate.per_sec);
-        self.milli += i64::try_from(gained).map_or(room, |g| g.min(room));
-        self.at = now;
+        self.milli = self.milli.min(rate.cap());
     }
 
     /// Whether `n` tokens may be taken at `now` (after refilling): they are
@@ -153,6 +155,15 @@ impl LimitRules {
     /// Some limit needs state per connection (a [`ConnLimits`] per slot).
     pub fn per_connection(&self) -> bool {
         self.requests.is_some() || self.bytes.is_some() || self.max_per_ip > 0
+    }
+
+    /// An MQTT connection's cap on requests waiting for replies: its own
+    /// `network.mqtt.max_inflight`, or `max_inflight` where that is smaller.
+    pub fn mqtt_inflight(&self, mqtt_max_inflight: usize) -> usize {
+        match self.max_inflight {
+            0 => mqtt_max_inflight,
+            n => usize::from(n).min(mqtt_max_inflight),
+        }
     }
 }
 

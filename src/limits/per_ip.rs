@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
 /// Stripes of the table (a power of two).
@@ -60,9 +61,13 @@ impl fmt::Display for IpKey {
 }
 
 /// Open connections per [`IpKey`], gate-wide, against one maximum.
+///
+/// The maximum may change while the gate runs (a reload): connections
+/// accepted while the limit was off were not counted and stay uncounted;
+/// the counted ones are released whatever the maximum is by then.
 #[derive(Debug)]
 pub struct PerIpTable {
-    max: u32,
+    max: AtomicU32,
     stripes: Box<[Mutex<HashMap<IpKey, u32>>]>,
 }
 
@@ -71,19 +76,24 @@ impl PerIpTable {
     /// counted and every [`PerIpTable::acquire`] succeeds).
     pub fn new(max: u32) -> PerIpTable {
         PerIpTable {
-            max,
+            max: AtomicU32::new(max),
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
         }
     }
 
     /// The limit is on.
     pub fn is_on(&self) -> bool {
-        self.max > 0
+        self.max() > 0
     }
 
     /// The maximum per key (0: off).
     pub fn max(&self) -> u32 {
-        self.max
+        self.max.load(Relaxed)
+    }
+
+    /// Sets the maximum for connections accepted from now on.
+    pub fn set_max(&self, max: u32) {
+        self.max.store(max, Relaxed);
     }
 
     fn stripe(&self, key: IpKey) -> MutexGuard<'_, HashMap<IpKey, u32>> {
@@ -96,23 +106,22 @@ impl PerIpTable {
     /// Counts one more connection for `key`, unless it has `max` already
     /// (then nothing is counted and the answer is false).
     pub fn acquire(&self, key: IpKey) -> bool {
-        if self.max == 0 {
+        let max = self.max();
+        if max == 0 {
             return true;
         }
         let mut m = self.stripe(key);
         let n = m.entry(key).or_insert(0);
-        if *n >= self.max {
+        if *n >= max {
             return false;
         }
         *n += 1;
         true
     }
 
-    /// Counts one connection of `key` less (one that [`PerIpTable::acquire`] counted).
+    /// Counts one connection of `key` less (one that [`PerIpTable::acquire`]
+    /// counted while the limit was on).
     pub fn release(&self, key: IpKey) {
-        if self.max == 0 {
-            return;
-        }
         let mut m = self.stripe(key);
         if let Some(n) = m.get_mut(&key) {
             *n -= 1;

@@ -81,6 +81,14 @@ fn a_take_above_the_burst_needs_a_full_bucket_and_leaves_a_debt() {
 }
 
 #[test]
+fn a_lower_burst_caps_what_the_bucket_holds() {
+    let mut b = TokenBucket::full(&rate(10, 100), 0);
+    let lower = rate(10, 5);
+    assert!(b.try_take(&lower, 0, 5));
+    assert!(!b.try_take(&lower, 0, 1), "5 of the 100 are left to take");
+}
+
+#[test]
 fn huge_rates_and_gaps_saturate_instead_of_overflowing() {
     let r = rate(1 << 40, 1 << 41);
     let mut b = TokenBucket::full(&r, 0);
@@ -183,6 +191,31 @@ fn the_table_counts_per_key_up_to_its_max_and_forgets_empty_keys() {
     assert_eq!(t.keys(), 0, "no entry outlives its connections");
     t.release(a); // an extra release is harmless
     assert_eq!(t.count(a), 0);
+}
+
+#[test]
+fn a_new_maximum_holds_for_new_connections_and_counted_ones_are_still_released() {
+    let t = PerIpTable::new(0);
+    let a = IpKey::of(ip("10.0.0.1"));
+    assert!(t.acquire(a), "off: not counted");
+    t.set_max(1);
+    assert!(t.acquire(a), "on: the first counted");
+    assert!(!t.acquire(a));
+    t.set_max(0);
+    t.release(a);
+    assert_eq!(t.keys(), 0, "released after the limit went off");
+    t.set_max(2);
+    assert!(t.acquire(a) && t.acquire(a) && !t.acquire(a));
+}
+
+#[test]
+fn mqtt_keeps_the_smaller_in_flight_cap() {
+    let mut l = Config::default().limits;
+    assert_eq!(LimitRules::from_config(&l).mqtt_inflight(20), 20);
+    l.max_inflight = 5;
+    assert_eq!(LimitRules::from_config(&l).mqtt_inflight(20), 5);
+    l.max_inflight = 0;
+    assert_eq!(LimitRules::from_config(&l).mqtt_inflight(20), 20);
 }
 
 #[test]

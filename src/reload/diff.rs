@@ -76,9 +76,11 @@ pub fn plan(running: &Config, file: &Config) -> Plan {
 }
 
 /// `running` with every key a running gate can change taken from `file`:
-/// `[log] level`, the static node list `[[nodes]]`, and, when a WebSocket
-/// listener is served, its upgrade rules (`[network.ws]` `origins`, `path`,
-/// `trust_proxy`, `mqtt_path`). Everything else stays as it runs.
+/// `[log] level`, the static node list `[[nodes]]`, `[limits]` (all of it:
+/// see docs/limits.md for what open connections get), and, when a
+/// WebSocket listener is served, its upgrade rules (`[network.ws]`
+/// `origins`, `path`, `trust_proxy`, `mqtt_path`). Everything else stays as
+/// it runs.
 ///
 /// A key made live here must also reach the gate: the log filter and the
 /// node table in `crate::reload`, a shard's value through
@@ -87,6 +89,7 @@ pub fn merge_live(running: &Config, file: &Config) -> Config {
     let mut next = running.clone();
     next.log.level.clone_from(&file.log.level);
     next.nodes.clone_from(&file.nodes);
+    next.limits.clone_from(&file.limits);
     if running.network.ws.enabled {
         let (to, from) = (&mut next.network.ws, &file.network.ws);
         to.origins.clone_from(&from.origins);
@@ -222,6 +225,28 @@ mod tests {
         assert_eq!(p.in_force.nodes.len(), 2);
         assert_eq!(p.in_force.network.tcp.addr, running.network.tcp.addr);
         assert_eq!(p.in_force.shards.ring_entries, running.shards.ring_entries);
+    }
+
+    #[test]
+    fn every_limits_key_is_applied() {
+        let running = base();
+        let mut file = base();
+        file.limits.requests_per_sec = 30;
+        file.limits.requests_burst = 60;
+        file.limits.max_connections_per_ip = 100;
+        file.limits.action = crate::config::LimitAction::Close;
+        let p = plan(&running, &file);
+        assert_eq!(
+            keys(&p.applied),
+            [
+                "limits.action",
+                "limits.max_connections_per_ip",
+                "limits.requests_burst",
+                "limits.requests_per_sec"
+            ]
+        );
+        assert!(p.needs_restart.is_empty(), "{:?}", p.needs_restart);
+        assert_eq!(p.in_force.limits.requests_per_sec, 30);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //!        ├─▶ [[nodes]]        ─▶ NodeTable::set_fixed: shards dial new nodes and close
 //!        │                       removed ones as a node that left the registry
 //!        │                       (waiting requests answered NODE_DOWN, routes forgotten)
+//!        ├─▶ [limits] max_connections_per_ip ─▶ Shared::per_ip (new connections)
 //!        └─▶ LiveSettings     ─▶ Control::Live to every shard, answered once swapped
-//!                                (WebSocket upgrade rules: new connections only)
+//!                                (WebSocket upgrade rules: new connections only;
+//!                                [limits]: new connections, and open ones' next request)
 //! ```
 //!
 //! Every key the file changes that cannot change live (listen addresses,
@@ -186,6 +188,7 @@ impl Reloader {
             self.wake_all();
         }
         let live = LiveSettings::from_config(after);
+        self.shared.per_ip.set_max(live.limits.max_per_ip);
         if live != LiveSettings::from_config(before) {
             self.send_live(live);
         }

@@ -137,6 +137,11 @@ impl Clients {
         self.len
     }
 
+    /// Slots, used or free (live slot indexes are below this).
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Slots of every live client.
     pub fn live(&self) -> Vec<u32> {
         self.slots

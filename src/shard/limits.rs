@@ -23,7 +23,7 @@ use std::os::fd::AsRawFd;
 use super::{Shard, ShardStats};
 use crate::config::LimitAction;
 use crate::connection::Close;
-use crate::limits::{ConnLimits, IpKey, LimitRules, LogEvery, TokenBucket};
+use crate::limits::{ConnLimits, IpKey, LimitRules, LogEvery, Rate, TokenBucket};
 use crate::session::{CloseReason, Millis};
 
 /// How long accepting pauses after accept(2) failed (EMFILE and the like):
@@ -162,8 +162,10 @@ impl Shard {
     /// Sets up the limit state of the connection just placed in slot
     /// `idx` (`handshake`: it starts with one).
     pub(super) fn limits_on_accept(&mut self, idx: u32, a: Admitted, handshake: bool) {
-        if self.p.limits.per_connection() {
-            let i = idx as usize;
+        let i = idx as usize;
+        // Also while the limits are off, if the table has the slot from
+        // when they were on (a reload): its state is this connection's.
+        if self.p.limits.per_connection() || i < self.lim.conns.len() {
             if self.lim.conns.len() <= i {
                 self.lim.conns.resize(i + 1, ConnLimits::default());
             }
@@ -171,6 +173,43 @@ impl Shard {
         }
         if handshake {
             self.lim.handshakes += 1;
+        }
+    }
+
+    /// New `[limits]` are in force (a reload), replacing `before`. A rate
+    /// that was off starts with a full bucket for every open connection
+    /// (and for the shard's accepts); a rate that stays on keeps each
+    /// bucket's tokens, refilled at the new rate and capped at the new
+    /// burst. Open connections accepted while the address cap was off
+    /// count under no address.
+    pub(super) fn limits_swapped(&mut self, before: &LimitRules) {
+        let (rules, now) = (self.p.limits, self.now);
+        if let (None, Some(r)) = (before.accepts, rules.accepts) {
+            self.lim.accepts = TokenBucket::full(&r, now);
+        }
+        if !rules.per_connection() {
+            return;
+        }
+        let slots = self.clients.slot_count();
+        if self.lim.conns.len() < slots {
+            self.lim.conns.resize(slots, ConnLimits::default());
+        }
+        let fresh = |was: Option<Rate>, is: Option<Rate>| match (was, is) {
+            (None, Some(r)) => Some(TokenBucket::full(&r, now)),
+            _ => None,
+        };
+        let (requests, bytes) = (
+            fresh(before.requests, rules.requests),
+            fresh(before.bytes, rules.bytes),
+        );
+        for idx in self.clients.live() {
+            let l = &mut self.lim.conns[idx as usize];
+            if let Some(b) = requests {
+                l.requests = b;
+            }
+            if let Some(b) = bytes {
+                l.bytes = b;
+            }
         }
     }
 

@@ -233,6 +233,7 @@ impl ShardParams {
     /// Parameters of shard `id` from a validated config.
     pub fn from_config(cfg: &Config, id: u16) -> Self {
         let knobs = cfg.shards.knobs(id as usize);
+        let live = live::LiveSettings::from_config(cfg);
         ShardParams {
             id: ShardId(id),
             shards: cfg.shards.cores.len() as u16,
@@ -241,13 +242,10 @@ impl ShardParams {
                 packet: cfg.packet,
                 session: Rules::from_tcp(&cfg.network.tcp),
                 max_outbound: cfg.network.tcp.max_outbound_bytes,
-                ws: live::LiveSettings::from_config(cfg).ws,
+                ws: live.ws,
                 mqtt: crate::connection::MqttRules {
                     max_packet_bytes: cfg.network.mqtt.max_packet_bytes,
-                    max_inflight: match cfg.limits.max_inflight {
-                        0 => cfg.network.mqtt.max_inflight,
-                        n => n.min(cfg.network.mqtt.max_inflight),
-                    },
+                    max_inflight: live.mqtt_inflight,
                 },
             },
             mqtt_request_timeout: cfg.network.mqtt.request_timeout.as_millis() as Millis,
@@ -260,7 +258,7 @@ impl ShardParams {
             busy_poll: knobs.busy_poll,
             batch_wait: knobs.batch_wait,
             dispatch: cfg.cluster.dispatch,
-            limits: crate::limits::LimitRules::from_config(&cfg.limits),
+            limits: live.limits,
         }
     }
 

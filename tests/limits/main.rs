@@ -20,6 +20,7 @@ mod mqtt_raw;
 
 mod exhaustion;
 mod rates;
+mod reload;
 mod sources;
 
 use std::net::SocketAddr;

@@ -19,7 +19,7 @@ use crate::mqtt_raw::{self, Mqtt};
 use crate::{echo, gate, gate_for, opts, serial, served, shards, Canary, ECHO, SHORT};
 
 /// `n` requests on the echo route, seq 1..=n, encoded back to back.
-fn requests(n: i32, payload: &[u8]) -> BytesMut {
+pub fn requests(n: i32, payload: &[u8]) -> BytesMut {
     let mut b = BytesMut::new();
     for seq in 1..=n {
         codec::encode_data(0, ECHO, seq, payload, &opts(), &mut b).unwrap();
@@ -29,7 +29,7 @@ fn requests(n: i32, payload: &[u8]) -> BytesMut {
 
 /// Reads the answers to requests 1..=n: each seq answered exactly once;
 /// returns each one's extension code, by seq.
-fn answers(c: &mut Client, n: i32) -> Vec<u8> {
+pub fn answers(c: &mut Client, n: i32) -> Vec<u8> {
     let mut got = vec![None; n as usize];
     for _ in 0..n {
         let p = c.recv_data().expect("an answer to every request");
@@ -41,7 +41,7 @@ fn answers(c: &mut Client, n: i32) -> Vec<u8> {
 }
 
 /// How many answers carried `code`.
-fn count(codes: &[u8], code: u8) -> u64 {
+pub fn count(codes: &[u8], code: u8) -> u64 {
     codes.iter().filter(|&&c| c == code).count() as u64
 }
 
