@@ -141,7 +141,7 @@ impl Shard {
         let (shard, l) = (self.p.id.0, self.p.limits);
         match why {
             Refusal::PerIp => tracing::warn!(
-                shard, %peer, held, max = l.max_per_ip, key = %IpKey::of(peer.ip()),
+                shard, %peer, held, max = self.shared.per_ip.max(), key = %IpKey::of(peer.ip()),
                 "connection refused: limits.max_connections_per_ip reached for its address"
             ),
             Refusal::AcceptRate => tracing::warn!(
@@ -164,8 +164,10 @@ impl Shard {
     pub(super) fn limits_on_accept(&mut self, idx: u32, a: Admitted, handshake: bool) {
         let i = idx as usize;
         // Also while the limits are off, if the table has the slot from
-        // when they were on (a reload): its state is this connection's.
-        if self.p.limits.per_connection() || i < self.lim.conns.len() {
+        // when they were on (a reload): its state is this connection's. And
+        // always for a counted address (a reload may set the gate-wide cap
+        // just before this shard takes the new rules), so it is released.
+        if self.p.limits.per_connection() || a.ip.is_some() || i < self.lim.conns.len() {
             if self.lim.conns.len() <= i {
                 self.lim.conns.resize(i + 1, ConnLimits::default());
             }
