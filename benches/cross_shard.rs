@@ -116,9 +116,10 @@ impl Side {
     fn wait(&mut self) {
         self.wakers.park(self.me);
         let sleep = !self.mail.has_mail();
-        let waited = self
-            .ring
-            .wait(if sleep { MAX_WAIT } else { Duration::ZERO });
+        let waited = self.ring.wait(
+            if sleep { MAX_WAIT } else { Duration::ZERO },
+            Duration::ZERO,
+        );
         self.wakers.unpark(self.me);
         waited.expect("io_uring_enter");
         let mut woke = false;

@@ -42,6 +42,13 @@
 #           WS_STORM(2000)` over ws and wss; prints rps, p99 and ratios vs tcp,
 #           and handshakes/s.
 #   ECHO=0 skips the main echo rounds: PUSH=1 WS=1 ECHO=0 TARGETS=ringgate loadtest/compare.sh
+#   CPU=1   per round and target, an open-loop `rate --rate CPU_RATE(20000) --conns
+#           CPU_CONNS(1000)` with `--cpu-pid` on the target's processes: prints
+#           the CPU time per round trip of each (gate, node; echo; nginx
+#           workers + their upstream echo), medians and ranges, and the ratio
+#           of the gate's (nginx's) to the one-hop echo's. CPU time per
+#           message is far steadier than throughput on a shared box.
+#           CPU=1 ECHO=0 TARGETS="ringgate one-hop nginx" loadtest/compare.sh
 #
 # PREBUILT=DIR runs the binaries in DIR (ringgate, echo_node, ringgate-loadtest,
 # ringgate-glommio-echo) instead of building: a saved build stays comparable
@@ -103,6 +110,9 @@ WSS_TCP_PORT=${WSS_TCP_PORT:-4551}
 WS_CONNS=${WS_CONNS:-1000}
 WS_STORM=${WS_STORM:-2000}
 ECHO=${ECHO:-1}
+CPU=${CPU:-0}
+CPU_RATE=${CPU_RATE:-20000}
+CPU_CONNS=${CPU_CONNS:-1000}
 [ "$ECHO" != 0 ] || CONNS=" "
 
 has() { [[ " $TARGETS " == *" $1 "* ]]; }
@@ -206,10 +216,11 @@ ${6:-}
 $4
 TOML
 }
-gate_pid="" gate_b_pid=""
+gate_pid="" gate_b_pid="" node_pid=""
 if has ringgate || has ringgate-b; then
   $NODE_BIN --listen 127.0.0.1:$NODE_PORT >"$OUT/node.log" 2>&1 &
-  pids+=($!)
+  node_pid=$!
+  pids+=($node_pid)
   sleep 0.3
 fi
 if has ringgate; then
@@ -332,6 +343,32 @@ for round in $(seq "$ROUNDS"); do
     done
   fi
 done
+
+# --- CPU=1: CPU time per round trip at a fixed offered load ----------------
+cpu_pids() { # target -> --cpu-pid flags
+  case "$1" in
+    ringgate) echo "--cpu-pid gate=$gate_pid --cpu-pid node=$node_pid" ;;
+    ringgate-b) echo "--cpu-pid gate=$gate_b_pid --cpu-pid node=$node_pid" ;;
+    one-hop) echo "--cpu-pid echo=$echo_pid" ;;
+    nginx)
+      local f="" w
+      for w in $nginx_pid $(pgrep -P "$nginx_pid" 2>/dev/null); do f="$f --cpu-pid nginx=$w"; done
+      echo "$f --cpu-pid echo=$echo_pid" ;;
+    glommio) echo "--cpu-pid echo=$glommio_pid" ;;
+  esac
+}
+if [ "$CPU" = 1 ]; then
+  for round in $(seq "$ROUNDS"); do
+    for t in $TARGETS; do
+      note "cpu round $round/$ROUNDS: rate $CPU_RATE/s over $CPU_CONNS conns: $t"
+      # shellcheck disable=SC2046
+      $LT rate --addr "${ADDR[$t]}" --conns "$CPU_CONNS" --rate "$CPU_RATE" --payload "$PAYLOAD" \
+        --warmup "$WARMUP" --duration "$DURATION" $(cpu_pids "$t") --json \
+        2>>"$OUT/progress.log" >"$OUT/cpu-$t-$round.json" ||
+        { note "cpu $t round $round failed"; rm -f "$OUT/cpu-$t-$round.json"; }
+    done
+  done
+fi
 
 # --- WS=1: echo over tcp, ws and wss; handshakes per second --------------
 if [ "$WS" = 1 ]; then
@@ -605,6 +642,70 @@ if push == "1":
           f"broadcast: {cell(res['broadcast']['broadcasts'], '.0f')} broadcasts per run, "
           f"deliveries/s = broadcasts/s x conns; lost / missing summed over the rounds")
     summary["push"] = res
+with open(f"{out}/summary.json", "w") as f:
+    json.dump(summary, f, indent=1)
+PY
+fi
+
+# --- CPU=1 table (appended to summary.json) ---------------------------------
+if [ "$CPU" = 1 ]; then
+python3 - "$OUT" "$ROUNDS" "$TARGETS" "$CPU_RATE" "$CPU_CONNS" "$PAYLOAD" "$DURATION" <<'PY'
+import json, os, statistics, sys
+out, rounds, targets, rate, conns, payload, duration = sys.argv[1:]
+rounds, targets = int(rounds), targets.split()
+summary = json.load(open(f"{out}/summary.json"))
+
+def load(t):
+    rs = []
+    for r in range(1, rounds + 1):
+        p = f"{out}/cpu-{t}-{r}.json"
+        if os.path.exists(p):
+            rs.append(json.load(open(p)))
+    return rs
+
+def cpu(r, name):
+    return sum(u["us_per_msg"] for u in r.get("cpu", []) if u["name"] == name)
+
+# What each target's CPU is: the process in front (the gate, the relay, the
+# echo server itself) and, for two-hop targets, the one behind it.
+FRONT = {"ringgate": "gate", "ringgate-b": "gate", "one-hop": "echo", "nginx": "nginx", "glommio": "echo"}
+BACK = {"ringgate": "node", "ringgate-b": "node", "nginx": "echo"}
+rows = {}
+for t in targets:
+    rs = load(t)
+    if not rs:
+        continue
+    front = [cpu(r, FRONT[t]) for r in rs]
+    back = [cpu(r, BACK[t]) for r in rs] if t in BACK else None
+    total = [f + (back[i] if back else 0) for i, f in enumerate(front)]
+    rows[t] = {
+        "runs": len(rs),
+        "rps": statistics.median(r["rps"] for r in rs),
+        "p50_us": statistics.median(r["latency_us"]["p50"] for r in rs),
+        "p99_us": statistics.median(r["latency_us"]["p99"] for r in rs),
+        "front": FRONT[t], "front_us": statistics.median(front), "front_range": [min(front), max(front)],
+        "back": BACK.get(t), "back_us": statistics.median(back) if back else None,
+        "back_range": [min(back), max(back)] if back else None,
+        "total_us": statistics.median(total),
+        "loadgen_us": statistics.median(cpu(r, "self") for r in rs),
+    }
+base = rows.get("one-hop", {}).get("front_us")
+ng = rows.get("nginx", {}).get("front_us")
+print(f"\nCPU per round trip: rate {rate}/s over {conns} conns, {payload} B payload, {duration} per run, "
+      f"median of {rounds} interleaved rounds (min–max); us of CPU per reply")
+print(f"{'target':<10} {'rps':>7} {'p50 us':>7} {'p99 us':>7} {'front':>6} {'us/msg':>7} {'min–max':>12} "
+      f"{'behind':>6} {'us/msg':>7} {'total':>7} {'front vs echo':>13} {'vs nginx':>8}")
+for t, r in rows.items():
+    fr = f"{r['front_range'][0]:.1f}–{r['front_range'][1]:.1f}"
+    r["front_vs_one_hop"] = round(r["front_us"] / base, 2) if base else None
+    r["front_vs_nginx"] = round(r["front_us"] / ng, 2) if ng else None
+    print(f"{t:<10} {r['rps']:>7.0f} {r['p50_us']:>7.0f} {r['p99_us']:>7.0f} {r['front']:>6} {r['front_us']:>7.2f} "
+          f"{fr:>12} {r['back'] or '-':>6} {('-' if r['back_us'] is None else format(r['back_us'], '.2f')):>7} "
+          f"{r['total_us']:>7.2f} {('-' if r['front_vs_one_hop'] is None else format(r['front_vs_one_hop'], '.2f')):>13} "
+          f"{('-' if r['front_vs_nginx'] is None else format(r['front_vs_nginx'], '.2f')):>8}")
+print("  front = the process clients connect to (gate, nginx relay, echo server); behind = the node "
+      "(ringgate) or nginx's upstream echo; total = both")
+summary["cpu"] = {"rate": int(rate), "conns": int(conns), "rows": rows}
 with open(f"{out}/summary.json", "w") as f:
     json.dump(summary, f, indent=1)
 PY

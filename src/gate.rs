@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -16,6 +17,7 @@ use io_uring::{opcode, Probe};
 
 use crate::config::Config;
 use crate::connection::Network;
+use crate::reload::{ReloadError, ReloadReport, Reloader};
 use crate::shard::mailbox::Mailbox;
 use crate::shard::ListenerSpec;
 use crate::shard::{self, Shard, ShardParams, ShardStats, Shared, StatsSnapshot};
@@ -335,12 +337,22 @@ pub struct Gate {
     admin: Option<crate::admin::Admin>,
     /// Why `[admin]` is enabled but not served.
     admin_error: Option<String>,
+    /// The configuration in force and its reload.
+    reloader: Arc<Reloader>,
 }
 
 impl Gate {
     /// Starts a gate on a validated config. Returns once every shard is
-    /// listening (or the first error).
+    /// listening (or the first error). It has no file to reload: see
+    /// [`Gate::start_from_file`].
     pub fn start(cfg: &Config) -> Result<Gate, StartError> {
+        Gate::start_from_file(cfg, None)
+    }
+
+    /// Starts a gate on `cfg`, loaded from `file` (`None`: the embedded
+    /// default), which [`Gate::reload`] (SIGHUP, `POST /api/reload`)
+    /// re-reads.
+    pub fn start_from_file(cfg: &Config, file: Option<&Path>) -> Result<Gate, StartError> {
         probe_kernel()?;
         check_file_limit(cfg)?;
         let Bound {
@@ -352,7 +364,12 @@ impl Gate {
         let shards = cfg.shards.cores.len();
         let fixed: Vec<_> = cfg.nodes.iter().map(|n| n.addr).collect();
         let shared = Arc::new(
-            Shared::new(shards, &fixed).map_err(|source| StartError::Shard {
+            Shared::new(
+                shards,
+                &fixed,
+                crate::limits::LimitRules::from_config(&cfg.limits).max_per_ip,
+            )
+            .map_err(|source| StartError::Shard {
                 shard: 0,
                 core: cfg.shards.cores[0],
                 source,
@@ -360,7 +377,10 @@ impl Gate {
         );
         let mailboxes = Mailbox::create(shards, cfg.shards.channel_capacity);
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        let file = file.map(Path::to_path_buf);
+        let reloader = Arc::new(Reloader::new(cfg, file, shared.clone()));
         let mut gate = Gate {
+            reloader,
             shared,
             threads: Vec::new(),
             tcp_addr,
@@ -381,6 +401,13 @@ impl Gate {
                 .spawn(move || {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         tracing::warn!(shard = i, core, "could not pin shard to its core");
+                    }
+                    if !p.batch_wait.is_zero() {
+                        // The batching wait is an hrtimer: without this, the
+                        // default 50 µs timer slack stretches every wait.
+                        // SAFETY: PR_SET_TIMERSLACK takes a plain integer
+                        // and only affects this thread.
+                        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, BATCH_TIMER_SLACK_NS) };
                     }
                     match Shard::new(p, listeners, shared, mailbox) {
                         Ok(s) => {
@@ -434,6 +461,17 @@ impl Gate {
         Ok(gate)
     }
 
+    /// Re-reads the config file the gate started with, applies what can
+    /// change live and reports what needs a restart (see [`crate::reload`]).
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.reloader.reload()
+    }
+
+    /// The gate's reloader, for a thread of its own (the signal thread).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
+    }
+
     /// Starts the admin port if `[admin]` is enabled. A failure is logged,
     /// not fatal: clients matter more than the operator's port.
     fn start_admin(&mut self, cfg: &Config) {
@@ -449,7 +487,7 @@ impl Gate {
             ws: self.ws_addr,
             mqtt: self.mqtt_addr,
         };
-        match crate::admin::Admin::start(cfg, self.shared.clone(), info) {
+        match crate::admin::Admin::start(self.reloader.clone(), self.shared.clone(), info) {
             Ok(a) => self.admin = Some(a),
             Err(e) => {
                 let addr = cfg.admin.addr;
@@ -665,6 +703,33 @@ impl Stopper {
     /// Asks every shard to stop (returns at once).
     pub fn stop(&self) {
         self.shared.stop_all();
+    }
+}
+
+/// Timer slack of a shard with a `batch_wait`, ns.
+const BATCH_TIMER_SLACK_NS: libc::c_ulong = 1_000;
+
+/// Restricts the calling thread, and every thread it starts afterwards, to
+/// `cores` (`[shards] control_cores`; empty: no change). Shards pin
+/// themselves to their own core, so this places the gate's other threads:
+/// signals, admin, fleet agent, log writer.
+pub fn pin_control_threads(cores: &[usize]) -> std::io::Result<()> {
+    if cores.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cores {
+        // SAFETY: CPU_SET writes one bit of `set`, and `c` was checked
+        // against this process's cores (well below CPU_SETSIZE).
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 = this thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -18,6 +18,9 @@
 //!   WebSocket), TLS, outbound accounting and the one close path.
 //!   `handle_*` in, `poll_*` out, time passed in. *Where a session times out.*
 //! * [`stats`] — per-shard counters, merged when read.
+//! * [`limits`] — `[limits]`'s pure parts: token buckets on virtual time,
+//!   the key a client address counts under (IPv6 by /64), the gate-wide
+//!   count per address, a log limiter. *Where a flood is refused.*
 //! * [`link`] — the gate↔node link's protocol (`proto/ringgate.proto`,
 //!   prost) and its length-prefixed batch framing. Pure.
 //! * [`shard`] — one io_uring event loop per pinned core: the only layer
@@ -42,6 +45,9 @@
 //!   (sessions, kick, broadcast, drain, log level) and a live dashboard.
 //!   It asks shards over their control channels, never takes their locks.
 //! * [`gate`] — start-up: probes the kernel, checks limits, spawns shards.
+//! * [`reload`] — SIGHUP and `POST /api/reload`: the config file re-read,
+//!   what can change live applied (log level, WebSocket origins, static
+//!   nodes), the rest named as needing a restart.
 //! * [`pidfile`] — the pid file of `[gate] pid`: one running gate per file.
 //! * [`logging`] — `[log]` turned into the subscriber: console and rotated
 //!   file terminals, written off the shards' threads.
@@ -62,11 +68,13 @@ pub mod fuzzing;
 pub mod gate;
 pub mod host_check;
 pub mod ids;
+pub mod limits;
 pub mod link;
 pub mod logging;
 pub mod mqtt;
 pub mod node;
 pub mod pidfile;
+pub mod reload;
 pub mod session;
 pub mod shard;
 pub mod stats;

@@ -36,13 +36,14 @@ enum Cmd {
     /// Check this machine against the configuration (kernel, limits,
     /// sysctls, cores, NIC interrupts); exit 1 if something should change.
     CheckHost,
-    /// Talk to a running gate's admin port (stat, sessions, kick, drain, log-level).
+    /// Talk to a running gate's admin port (stat, sessions, kick, drain, log-level, reload).
     Admin(ringgate::admin::cli::AdminArgs),
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread and in every thread it
 /// spawns afterwards (they inherit the mask: the log writers, the shards),
-/// so that only `wait_for_signal` takes them. Call it before any thread starts.
+/// so that only `wait_for_signal` takes them (SIGHUP: a reload of the
+/// config file). Call it before any thread starts.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local, then pthread_sigmask on this thread.
     unsafe {
@@ -178,7 +179,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs the gate until SIGINT or SIGTERM. The pid file is taken before
+/// Runs the gate until SIGINT or SIGTERM; SIGHUP reloads the config file
+/// (`ringgate::reload`). The pid file is taken before
 /// anything else is set up (a refused second start writes no log), then
 /// the logs, then the shards; everything is released in reverse order when
 /// this returns, on success or error.
@@ -186,6 +188,10 @@ fn run_gate(config: Option<&Path>) -> anyhow::Result<()> {
     let set = block_signals();
     let (cfg, origin) = Config::load_or_default(config)?;
     let starting = || format!("starting ringgate with {origin}");
+    // Before any thread starts: every thread but the shards inherits it.
+    ringgate::gate::pin_control_threads(&cfg.shards.control_cores)
+        .context("shards.control_cores")
+        .with_context(starting)?;
     let pid = if cfg.gate.pid.as_os_str().is_empty() {
         None
     } else {
@@ -204,7 +210,8 @@ fn run_gate(config: Option<&Path>) -> anyhow::Result<()> {
             stale.why
         );
     }
-    let gate = Gate::start(&cfg).with_context(starting)?;
+    let file = Config::file_to_load(config);
+    let gate = Gate::start_from_file(&cfg, file).with_context(starting)?;
     println!("{}", gate.banner(&cfg, &origin));
     tracing::info!(
         id = gate.id(),
@@ -214,14 +221,16 @@ fn run_gate(config: Option<&Path>) -> anyhow::Result<()> {
         "ringgate started"
     );
     let (tx, signals) = crossbeam_channel::unbounded();
+    let reloader = gate.reloader();
     std::thread::Builder::new()
         .name("ringgate-signals".into())
         .spawn(move || loop {
             match wait_for_signal(&set) {
-                libc::SIGHUP => tracing::warn!(
-                    "SIGHUP: reloading the configuration is not supported yet; still running \
-                     with the one loaded at start"
-                ),
+                libc::SIGHUP => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // The reload logs what it applied, kept or refused.
+                    let _ = reloader.reload();
+                }
                 sig => {
                     if tx.send(sig).is_err() {
                         return;

@@ -83,8 +83,15 @@ counters! {
     accepted,
     /// Connections refused at `max_connections`.
     refused,
-    /// accept(2) failures (e.g. EMFILE).
+    /// accept(2) failures (e.g. EMFILE); accepting pauses 100 ms after each.
     accept_errors,
+    /// Connections refused at `limits.max_connections_per_ip` (gate-wide,
+    /// IPv6 by /64).
+    refused_per_ip,
+    /// Connections closed on accept over `limits.accepts_per_sec`.
+    refused_accept_rate,
+    /// Connections closed on accept over `limits.max_handshakes`.
+    refused_handshakes,
     /// Data packets received from clients.
     packets_in,
     /// Data packets queued to clients (replies, pushes, error replies).
@@ -101,6 +108,13 @@ counters! {
     forbidden,
     /// Requests refused NOT_BOUND: a stateful route before the user was bound to a node.
     not_bound,
+    /// Requests refused RATE_LIMITED (MQTT: "rate limited"): over
+    /// `limits.requests_per_sec` or `limits.bytes_per_sec`.
+    rate_limited,
+    /// Requests refused because too many of their connection's requests
+    /// waited for replies: INFLIGHT_FULL over `limits.max_inflight`, MQTT's
+    /// "the work queue is full!" over its `max_inflight`.
+    inflight_full,
     /// Bind/unbind notes the fleet agent's full queue could not take.
     fleet_notes_dropped,
     /// Sessions closed because their user was bound on another gate.
@@ -177,6 +191,9 @@ counters! {
     link_queued_bytes,
     /// Gauge: requests waiting for a node's reply.
     requests_waiting,
+    /// Gauge: connections in their handshake (TLS, WebSocket upgrade, MQTT
+    /// CONNECT), against `limits.max_handshakes`.
+    handshakes,
     /// Event-loop turns (one wait in the ring each).
     loop_turns,
     /// Operations submitted to the ring.

@@ -11,7 +11,6 @@ use ringgate::codec;
 
 use crate::args::{parse_duration, ClientArgs, TimingArgs};
 use crate::client::{Mode, Plan};
-use crate::report;
 use crate::runner;
 use crate::seq::SeqSpace;
 
@@ -45,6 +44,11 @@ pub struct LoadArgs {
     /// quiet; `0s` sends none.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub heartbeat: Duration,
+    /// Accounts the CPU time of a process under test in the measured
+    /// window, per response: `NAME=PID`, repeatable (pids under one name
+    /// are summed). The load generator's own is reported as `self`.
+    #[arg(long = "cpu-pid", value_name = "NAME=PID", value_parser = crate::cpu::parse_cpu_pid)]
+    pub cpu_pids: Vec<crate::cpu::CpuPid>,
 }
 
 /// Checks the flags against each other and builds the plan.
@@ -101,7 +105,5 @@ pub fn run(args: EchoArgs) -> Result<()> {
         &args.load,
         Mode::Echo { depth: args.depth },
     )?;
-    let outcome = runner::run(plan.clone(), &args.client.threads.cores, || {}, || {})?;
-    let report = runner::load_report("echo", &plan, &outcome);
-    report::print(args.client.json, &report, &report.table())
+    runner::run_load("echo", &plan, &args.client, &args.load.cpu_pids)
 }

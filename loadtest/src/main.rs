@@ -30,6 +30,7 @@
 mod args;
 mod client;
 mod connect;
+mod cpu;
 mod echo;
 mod idle;
 mod mqttc;
@@ -46,6 +47,7 @@ mod storm;
 mod tally;
 mod tlsc;
 mod transport;
+mod tune;
 mod wire;
 mod wsc;
 
@@ -85,6 +87,9 @@ enum Command {
     /// checks RSS, lost replies, disconnect events and descriptors; exit 1
     /// on a FAIL.
     Soak(soak::SoakArgs),
+    /// Tries a small grid of shard settings against the real gate binary
+    /// under a load and prints the best as TOML (docs/tuning.md).
+    Tune(tune::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +115,7 @@ fn run(command: Command) -> Result<()> {
         Command::Broadcast(args) => push::run_broadcast(args),
         Command::NodeCheck(args) => node_check::run(args),
         Command::Soak(args) => soak::run(args),
+        Command::Tune(args) => tune::run(args),
     }
 }
 

@@ -9,7 +9,6 @@ use clap::Args;
 use crate::args::{ClientArgs, TimingArgs};
 use crate::client::Mode;
 use crate::echo::{plan, LoadArgs};
-use crate::report;
 use crate::runner;
 
 /// Flags of `rate`.
@@ -37,7 +36,5 @@ pub fn run(args: RateArgs) -> Result<()> {
         &args.load,
         Mode::Rate { rps: args.rate },
     )?;
-    let outcome = runner::run(plan.clone(), &args.client.threads.cores, || {}, || {})?;
-    let report = runner::load_report("rate", &plan, &outcome);
-    report::print(args.client.json, &report, &report.table())
+    runner::run_load("rate", &plan, &args.client, &args.load.cpu_pids)
 }

@@ -107,6 +107,9 @@ pub struct LoadReport {
     pub heartbeats_received: u64,
     /// Latency of correct responses in the window, µs.
     pub latency_us: Latency,
+    /// CPU time of the processes named by `--cpu-pid` in the window.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cpu: Vec<crate::cpu::CpuUse>,
 }
 
 impl LoadReport {
@@ -281,6 +284,7 @@ mod tests {
             heartbeats_sent: 0,
             heartbeats_received: 0,
             latency_us: Latency::of(&hist),
+            cpu: Vec::new(),
         }
     }
 

@@ -87,6 +87,18 @@ pub struct Hooks<'a> {
     pub on_finished: Box<dyn FnOnce() + 'a>,
     /// Appended to second `t`'s progress line.
     pub progress: Box<dyn FnMut(u64) -> String + 'a>,
+    /// Print neither the connect line nor the per-second progress.
+    pub quiet: bool,
+}
+
+impl Hooks<'_> {
+    /// No hook, and nothing printed while running.
+    pub fn quiet() -> Self {
+        Hooks {
+            quiet: true,
+            ..Hooks::default()
+        }
+    }
 }
 
 impl Default for Hooks<'_> {
@@ -96,6 +108,7 @@ impl Default for Hooks<'_> {
             on_start: Box::new(|_, _| {}),
             on_finished: Box::new(|| {}),
             progress: Box::new(|_| String::new()),
+            quiet: false,
         }
     }
 }
@@ -107,6 +120,7 @@ pub fn run_with(plan: Plan, cores: &[usize], hooks: Hooks<'_>) -> Result<Outcome
         on_start,
         on_finished,
         mut progress,
+        quiet,
     } = hooks;
     let plan = Arc::new(plan);
     let threads = plan.threads;
@@ -168,20 +182,22 @@ pub fn run_with(plan: Plan, cores: &[usize], hooks: Hooks<'_>) -> Result<Outcome
     sync.connected.wait();
     let failures = sync.failures.load(Ordering::Relaxed);
     let conns = plan.conns - failures;
-    eprintln!(
-        "connected {conns}/{} to {} ({}{}) in {:.2}s",
-        plan.conns,
-        plan.addr,
-        plan.dialer.transport.as_str(),
-        if plan.login.is_some() {
-            ", logged in"
-        } else {
-            ""
-        },
-        connect_start.elapsed().as_secs_f64()
-    );
+    if !quiet {
+        eprintln!(
+            "connected {conns}/{} to {} ({}{}) in {:.2}s",
+            plan.conns,
+            plan.addr,
+            plan.dialer.transport.as_str(),
+            if plan.login.is_some() {
+                ", logged in"
+            } else {
+                ""
+            },
+            connect_start.elapsed().as_secs_f64()
+        );
+    }
     let first_error = sync.first_error.lock().unwrap().clone();
-    if let Some(e) = &first_error {
+    if let Some(e) = first_error.as_ref().filter(|_| !quiet) {
         eprintln!("{failures} connections failed; first error: {e}");
     }
     if conns == 0 {
@@ -196,7 +212,7 @@ pub fn run_with(plan: Plan, cores: &[usize], hooks: Hooks<'_>) -> Result<Outcome
     }
     sync.go.wait();
 
-    print_progress(&plan, &rx, &mut *progress);
+    print_progress(&plan, &rx, &mut *progress, quiet);
     sync.finished.wait();
     if conns > 0 {
         on_finished();
@@ -244,7 +260,12 @@ struct Second {
 
 /// Prints a progress line each time every thread has reported a second,
 /// until every thread is done.
-fn print_progress(plan: &Plan, rx: &mpsc::Receiver<Report>, extra: &mut dyn FnMut(u64) -> String) {
+fn print_progress(
+    plan: &Plan,
+    rx: &mpsc::Receiver<Report>,
+    extra: &mut dyn FnMut(u64) -> String,
+    quiet: bool,
+) {
     let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
     let mut done = 0;
     let warmup_secs = plan.warmup.as_secs_f64();
@@ -292,9 +313,35 @@ fn print_progress(plan: &Plan, rx: &mpsc::Receiver<Report>, extra: &mut dyn FnMu
                 conns: s.open,
                 errors: s.troubles,
             };
-            eprintln!("{}{}", progress.line(), extra(t));
+            if !quiet {
+                eprintln!("{}{}", progress.line(), extra(t));
+            }
         }
     }
+}
+
+/// Runs a request scenario (`echo`, `rate`), accounting the CPU time of
+/// `cpu_pids` over the measured window, and prints its report.
+pub fn run_load(
+    scenario: &'static str,
+    plan: &Plan,
+    client: &crate::args::ClientArgs,
+    cpu_pids: &[crate::cpu::CpuPid],
+) -> Result<()> {
+    let window = std::cell::RefCell::new(crate::cpu::CpuWindow::new(cpu_pids));
+    let (warmup, duration) = (plan.warmup, plan.duration);
+    let outcome = run_with(
+        plan.clone(),
+        &client.threads.cores,
+        Hooks {
+            on_start: Box::new(|t0, _| window.borrow_mut().start(t0 + warmup, duration)),
+            ..Hooks::default()
+        },
+    )?;
+    let mut report = load_report(scenario, plan, &outcome);
+    report.cpu = window.into_inner().finish(report.requests)?;
+    let table = report.table() + &crate::cpu::lines(&report.cpu);
+    crate::report::print(client.json, &report, &table)
 }
 
 /// The report of a request scenario.
@@ -334,5 +381,6 @@ pub fn load_report(scenario: &'static str, plan: &Plan, o: &Outcome) -> LoadRepo
         heartbeats_sent: c.hb_sent,
         heartbeats_received: c.hb_received,
         latency_us: Latency::of(&o.hist),
+        cpu: Vec::new(),
     }
 }

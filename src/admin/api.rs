@@ -1,6 +1,6 @@
 //! The JSON API under `/api/`: what the gate is, its counters, its
 //! sessions and users, and the operator's levers (kick, broadcast, drain,
-//! log level).
+//! log level, reload).
 //!
 //! Questions about sessions go to the shard that knows: a session's own
 //! shard (its id says which), a user's home shard for the directory. The
@@ -56,7 +56,7 @@ pub(super) fn route(state: &State, method: &Method, path: &str, query: &str, bod
     let seg: Vec<&str> = rest.split('/').collect();
     let answer = match (method, seg.as_slice()) {
         (Method::Get, ["info"]) => Ok((200, info(state))),
-        (Method::Get, ["config"]) => Ok((200, config_view::effective(&state.cfg))),
+        (Method::Get, ["config"]) => Ok((200, config_view::effective(&state.cfg()))),
         (Method::Get, ["stats"]) => Ok((200, super::dashboard::stats_json(state))),
         (Method::Get, ["sessions"]) => sessions(state, query),
         (Method::Get, ["sessions", id]) => session(state, id),
@@ -68,10 +68,11 @@ pub(super) fn route(state: &State, method: &Method, path: &str, query: &str, bod
             Ok((202, json!({ "drain": "requested" })))
         }
         (Method::Put, ["log-level"]) => set_log_level(body),
+        (Method::Post, ["reload"]) => reload(state),
         (
             _,
             ["info" | "config" | "stats" | "sessions" | "users" | "kick" | "broadcast" | "drain"
-            | "log-level", ..],
+            | "log-level" | "reload", ..],
         ) => Err(err(405, format!("{method} is not allowed on {path}"))),
         _ => Err(err(404, format!("no such endpoint: {method} {path}"))),
     };
@@ -240,7 +241,8 @@ fn broadcast(state: &State, body: &[u8]) -> Answer {
     let payload = base64::engine::general_purpose::STANDARD
         .decode(b.payload_base64.trim())
         .map_err(|e| err(400, format!("payload_base64: {e}")))?;
-    let opts = &state.cfg.packet;
+    let cfg = state.cfg();
+    let opts = &cfg.packet;
     if payload.len() > opts.buffer_bytes {
         let msg = format!(
             "payload of {} bytes is over packet.buffer_bytes ({})",
@@ -288,6 +290,17 @@ fn set_log_level(body: &[u8]) -> Answer {
         Err(e @ log_level::LogLevelError::Invalid(_)) => Err(err(400, e.to_string())),
         Err(e @ log_level::LogLevelError::Unsupported) => Err(err(501, e.to_string())),
         Err(e @ log_level::LogLevelError::Failed(_)) => Err(err(500, e.to_string())),
+    }
+}
+
+/// `POST /api/reload`: re-reads the config file the gate started with (see
+/// [`crate::reload`]). 200 with `{"file", "applied", "needs_restart"}`; a
+/// bad file changes nothing: 422 with `{"error", "key"}`, the error naming
+/// file, line and key.
+fn reload(state: &State) -> Answer {
+    match state.reloader.reload() {
+        Ok(report) => Ok((200, json!(report))),
+        Err(e) => Ok((422, json!({ "error": e.to_string(), "key": e.key() }))),
     }
 }
 

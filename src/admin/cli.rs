@@ -62,6 +62,9 @@ pub enum Verb {
         /// The new filter.
         level: String,
     },
+    /// Re-read the gate's config file: apply what can change live, list
+    /// what needs a restart (as SIGHUP does).
+    Reload,
 }
 
 /// Why a command failed: the message says what to do.
@@ -188,6 +191,7 @@ pub fn run(args: &AdminArgs, cfg: &Config) -> Result<String, CliError> {
         Verb::LogLevel { level } => {
             c.ok("PUT", "/api/log-level", Some(&json!({ "level": level })))?
         }
+        Verb::Reload => c.ok("POST", "/api/reload", None)?,
     };
     if args.json {
         return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -198,7 +202,40 @@ pub fn run(args: &AdminArgs, cfg: &Config) -> Result<String, CliError> {
         Verb::Kick { .. } => format!("kicked session {}", v["session"]),
         Verb::Drain => "drain requested".to_owned(),
         Verb::LogLevel { .. } => format!("log filter is now {}", v["level"]),
+        Verb::Reload => human_reload(&v),
     })
+}
+
+/// One line per changed key: what was applied, what waits for a restart.
+fn human_reload(v: &Value) -> String {
+    use crate::reload::show;
+    let Some(file) = v["file"].as_str() else {
+        return "the gate started without a config file (embedded default): nothing to reload"
+            .to_owned();
+    };
+    let mut o = format!("reloaded {file}");
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let (applied, kept) = (list("applied"), list("needs_restart"));
+    if applied.is_empty() && kept.is_empty() {
+        o.push_str(": nothing changed");
+    }
+    for c in &applied {
+        let (old, new) = (show(&c["old"]), show(&c["new"]));
+        let _ = write!(o, "\napplied        {}: {old} -> {new}", s(&c["key"]));
+    }
+    for c in &kept {
+        let (old, new) = (show(&c["old"]), show(&c["new"]));
+        let why = c["note"]
+            .as_str()
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default();
+        let _ = write!(
+            o,
+            "\nneeds restart  {}: kept {old} (file: {new}{why})",
+            s(&c["key"])
+        );
+    }
+    o
 }
 
 fn human_stat(v: &Value) -> String {

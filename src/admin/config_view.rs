@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 use crate::codec::{ByteOrder, PacketOptions};
 use crate::config::{
-    AdminConfig, ClusterConfig, Config, GateConfig, HeartbeatConfig, LinkConfig, LocatorConfig,
-    LogConfig, MqttConfig, NetworkConfig, NodeConfig, RegistryConfig, SessionConfig, ShardsConfig,
-    TcpConfig, WsConfig,
+    AdminConfig, ClusterConfig, Config, GateConfig, HeartbeatConfig, LimitAction, LimitsConfig,
+    LinkConfig, LocatorConfig, LogConfig, MqttConfig, NetworkConfig, NodeConfig, RegistryConfig,
+    SessionConfig, ShardsConfig, TcpConfig, WsConfig,
 };
 
 /// The configuration in force, without secrets.
@@ -28,6 +28,7 @@ pub(super) fn effective(cfg: &Config) -> Value {
         packet,
         link,
         session,
+        limits,
         nodes,
         cluster,
         log,
@@ -35,6 +36,7 @@ pub(super) fn effective(cfg: &Config) -> Value {
     } = cfg;
     let GateConfig {
         id,
+        id_generated: _,
         name,
         shutdown_max_wait,
         pid,
@@ -69,6 +71,7 @@ pub(super) fn effective(cfg: &Config) -> Value {
         "packet": packet_json(packet),
         "link": link_json(link),
         "session": session_json(session),
+        "limits": limits_json(limits),
         "nodes": nodes.iter().map(|NodeConfig { addr }| json!({ "addr": addr.to_string() })).collect::<Vec<_>>(),
         "cluster": cluster_json(cluster),
         "log": {
@@ -97,11 +100,26 @@ fn shards_json(s: &ShardsConfig) -> Value {
         buffer_size,
         channel_capacity,
         busy_poll,
+        batch_wait,
+        control_cores,
+        overrides,
     } = s;
+    let overrides: Vec<Value> = overrides
+        .iter()
+        .map(|o| {
+            json!({
+                "shard": o.shard, "core": o.core, "ring_entries": o.ring_entries,
+                "buffer_count": o.buffer_count, "buffer_size": o.buffer_size,
+                "busy_poll": o.busy_poll.map(dur), "batch_wait": o.batch_wait.map(dur),
+            })
+        })
+        .collect();
     json!({
         "count": count, "cores": cores, "ring_entries": ring_entries,
         "buffer_count": buffer_count, "buffer_size": buffer_size,
         "channel_capacity": channel_capacity, "busy_poll": dur(*busy_poll),
+        "batch_wait": dur(*batch_wait), "control_cores": control_cores,
+        "overrides": overrides,
     })
 }
 
@@ -225,6 +243,27 @@ fn session_json(s: &SessionConfig) -> Value {
     })
 }
 
+fn limits_json(l: &LimitsConfig) -> Value {
+    let LimitsConfig {
+        requests_per_sec,
+        requests_burst,
+        bytes_per_sec,
+        bytes_burst,
+        action,
+        max_inflight,
+        max_connections_per_ip,
+        accepts_per_sec,
+        max_handshakes,
+    } = l;
+    json!({
+        "requests_per_sec": requests_per_sec, "requests_burst": requests_burst,
+        "bytes_per_sec": bytes_per_sec, "bytes_burst": bytes_burst,
+        "action": choice(LimitAction::CHOICES, *action),
+        "max_inflight": max_inflight, "max_connections_per_ip": max_connections_per_ip,
+        "accepts_per_sec": accepts_per_sec, "max_handshakes": max_handshakes,
+    })
+}
+
 fn cluster_json(c: &ClusterConfig) -> Value {
     let ClusterConfig {
         dispatch,
@@ -332,5 +371,7 @@ mod tests {
         assert_eq!(v["network"]["tcp"]["heartbeat"]["interval"], "10s");
         assert_eq!(v["cluster"]["dispatch"], "rr");
         assert_eq!(v["log"]["format"], "text");
+        assert_eq!(v["limits"]["action"], "reply");
+        assert_eq!(v["limits"]["max_inflight"], 256);
     }
 }

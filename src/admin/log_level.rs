@@ -1,4 +1,5 @@
-//! Changing the log filter of a running gate (`PUT /api/log-level`).
+//! Changing the log filter of a running gate (`PUT /api/log-level`, and a
+//! reload whose `[log] level` changed: `crate::reload`).
 //!
 //! The filter belongs to whoever installed the tracing subscriber: the
 //! `ringgate` binary builds it with a reload handle and hands the handle
@@ -43,8 +44,20 @@ pub enum LogLevelError {
     Failed(String),
 }
 
-/// Replaces the log filter with `spec` (a level, or `EnvFilter` directives).
+/// Replaces the log filter with `spec` (a level, or `EnvFilter` directives)
+/// and logs that the admin port did.
 pub fn set_level(spec: &str) -> Result<(), LogLevelError> {
+    replace(spec)?;
+    tracing::info!(
+        filter = spec.trim(),
+        "log filter changed from the admin port"
+    );
+    Ok(())
+}
+
+/// Replaces the log filter with `spec`, saying nothing: the caller logs
+/// why (the admin port, a reload).
+pub fn replace(spec: &str) -> Result<(), LogLevelError> {
     let spec = spec.trim();
     if spec.is_empty() {
         return Err(LogLevelError::Invalid("empty".into()));
@@ -58,7 +71,6 @@ pub fn set_level(spec: &str) -> Result<(), LogLevelError> {
     let reload = RELOAD.get().ok_or(LogLevelError::Unsupported)?;
     reload(filter).map_err(LogLevelError::Failed)?;
     *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = spec.to_owned();
-    tracing::info!(filter = spec, "log filter changed from the admin port");
     Ok(())
 }
 

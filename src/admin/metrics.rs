@@ -64,8 +64,23 @@ const SHARD_COUNTERS: &[PerShard] = &[
     ),
     (
         "ringgate_accept_errors",
-        "accept(2) failures (e.g. EMFILE).",
+        "accept(2) failures (e.g. EMFILE); each pauses accepting 100 ms.",
         |s| s.accept_errors,
+    ),
+    (
+        "ringgate_connections_refused_per_ip",
+        "Connections refused at limits.max_connections_per_ip.",
+        |s| s.refused_per_ip,
+    ),
+    (
+        "ringgate_connections_refused_accept_rate",
+        "Connections closed on accept over limits.accepts_per_sec.",
+        |s| s.refused_accept_rate,
+    ),
+    (
+        "ringgate_connections_refused_handshakes",
+        "Connections closed on accept over limits.max_handshakes.",
+        |s| s.refused_handshakes,
     ),
     (
         "ringgate_packets_in",
@@ -218,6 +233,11 @@ const SHARD_GAUGES: &[PerShard] = &[
         "Requests waiting for a node's reply.",
         |s| s.requests_waiting,
     ),
+    (
+        "ringgate_handshakes",
+        "Connections in their handshake (TLS, WebSocket upgrade, MQTT CONNECT).",
+        |s| s.handshakes,
+    ),
 ];
 
 /// Error replies the gate sent itself, by the `code` label.
@@ -230,6 +250,8 @@ pub(super) const ERROR_CODES: &[(&str, Read)] = &[
     ("unauthorized", |s| s.unauthorized),
     ("forbidden", |s| s.forbidden),
     ("not_bound", |s| s.not_bound),
+    ("rate_limited", |s| s.rate_limited),
+    ("inflight_full", |s| s.inflight_full),
 ];
 
 impl Collector for Scrape {

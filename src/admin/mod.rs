@@ -5,7 +5,7 @@
 //! ```text
 //!  GET  /metrics            Prometheus text format       (metrics)
 //!  GET  /api/...            info, config, stats, sessions, users   (api)
-//!  POST /api/kick|broadcast|drain,  PUT /api/log-level             (api)
+//!  POST /api/kick|broadcast|drain|reload,  PUT /api/log-level      (api)
 //!  GET  /                   the live dashboard (dashboard.html, embedded)
 //!  GET  /events             one JSON snapshot per second (server-sent events)
 //! ```
@@ -40,6 +40,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::reload::Reloader;
 use crate::shard::admin_ops::AdminOp;
 use crate::shard::fleet_hooks::Control;
 use crate::shard::Shared;
@@ -74,7 +75,8 @@ pub struct GateInfo {
 #[derive(Debug)]
 struct State {
     shared: Arc<Shared>,
-    cfg: Config,
+    /// The configuration in force (it changes with a reload) and the reload.
+    reloader: Arc<Reloader>,
     info: GateInfo,
     /// The bound admin address.
     addr: SocketAddr,
@@ -119,6 +121,17 @@ impl State {
     fn shards(&self) -> usize {
         self.shared.stats.len()
     }
+
+    /// The configuration in force now.
+    fn cfg(&self) -> Arc<Config> {
+        self.reloader.current()
+    }
+}
+
+/// The configuration as `GET /api/config` shows it (shaped like the file,
+/// secrets left out); a reload compares two of these key by key.
+pub(crate) fn config_json(cfg: &Config) -> serde_json::Value {
+    config_view::effective(cfg)
 }
 
 /// The running admin port; stops with [`Admin::stop`] or when dropped.
@@ -128,8 +141,15 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Binds `cfg.admin.addr` and starts the server threads.
-    pub fn start(cfg: &Config, shared: Arc<Shared>, info: GateInfo) -> std::io::Result<Admin> {
+    /// Binds `[admin] addr` of the configuration in force and starts the
+    /// server threads; `reloader` answers `GET /api/config` and `POST
+    /// /api/reload`.
+    pub fn start(
+        reloader: Arc<Reloader>,
+        shared: Arc<Shared>,
+        info: GateInfo,
+    ) -> std::io::Result<Admin> {
+        let cfg = reloader.current();
         let server = tiny_http::Server::http(cfg.admin.addr).map_err(std::io::Error::other)?;
         let addr = server
             .server_addr()
@@ -137,7 +157,7 @@ impl Admin {
             .ok_or_else(|| std::io::Error::other("admin server has no IP address"))?;
         let state = Arc::new(State {
             shared,
-            cfg: cfg.clone(),
+            reloader,
             info,
             addr,
             sse: AtomicUsize::new(0),

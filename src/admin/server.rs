@@ -138,7 +138,8 @@ pub(super) fn send(req: Request, r: Reply, extra: Option<Header>) {
 /// browser's page and event stream, which cannot set headers) a `token`
 /// query parameter.
 fn authorized(state: &State, req: &Request, query: &str) -> bool {
-    let token = state.cfg.admin.token.as_bytes();
+    let cfg = state.cfg();
+    let token = cfg.admin.token.as_bytes();
     if token.is_empty() {
         return true;
     }

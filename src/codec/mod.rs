@@ -143,6 +143,14 @@ pub mod ext {
     /// The route is `stateful` and the user is bound to no node of its
     /// service yet (a node binds it with `bind_node`).
     pub const NOT_BOUND: u8 = 9;
+    /// The connection sent more than `[limits]` allows
+    /// (`requests_per_sec`, `bytes_per_sec`): the request was not sent.
+    /// Slow down; with `limits.action = "close"` the connection closes next.
+    pub const RATE_LIMITED: u8 = 10;
+    /// Too many of this connection's requests wait for their replies
+    /// (`limits.max_inflight`): the request was not sent. Retry once one
+    /// is answered.
+    pub const INFLIGHT_FULL: u8 = 11;
 }
 
 /// Codec errors. None allocates.

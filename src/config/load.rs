@@ -126,15 +126,22 @@ impl Config {
     /// the working directory, else the embedded [`DEFAULT_TOML`]. Also returns
     /// where the configuration came from, for the start-up log line.
     pub fn load_or_default(path: Option<&Path>) -> Result<(Config, String), ConfigError> {
-        let path = match path {
-            Some(path) => path,
-            None if Path::new(DEFAULT_PATH).is_file() => Path::new(DEFAULT_PATH),
-            None => {
-                let config = Config::from_toml(DEFAULT_TOML, EMBEDDED_ORIGIN)?;
-                return Ok((config, EMBEDDED_ORIGIN.to_owned()));
-            }
+        let Some(path) = Config::file_to_load(path) else {
+            let config = Config::from_toml(DEFAULT_TOML, EMBEDDED_ORIGIN)?;
+            return Ok((config, EMBEDDED_ORIGIN.to_owned()));
         };
         Ok((Config::load(path)?, path.display().to_string()))
+    }
+
+    /// The file [`Config::load_or_default`] reads for `path`: `path` itself,
+    /// else `etc/ringgate.toml` if it exists; `None` for the embedded
+    /// default. A reload re-reads the same file.
+    pub fn file_to_load(path: Option<&Path>) -> Option<&Path> {
+        match path {
+            Some(path) => Some(path),
+            None if Path::new(DEFAULT_PATH).is_file() => Some(Path::new(DEFAULT_PATH)),
+            None => None,
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Configuration: one serde tree loaded from `etc/ringgate.toml`.
 //!
 //! This module owns the file format, its defaults and its rules. It reads a file
-//! once at start-up and does nothing else: no watching, no I/O afterwards.
+//! when asked (at start-up, and on a reload: `crate::reload` decides what a
+//! running gate takes from it) and does nothing else: no watching, no I/O
+//! afterwards.
 //!
 //! * Every section is `#[serde(default, deny_unknown_fields)]`: a missing key
 //!   takes the `DEFAULT_*` constant below, a misspelt key is an error that names
@@ -26,9 +28,11 @@ use crate::codec::{ByteOrder, PacketOptions};
 
 mod admin;
 mod cluster;
+mod limits;
 mod load;
 mod log;
 mod mqtt;
+mod shards;
 pub mod units;
 mod validate;
 mod ws;
@@ -41,6 +45,11 @@ pub use cluster::{
     ClusterConfig, Dispatch, LocatorBackend, LocatorConfig, RegistryBackend, RegistryConfig,
     DEFAULT_DISPATCH,
 };
+pub use limits::{
+    LimitAction, LimitsConfig, DEFAULT_ACCEPTS_PER_SEC, DEFAULT_BYTES_BURST, DEFAULT_BYTES_PER_SEC,
+    DEFAULT_LIMITS_MAX_INFLIGHT, DEFAULT_LIMIT_ACTION, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_HANDSHAKES, DEFAULT_REQUESTS_BURST, DEFAULT_REQUESTS_PER_SEC,
+};
 pub use load::{ConfigError, EMBEDDED_ORIGIN};
 pub use log::{
     LogConfig, LogFileConfig, LogFormat, Rotation, Terminal, DEFAULT_LOG_COMPRESS,
@@ -52,6 +61,7 @@ pub use mqtt::{
     MqttConfig, DEFAULT_CONNECT_TIMEOUT_MQTT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_BYTES,
     DEFAULT_MQTT_ADDR, DEFAULT_MQTT_ENABLED, DEFAULT_MQTT_REQUEST_TIMEOUT,
 };
+pub use shards::{ShardKnobs, ShardOverride, MAX_BATCH_WAIT, MAX_BUSY_POLL};
 pub use validate::LINK_ENVELOPE_BYTES;
 pub use ws::{
     WsConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TRUST_PROXY, DEFAULT_WS_ADDR, DEFAULT_WS_ENABLED,
@@ -142,6 +152,9 @@ pub const DEFAULT_CHANNEL_CAPACITY: usize = 65536;
 /// do, which is right whenever the gate shares its cores (nodes, clients).
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
 
+/// No batching delay: a shard wakes on its first completion.
+pub const DEFAULT_BATCH_WAIT: Duration = Duration::ZERO;
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -159,6 +172,9 @@ pub struct Config {
     pub link: LinkConfig,
     /// `[session]`: user binding and settings.
     pub session: SessionConfig,
+    /// `[limits]`: rates per connection, limits per client address and per
+    /// shard during a storm.
+    pub limits: LimitsConfig,
     /// `[[nodes]]`: backend nodes the gate dials. Writing any `[[nodes]]` in
     /// the file replaces the default list as a whole.
     pub nodes: Vec<NodeConfig>,
@@ -176,6 +192,11 @@ pub struct Config {
 pub struct GateConfig {
     /// Instance id; empty in the file means "generate one at start" (validate fills it).
     pub id: String,
+    /// Set by `validate` when it generated `id` (the file left it empty), so
+    /// that a reload of the same file keeps the id in force instead of
+    /// seeing a new one. Not a key of the file.
+    #[serde(skip)]
+    pub id_generated: bool,
     /// Instance name.
     pub name: String,
     /// How long a drain (SIGTERM, SIGINT, the admin's drain) keeps serving
@@ -211,6 +232,15 @@ pub struct ShardsConfig {
     /// Keep polling for completions this long before sleeping (0 = off).
     #[serde(deserialize_with = "units::duration")]
     pub busy_poll: Duration,
+    /// Once a loop turn has work waiting, let completions gather this long
+    /// before waking (io_uring `min_wait`, Linux 6.12+; 0 = wake on the first).
+    #[serde(deserialize_with = "units::duration")]
+    pub batch_wait: Duration,
+    /// Cores for the gate's own threads (signals, admin, fleet agent, log
+    /// writer); empty = wherever the kernel puts them.
+    pub control_cores: Vec<usize>,
+    /// `[[shards.overrides]]`: knobs of single shards.
+    pub overrides: Vec<ShardOverride>,
 }
 
 /// `[network]`.
@@ -433,6 +463,7 @@ impl Default for Config {
             packet: PacketOptions::default(),
             link: LinkConfig::default(),
             session: SessionConfig::default(),
+            limits: LimitsConfig::default(),
             nodes: vec![NodeConfig {
                 addr: DEFAULT_NODE_ADDR,
             }],
@@ -447,6 +478,7 @@ impl Default for GateConfig {
     fn default() -> Self {
         GateConfig {
             id: String::new(),
+            id_generated: false,
             name: DEFAULT_GATE_NAME.into(),
             shutdown_max_wait: DEFAULT_SHUTDOWN_MAX_WAIT,
             pid: std::path::PathBuf::new(),
@@ -465,6 +497,9 @@ impl Default for ShardsConfig {
             buffer_size: DEFAULT_BUFFER_SIZE,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             busy_poll: DEFAULT_BUSY_POLL,
+            batch_wait: DEFAULT_BATCH_WAIT,
+            control_cores: Vec::new(),
+            overrides: Vec::new(),
         }
     }
 }

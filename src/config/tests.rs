@@ -9,12 +9,12 @@ use super::*;
 const ORIGIN: &str = "etc/ringgate.toml";
 
 /// Parses `text` (validated) as if it were `etc/ringgate.toml`.
-fn parse(text: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::from_toml(text, ORIGIN)
 }
 
 /// The error `text` gives, as printed.
-fn error(text: &str) -> String {
+pub(super) fn error(text: &str) -> String {
     parse(text).expect_err("should be refused").to_string()
 }
 
@@ -82,6 +82,8 @@ fn default_values() {
 fn empty_file_is_the_default() {
     let mut c = parse("").unwrap();
     c.gate.id.clear();
+    assert!(c.gate.id_generated, "validate says it generated the id");
+    c.gate.id_generated = false;
     let mut d = Config::default();
     d.gate.id.clear();
     assert_eq!(format!("{c:?}"), format!("{d:?}"));
@@ -438,5 +440,70 @@ fn pid_file_is_a_path_or_nothing() {
     assert_mentions(
         &error("[gate]\npid = \"./run/\"\n"),
         &["etc/ringgate.toml:2: gate.pid: ", "must name a file"],
+    );
+}
+
+#[test]
+fn shard_overrides_apply_to_their_shard_only() {
+    let cores = available_cores();
+    let c = parse(&format!(
+        "[shards]\ncount = 1\nbatch_wait = \"20us\"\nbuffer_count = 1024\n\
+         [[shards.overrides]]\ncore = {}\nbatch_wait = \"100us\"\nbuffer_size = \"8KiB\"\n",
+        cores[0]
+    ))
+    .unwrap();
+    let k = c.shards.knobs(0);
+    assert_eq!(k.batch_wait, Duration::from_micros(100));
+    assert_eq!(k.buffer_size, 8192);
+    assert_eq!(k.buffer_count, 1024, "a knob left out keeps the section's");
+    // A shard with no override runs with the section's values.
+    let mut two = Config::default();
+    two.shards.batch_wait = Duration::from_micros(20);
+    two.shards.overrides = vec![ShardOverride {
+        shard: Some(0),
+        ring_entries: Some(256),
+        ..ShardOverride::default()
+    }];
+    assert_eq!(two.shards.knobs(0).ring_entries, 256);
+    assert_eq!(two.shards.knobs(1).ring_entries, 4096);
+    assert_eq!(two.shards.knobs(1).batch_wait, Duration::from_micros(20));
+}
+
+#[test]
+fn shard_overrides_are_checked_like_the_section() {
+    assert_mentions(
+        &error("[shards]\ncount = 1\n[[shards.overrides]]\nshard = 0\nbatch_wait = \"5ms\"\n"),
+        &["shards.overrides[0].batch_wait: ", "at most 1ms"],
+    );
+    assert_mentions(
+        &error("[shards]\ncount = 1\n[[shards.overrides]]\nshard = 3\n"),
+        &[
+            "shards.overrides[0].shard: ",
+            "shard 3 does not exist (1 shards)",
+        ],
+    );
+    assert_mentions(
+        &error("[shards]\ncount = 1\n[[shards.overrides]]\nring_entries = 64\n"),
+        &["shards.overrides[0]: ", "exactly one of `shard`"],
+    );
+    assert_mentions(
+        &error("[shards]\ncount = 1\n[[shards.overrides]]\nshard = 0\n[[shards.overrides]]\nshard = 0\n"),
+        &["shards.overrides[1]: ", "already overridden by shards.overrides[0]"],
+    );
+    assert_mentions(
+        &error("[shards]\ncount = 1\n[[shards.overrides]]\ncore = 100000\n"),
+        &["shards.overrides[0].core: ", "no shard runs on core 100000"],
+    );
+    assert_mentions(
+        &error("[shards]\ncount = 1\n[[shards.overrides]]\nshard = 0\nbusy_poll = \"11ms\"\n"),
+        &["shards.overrides[0].busy_poll: ", "at most 10ms"],
+    );
+    assert_mentions(
+        &error("[shards]\nbatch_wait = \"2ms\"\n"),
+        &["shards.batch_wait: ", "at most 1ms"],
+    );
+    assert_mentions(
+        &error("[shards]\ncontrol_cores = [100000]\n"),
+        &["shards.control_cores: ", "core 100000 is not available"],
     );
 }

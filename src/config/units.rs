@@ -217,6 +217,20 @@ pub fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> 
     de.deserialize_any(V)
 }
 
+/// [`duration`] for an optional key (with `#[serde(default)]`: absent is `None`).
+pub fn opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    duration(de).map(Some)
+}
+
+/// [`size`] for an optional key (with `#[serde(default)]`: absent is `None`).
+pub fn opt_size<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    size(de).map(Some)
+}
+
 /// `deserialize_with` for a byte count written as an integer or a string
 /// (`"4KiB"`), converted into the field's integer type with a range check.
 pub fn size<'de, D, T>(de: D) -> Result<T, D::Error>

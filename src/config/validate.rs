@@ -29,8 +29,8 @@ const PACKET_OVERHEAD: usize = 4 + 1;
 impl Config {
     /// Checks every value and derives what the file leaves open: resolves
     /// `shards.cores` from `shards.count` (then sets `count` to 0), generates
-    /// `gate.id` when it is empty, and lower-cases `log.level` and
-    /// `log.stack_level`. Idempotent:
+    /// `gate.id` when it is empty, sets a `[limits]` burst left at 0 to twice
+    /// its rate, and lower-cases `log.level` and `log.stack_level`. Idempotent:
     /// call it again after changing fields in code (e.g. from the command
     /// line). Errors name the key; [`Config::from_toml`] adds file and line.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
@@ -44,6 +44,7 @@ impl Config {
         self.cluster.validate()?;
         self.validate_nodes()?;
         self.validate_session()?;
+        self.validate_limits()?;
         self.validate_admin()?;
         self.log.validate()
     }
@@ -53,15 +54,6 @@ impl Config {
             return Err(ConfigError::rule(
                 "session.max_setting_bytes",
                 "must be at least 1 byte",
-            ));
-        }
-        if self.shards.busy_poll > std::time::Duration::from_millis(10) {
-            return Err(ConfigError::rule(
-                "shards.busy_poll",
-                format!(
-                    "must be at most 10ms (it spins a core), got {:?}",
-                    self.shards.busy_poll
-                ),
             ));
         }
         if self.shards.channel_capacity < 16 {
@@ -79,6 +71,7 @@ impl Config {
         }
         if self.gate.id.is_empty() {
             self.gate.id = generate_gate_id();
+            self.gate.id_generated = true;
         }
         let pid = &self.gate.pid;
         if !pid.as_os_str().is_empty()
@@ -143,35 +136,7 @@ impl Config {
                 }
             }
         }
-        if !s.ring_entries.is_power_of_two()
-            || !(MIN_RING_ENTRIES..=MAX_RING_ENTRIES).contains(&s.ring_entries)
-        {
-            return Err(ConfigError::rule(
-                "shards.ring_entries",
-                format!(
-                    "must be a power of two from {MIN_RING_ENTRIES} to {MAX_RING_ENTRIES}, got {}",
-                    s.ring_entries
-                ),
-            ));
-        }
-        if !s.buffer_count.is_power_of_two() || s.buffer_count > MAX_BUFFER_COUNT {
-            return Err(ConfigError::rule(
-                "shards.buffer_count",
-                format!(
-                    "must be a power of two from 1 to {MAX_BUFFER_COUNT}, got {}",
-                    s.buffer_count
-                ),
-            ));
-        }
-        if s.buffer_size < MIN_BUFFER_SIZE {
-            return Err(ConfigError::rule(
-                "shards.buffer_size",
-                format!(
-                    "must be at least {MIN_BUFFER_SIZE} bytes, got {}",
-                    s.buffer_size
-                ),
-            ));
-        }
+        s.validate_knobs(&available)?;
         Ok(())
     }
 

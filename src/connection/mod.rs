@@ -95,7 +95,7 @@ impl Network {
 
     /// The connection opens on the client's first message (an upgrade
     /// request, a CONNECT), not when the transport is up.
-    fn opens_on_hello(self) -> bool {
+    pub fn opens_on_hello(self) -> bool {
         self.is_websocket() || self.is_mqtt()
     }
 

@@ -39,7 +39,8 @@ const MAX_QOS2_PENDING: usize = 1024;
 pub struct MqttRules {
     /// Largest remaining length a client may send.
     pub max_packet_bytes: usize,
-    /// Requests per connection waiting for replies, at most.
+    /// Requests per connection waiting for replies, at most: the smaller of
+    /// `network.mqtt.max_inflight` and a non-zero `limits.max_inflight`.
     pub max_inflight: usize,
 }
 
@@ -273,6 +274,7 @@ impl Connection {
                 return;
             };
             if m.inflight.len() >= max {
+                ShardStats::add(&cx.stats.inflight_full, 1);
                 return self.mqtt_answer_topic(&p.topic, errors::QUEUE_FULL, cx);
             }
             m.next_token = m.next_token.checked_add(1).unwrap_or(1).max(1);

@@ -35,6 +35,8 @@ pub mod errors {
     pub const FORBIDDEN: &str = "forbidden: internal route";
     /// The handler is stateful and the user is bound to no node of it yet.
     pub const NOT_BOUND: &str = "not bound to a node of this service";
+    /// The connection sent over `limits.requests_per_sec` or `bytes_per_sec`.
+    pub const RATE_LIMITED: &str = "rate limited";
 
     /// The text for a refusal's extension code.
     pub fn refused(code: u8) -> &'static str {
@@ -42,7 +44,8 @@ pub mod errors {
             crate::codec::ext::UNAUTHORIZED => UNAUTHORIZED,
             crate::codec::ext::FORBIDDEN => FORBIDDEN,
             crate::codec::ext::NOT_BOUND => NOT_BOUND,
-            crate::codec::ext::BUSY => QUEUE_FULL,
+            crate::codec::ext::BUSY | crate::codec::ext::INFLIGHT_FULL => QUEUE_FULL,
+            crate::codec::ext::RATE_LIMITED => RATE_LIMITED,
             crate::codec::ext::TOO_LARGE => TOO_LARGE,
             _ => DEADLINE,
         }

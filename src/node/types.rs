@@ -157,6 +157,8 @@ pub enum CloseReason {
     Shutdown,
     /// The client broke the packet format.
     ProtocolError,
+    /// The client sent over the gate's `[limits]` rates (`action = "close"`).
+    RateLimited,
 }
 
 impl CloseReason {
@@ -172,6 +174,7 @@ impl CloseReason {
             Ok(P::CloseOverflow) => CloseReason::Overflow,
             Ok(P::CloseShutdown) => CloseReason::Shutdown,
             Ok(P::CloseProtocolError) => CloseReason::ProtocolError,
+            Ok(P::CloseRateLimited) => CloseReason::RateLimited,
             Ok(P::CloseUnspecified) | Err(_) => CloseReason::Unspecified,
         }
     }
@@ -188,6 +191,7 @@ impl CloseReason {
             CloseReason::Overflow => "overflow",
             CloseReason::Shutdown => "shutdown",
             CloseReason::ProtocolError => "protocol_error",
+            CloseReason::RateLimited => "rate_limited",
         }
     }
 }

@@ -64,17 +64,21 @@ pub enum CloseReason {
     Shutdown = 6,
     /// The client broke the packet format (oversized or malformed packet).
     ProtocolError = 7,
-    /// The connection limit was reached when it was accepted.
+    /// A limit refused it when it was accepted: `max_connections`, or
+    /// `[limits]`' `max_connections_per_ip`, `accepts_per_sec`, `max_handshakes`.
     Refused = 8,
     /// The TLS or WebSocket handshake did not finish in time.
     HandshakeTimeout = 9,
     /// The client asked for a WebSocket upgrade the gate refused (path, origin, version...).
     UpgradeRejected = 10,
+    /// The client sent over `limits.requests_per_sec` or `bytes_per_sec`
+    /// and `limits.action` is `"close"`.
+    RateLimited = 11,
 }
 
 impl CloseReason {
     /// Every reason, in discriminant order (for per-reason counters).
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::ClientClosed,
         CloseReason::HeartbeatTimeout,
         CloseReason::AuthorizeTimeout,
@@ -86,6 +90,7 @@ impl CloseReason {
         CloseReason::Refused,
         CloseReason::HandshakeTimeout,
         CloseReason::UpgradeRejected,
+        CloseReason::RateLimited,
     ];
 
     /// Stable snake_case name, as logged and counted.
@@ -102,6 +107,7 @@ impl CloseReason {
             CloseReason::Refused => "refused",
             CloseReason::HandshakeTimeout => "handshake_timeout",
             CloseReason::UpgradeRejected => "upgrade_rejected",
+            CloseReason::RateLimited => "rate_limited",
         }
     }
 }

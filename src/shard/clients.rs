@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use super::limits::Refusal;
 use super::ring::{Owner, RecvBuf, Ring};
 use super::{Shard, ShardStats, TICK_MS};
 use crate::connection::{Close, ConnEvent, Connection, Ctx, Outgoing};
@@ -43,7 +44,12 @@ pub(super) struct Client {
     timer_at: u64,
     /// The transport of the listener that accepted it: the index of its
     /// per-transport counters (`ShardStats::net`), fixed for its life.
-    net: usize,
+    net: u8,
+    /// Counted in the shard's handshakes in progress (`limits.max_handshakes`).
+    pub(super) in_handshake: bool,
+    /// Its due requests waiting for a node's reply (`limits.max_inflight`;
+    /// an MQTT connection keeps its own list).
+    pub(super) inflight: u16,
 }
 
 struct Slot {
@@ -131,6 +137,11 @@ impl Clients {
         self.len
     }
 
+    /// Slots, used or free (live slot indexes are below this).
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Slots of every live client.
     pub fn live(&self) -> Vec<u32> {
         self.slots
@@ -191,10 +202,14 @@ impl Shard {
             let mut events = std::mem::take(&mut self.events);
             for ev in events.drain(..) {
                 match ev {
-                    ConnEvent::Opened => self.on_opened(idx),
+                    ConnEvent::Opened => {
+                        self.handshake_over(idx);
+                        self.on_opened(idx)
+                    }
                     ConnEvent::Request(p) => self.dispatch(idx, p),
                     ConnEvent::Mqtt(r) => self.dispatch_mqtt(idx, r),
                     ConnEvent::Closed { reason, opened } => {
+                        self.handshake_over(idx);
                         self.on_session_closed(idx, reason, opened)
                     }
                 }
@@ -233,37 +248,38 @@ impl Shard {
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => return,
             // The listener was shut down to drain.
             Err(_) if self.drained => return,
-            Err(err) => {
-                ShardStats::add(&self.stats().accept_errors, 1);
-                tracing::warn!(shard = self.p.id.0, %err, "accept failed; pausing accepts for 100ms");
-                self.accept_paused_until = self.now + 100;
-                return;
-            }
+            Err(err) => return self.accept_failed(li, err, more),
         };
         if self.stopping || self.drained {
             return; // dropping `fd` closes it
         }
-        let Some((idx, gen)) = self.admit() else {
-            return;
-        };
         let sock = socket2::SockRef::from(&fd);
-        let _ = sock.set_tcp_nodelay(true);
         let peer = sock
             .peer_addr()
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let spec = self.listeners[li].spec.clone();
+        let handshake = spec.tls.is_some() || spec.network.opens_on_hello();
+        // Refused here, a socket costs nothing more: dropping `fd` closes it.
+        let Some(source) = self.admit_source(peer, handshake) else {
+            return;
+        };
+        let Some((idx, gen)) = self.admit(peer) else {
+            return self.unadmit_source(source);
+        };
+        let _ = sock.set_tcp_nodelay(true);
         let tls = match spec.tls.map(TlsConn::new).transpose() {
             Ok(t) => t.map(Box::new),
             Err(e) => {
                 tracing::error!(shard = self.p.id.0, err = %e, "cannot start TLS for a new connection");
                 self.clients.free.push(idx);
                 self.shared.connections.fetch_sub(1, Relaxed);
-                return;
+                return self.unadmit_source(source);
             }
         };
         let sid = SessionId::from_slot(self.p.id, gen, idx);
+        self.limits_on_accept(idx, source, handshake);
         let (clients, _, mut cx) = self.parts();
         let conn = Connection::new(sid, peer, spec.network, tls, spec.handshake_ms, &mut cx);
         clients.slots[idx as usize].client = Some(Client {
@@ -275,7 +291,9 @@ impl Shard {
             dirty: false,
             shut: false,
             timer_at: 0,
-            net: spec.network as usize,
+            net: spec.network as u8,
+            in_handshake: handshake,
+            inflight: 0,
         });
         clients.len += 1;
         let st = self.stats();
@@ -290,7 +308,7 @@ impl Shard {
     }
 
     /// Reserves a slot under `max_connections`, or counts the refusal.
-    fn admit(&mut self) -> Option<(u32, u32)> {
+    fn admit(&mut self, peer: SocketAddr) -> Option<(u32, u32)> {
         let prev = self.shared.connections.fetch_add(1, Relaxed);
         let slot = if prev >= self.p.max_connections {
             None
@@ -299,14 +317,7 @@ impl Shard {
         };
         if slot.is_none() {
             self.shared.connections.fetch_sub(1, Relaxed);
-            let st = self.stats();
-            ShardStats::add(&st.refused, 1);
-            st.closed(CloseReason::Refused);
-            tracing::warn!(
-                shard = self.p.id.0,
-                max = self.p.max_connections,
-                "connection refused: max_connections reached"
-            );
+            self.refuse_connection(Refusal::MaxConnections, peer);
         }
         slot
     }
@@ -347,7 +358,7 @@ impl Shard {
             if let Some(c) = clients.get_mut(idx) {
                 let data = ring.recv_data(&b);
                 let n = data.len() as u64;
-                ShardStats::add(&cx.stats.net[c.net].bytes_in, n);
+                ShardStats::add(&cx.stats.net[usize::from(c.net)].bytes_in, n);
                 c.conn.handle_recv(data, &mut cx);
             }
             self.ring.recycle(b);
@@ -382,7 +393,7 @@ impl Shard {
             return;
         }
         let st = &self.shared.stats[self.p.id.0 as usize];
-        ShardStats::add(&st.net[c.net].bytes_out, res as u64);
+        ShardStats::add(&st.net[usize::from(c.net)].bytes_out, res as u64);
         let off = off + res as usize;
         if off < buf.len() && !c.shut {
             c.send_inflight = true;
@@ -431,9 +442,10 @@ impl Shard {
             self.shared.connections.fetch_sub(1, Relaxed);
             let st = self.stats();
             st.connections.fetch_sub(1, Relaxed);
-            st.net[c.net].open.fetch_sub(1, Relaxed);
+            st.net[usize::from(c.net)].open.fetch_sub(1, Relaxed);
             tracing::debug!(session = %c.conn.id(), reason = c.conn.close_reason().map(CloseReason::as_str), "disconnected");
             c.conn.release(&mut self.pool);
+            self.limits_on_free(idx);
             false // dropping `c.fd` closes the socket
         });
         self.clients.closed.append(&mut closed);
@@ -491,5 +503,25 @@ impl Shard {
     pub(super) fn send_encoded(&mut self, idx: u32, pkt: &Outgoing) -> bool {
         self.with_conn(idx, |c, cx| c.send_outgoing(pkt, cx))
             .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::{Client, Slot};
+    use crate::limits::ConnLimits;
+
+    /// Every slot pays for a [`Client`] whether or not `[limits]` is used:
+    /// the limit fields (`in_handshake`, `inflight`) fit in bytes the
+    /// struct's alignment left unused (296 bytes before them), and the
+    /// per-connection buckets live in a table beside the slots, allocated
+    /// only while a per-connection limit is on.
+    #[test]
+    fn limits_add_nothing_to_a_client_slot() {
+        assert!(size_of::<Client>() <= 296, "{}", size_of::<Client>());
+        assert!(size_of::<Slot>() <= 304, "{}", size_of::<Slot>());
+        assert!(size_of::<ConnLimits>() <= 48, "{}", size_of::<ConnLimits>());
     }
 }

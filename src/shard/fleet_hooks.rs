@@ -8,7 +8,9 @@
 //! the agent may wait a little to hand a shard a command, and wakes it.
 //!
 //! The admin port (`crate::admin`) hands shards its questions on the same
-//! command channels ([`Control::Admin`], answered in `admin_ops`).
+//! command channels ([`Control::Admin`], answered in `admin_ops`), and a
+//! configuration reload (`crate::reload`) its new live settings
+//! ([`Control::Live`], applied in `live`).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -89,6 +91,14 @@ pub enum Control {
     },
     /// A question from the admin port, answered on the channel it carries.
     Admin(super::admin_ops::AdminOp),
+    /// A configuration reload: take these settings for new connections,
+    /// then answer on `done`.
+    Live {
+        /// The settings in force from now on.
+        settings: std::sync::Arc<super::live::LiveSettings>,
+        /// Told once they are in place (a capacity-1 channel; never waited on).
+        done: Sender<()>,
+    },
 }
 
 /// The channels between the shards and the agent.
@@ -151,6 +161,10 @@ impl Shard {
                     self.with_conn(idx, |c, cx| c.close(reason, Close::AfterFlush, cx));
                 }
                 Control::Admin(op) => self.on_admin(op),
+                Control::Live { settings, done } => {
+                    self.apply_live(&settings);
+                    let _ = done.try_send(());
+                }
                 Control::Restore {
                     uid,
                     sid,

@@ -82,6 +82,10 @@ impl Shard {
 
     /// Routes one client request to a node, or answers it with an error.
     pub(super) fn dispatch(&mut self, idx: u32, p: Packet) {
+        if self.over_rate(idx, p.payload.len()) {
+            self.refuse(idx, &p, codec::ext::RATE_LIMITED);
+            return self.after_rate_limit(idx);
+        }
         let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
@@ -96,6 +100,9 @@ impl Shard {
             Err(code) => return self.refuse(idx, &p, code),
         };
         let link = pick.link;
+        if pick.reply_within.is_some() && self.inflight_full(idx) {
+            return self.refuse(idx, &p, codec::ext::INFLIGHT_FULL);
+        }
         if self.links[link].queued() >= self.p.link.max_queued_bytes {
             return self.refuse(idx, &p, codec::ext::BUSY);
         }
@@ -128,6 +135,9 @@ impl Shard {
             return self.refuse(idx, &p, codec::ext::TOO_LARGE);
         }
         if let Some(timeout) = pick.reply_within {
+            if let Some(c) = self.clients.get_mut(idx) {
+                c.inflight = c.inflight.saturating_add(1);
+            }
             let sid = SessionId(deliver.session_id);
             deliver.request_id =
                 self.pending
@@ -160,6 +170,8 @@ impl Shard {
                 codec::ext::UNAUTHORIZED => &st.unauthorized,
                 codec::ext::FORBIDDEN => &st.forbidden,
                 codec::ext::NOT_BOUND => &st.not_bound,
+                codec::ext::RATE_LIMITED => &st.rate_limited,
+                codec::ext::INFLIGHT_FULL => &st.inflight_full,
                 _ => &st.node_down,
             },
             1,

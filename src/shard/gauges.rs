@@ -50,5 +50,6 @@ impl Shard {
         st.link_queued_bytes.store(queued, Relaxed);
         st.requests_waiting
             .store(self.pending.len() as u64, Relaxed);
+        st.handshakes.store(self.lim.handshakes() as u64, Relaxed);
     }
 }

@@ -27,6 +27,7 @@
 //! | `ring`        | io_uring, the in-flight table, the shutdown that waits        |
 //! | `bufring`     | the provided read buffers (unsafe internals of `ring`)        |
 //! | `clients`     | client sockets: accept, recv, send, timers, close bookkeeping |
+//! | `limits`      | `[limits]` on accept and per request; EMFILE pauses           |
 //! | `nodes`       | links to nodes: connect, hello, ping, reconnect with backoff  |
 //! | `routes`      | route → node links, round robin, reply timeouts               |
 //! | `requests`    | requests waiting for a node's reply, their timeouts           |
@@ -44,6 +45,7 @@
 //! | `rooms`       | channel membership of this shard's sessions                   |
 //! | `timer`       | the hashed timer wheel                                        |
 //! | `listener`    | listening sockets and what each serves                        |
+//! | `live`        | the settings a configuration reload swaps (WebSocket origins) |
 
 pub mod admin_ops;
 mod bufring;
@@ -53,7 +55,9 @@ pub mod fleet_hooks;
 mod forward;
 mod gather;
 mod gauges;
+mod limits;
 mod listener;
+pub mod live;
 pub mod mailbox;
 mod mqtt;
 mod node_calls;
@@ -134,11 +138,19 @@ pub struct Shared {
     /// Set by anyone who wants the gate drained (the admin API); whoever
     /// runs the gate (main) watches it and drains.
     pub drain_requested: AtomicBool,
+    /// Connections per client address across the shards
+    /// (`limits.max_connections_per_ip`; counts nothing when off).
+    pub per_ip: crate::limits::PerIpTable,
 }
 
 impl Shared {
-    /// State for `shards` shards; fails if an eventfd cannot be created.
-    pub fn new(shards: usize, nodes: &[std::net::SocketAddr]) -> io::Result<Shared> {
+    /// State for `shards` shards allowing `max_per_ip` connections per
+    /// client address (0: no limit); fails if an eventfd cannot be created.
+    pub fn new(
+        shards: usize,
+        nodes: &[std::net::SocketAddr],
+        max_per_ip: u32,
+    ) -> io::Result<Shared> {
         Ok(Shared {
             connections: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -151,6 +163,7 @@ impl Shared {
             fleet: fleet_hooks::FleetPipes::new(shards),
             draining: AtomicBool::new(false),
             drain_requested: AtomicBool::new(false),
+            per_ip: crate::limits::PerIpTable::new(max_per_ip),
         })
     }
 
@@ -206,15 +219,21 @@ pub struct ShardParams {
     pub session: SessionConfig,
     /// Poll this long before sleeping (zero: never spin).
     pub busy_poll: Duration,
+    /// Let completions gather this long once one has arrived (zero: off).
+    pub batch_wait: Duration,
     /// How long an MQTT request waits for its node's reply.
     pub mqtt_request_timeout: Millis,
     /// The pick among the nodes serving a route.
     pub dispatch: crate::config::Dispatch,
+    /// `[limits]`.
+    pub limits: crate::limits::LimitRules,
 }
 
 impl ShardParams {
     /// Parameters of shard `id` from a validated config.
     pub fn from_config(cfg: &Config, id: u16) -> Self {
+        let knobs = cfg.shards.knobs(id as usize);
+        let live = live::LiveSettings::from_config(cfg);
         ShardParams {
             id: ShardId(id),
             shards: cfg.shards.cores.len() as u16,
@@ -223,26 +242,23 @@ impl ShardParams {
                 packet: cfg.packet,
                 session: Rules::from_tcp(&cfg.network.tcp),
                 max_outbound: cfg.network.tcp.max_outbound_bytes,
-                ws: cfg.network.ws.enabled.then(|| {
-                    Arc::new(crate::ws::HandshakePolicy::from_config(
-                        &cfg.network.ws,
-                        cfg.network.mqtt.enabled,
-                    ))
-                }),
+                ws: live.ws,
                 mqtt: crate::connection::MqttRules {
                     max_packet_bytes: cfg.network.mqtt.max_packet_bytes,
-                    max_inflight: cfg.network.mqtt.max_inflight,
+                    max_inflight: live.mqtt_inflight,
                 },
             },
             mqtt_request_timeout: cfg.network.mqtt.request_timeout.as_millis() as Millis,
             max_connections: cfg.network.tcp.max_connections,
-            ring_entries: cfg.shards.ring_entries,
-            buffer_count: cfg.shards.buffer_count,
-            buffer_size: cfg.shards.buffer_size,
+            ring_entries: knobs.ring_entries,
+            buffer_count: knobs.buffer_count,
+            buffer_size: knobs.buffer_size,
             link: cfg.link.clone(),
             session: cfg.session.clone(),
-            busy_poll: cfg.shards.busy_poll,
+            busy_poll: knobs.busy_poll,
+            batch_wait: knobs.batch_wait,
             dispatch: cfg.cluster.dispatch,
+            limits: live.limits,
         }
     }
 
@@ -263,6 +279,8 @@ pub struct Shard {
     /// Accepting paused until this time (after EMFILE and the like).
     accept_paused_until: Millis,
     clients: Clients,
+    /// `[limits]` state: accept rate, handshakes, per-connection buckets.
+    lim: limits::ShardLimits,
     links: Vec<Link>,
     /// The version of the shared node table the links follow.
     nodes_version: u64,
@@ -322,6 +340,7 @@ impl Shard {
             listeners: listeners.into_iter().map(Listener::new).collect(),
             accept_paused_until: 0,
             clients: Clients::default(),
+            lim: limits::ShardLimits::new(&p.limits),
             links,
             nodes_version: u64::MAX,
             routes: RouteTable::default(),
@@ -448,7 +467,7 @@ impl Shard {
         } else {
             MAX_WAIT
         };
-        let waited = self.ring.wait(wait);
+        let waited = self.ring.wait(wait, self.p.batch_wait);
         self.shared.wakers.unpark(me);
         waited
     }
@@ -473,7 +492,7 @@ impl Shard {
     fn busy_poll(&mut self) {
         let until = Instant::now() + self.p.busy_poll;
         loop {
-            let _ = self.ring.wait(Duration::ZERO);
+            let _ = self.ring.wait(Duration::ZERO, Duration::ZERO);
             if self.ring.has_completions() || self.mailbox.has_mail() || Instant::now() >= until {
                 return;
             }

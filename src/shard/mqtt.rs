@@ -75,6 +75,11 @@ impl Shard {
         let Ok(topic) = parse_topic(&r.topic) else {
             return;
         };
+        if self.over_rate(idx, r.payload.len()) {
+            self.count_refusal(ext::RATE_LIMITED);
+            self.mqtt_error(idx, r.token, errors::RATE_LIMITED);
+            return self.after_rate_limit(idx);
+        }
         let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
@@ -189,6 +194,8 @@ impl Shard {
             self.with_conn(idx, |c, cx| c.mqtt_reply(token, error, payload, format, cx));
             return;
         }
+        // One request of this due connection less waits for its reply.
+        c.inflight = c.inflight.saturating_sub(1);
         let (ext, payload) = if a.error.is_empty() {
             (a.ext, a.payload)
         } else {

@@ -31,6 +31,8 @@ pub fn proto_reason(r: CloseReason) -> proto::CloseReason {
         CloseReason::Overflow => P::CloseOverflow,
         CloseReason::Shutdown => P::CloseShutdown,
         CloseReason::ProtocolError => P::CloseProtocolError,
+        CloseReason::RateLimited => P::CloseRateLimited,
+        // Never opened: nodes heard of none of these sessions.
         CloseReason::Refused | CloseReason::HandshakeTimeout | CloseReason::UpgradeRejected => {
             P::CloseUnspecified
         }

@@ -117,8 +117,9 @@ pub struct Link {
     pub(super) busy_since: Millis,
     /// A hang probe was sent after the node's last sign of life.
     probed: bool,
-    /// The node table wants this link (false: the node left the registry;
-    /// the link is closed and not redialed).
+    /// The node table wants this link (false: the node left the registry,
+    /// or a reload removed it from `[[nodes]]`; the link is closed and not
+    /// redialed).
     pub wanted: bool,
 }
 
@@ -298,8 +299,9 @@ impl Shard {
     }
 
     /// Follows the shared node table: links to new nodes, closes those
-    /// whose node left (forgetting their routes), redials those that came
-    /// back. Cheap when nothing changed (one atomic load).
+    /// whose node left the registry or `[[nodes]]` (answering their waiting
+    /// requests NODE_DOWN and forgetting their routes), redials those that
+    /// came back. Cheap when nothing changed (one atomic load).
     pub(super) fn apply_node_table(&mut self) {
         let version = self.shared.nodes.version();
         if version == self.nodes_version {
@@ -326,13 +328,13 @@ impl Shard {
                 }
                 continue;
             }
-            tracing::info!(shard = self.p.id.0, node = %l.addr, service = %l.service, "node left the registry; closing its link");
+            tracing::info!(shard = self.p.id.0, node = %l.addr, service = %l.service, "node withdrawn (left the registry or [[nodes]]); closing its link");
             l.routes.clear();
             l.reply_routes.clear();
             l.names.clear();
             l.rules.clear();
             changed = true;
-            self.link_down(i, "node left the registry");
+            self.link_down(i, "node withdrawn");
         }
         if changed {
             self.rebuild_routes();

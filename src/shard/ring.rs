@@ -192,7 +192,12 @@ pub struct Ring {
     cq: Vec<(u64, i32, u32)>,
     /// Submissions made since [`Ring::take_submitted`] last ran.
     submitted: u64,
+    /// The kernel honours `min_wait_usec` (`IORING_FEAT_MIN_TIMEOUT`).
+    min_wait: bool,
 }
+
+/// Completions that end a batching wait early (see [`Ring::wait`]).
+const BATCH_EVENTS: usize = 64;
 
 /// Builds a ring with the setup flags ringgate relies on.
 fn build(entries: u32) -> io::Result<IoUring> {
@@ -210,7 +215,9 @@ impl Ring {
     pub fn new(entries: u32, buf_count: u16, buf_size: u32) -> io::Result<Ring> {
         let ring = build(entries)?;
         let bufs = BufRing::register(&ring, buf_count, buf_size)?;
+        let min_wait = ring.params().is_feature_min_timeout();
         Ok(Ring {
+            min_wait,
             ring: ManuallyDrop::new(ring),
             bufs: ManuallyDrop::new(bufs),
             ops: ManuallyDrop::new(Table::default()),
@@ -331,10 +338,19 @@ impl Ring {
     }
 
     /// Submits what is queued and waits up to `timeout` for one completion.
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+    /// With a `batch` delay (and a kernel that has `min_wait`, 6.12+), the
+    /// kernel keeps gathering completions for up to `batch` from the start
+    /// of the wait before waking the shard, unless [`BATCH_EVENTS`] arrive
+    /// first; a completion arriving later than that wakes it at once.
+    pub fn wait(&mut self, timeout: Duration, batch: Duration) -> io::Result<()> {
         let ts = types::Timespec::from(timeout);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        let mut args = types::SubmitArgs::new().timespec(&ts);
+        let mut want = 1;
+        if self.min_wait && !batch.is_zero() && !timeout.is_zero() {
+            args = args.min_wait_usec(batch.as_micros().clamp(1, u32::MAX as u128) as u32);
+            want = BATCH_EVENTS;
+        }
+        match self.ring.submitter().submit_with_args(want, &args) {
             Ok(n) => {
                 self.submitted += n as u64;
                 Ok(())
@@ -434,7 +450,7 @@ impl Ring {
         }
         let mut out = Vec::new();
         while self.in_flight() > 0 && Instant::now() < deadline {
-            let _ = self.wait(Duration::from_millis(50));
+            let _ = self.wait(Duration::from_millis(50), Duration::ZERO);
             self.completions(&mut out);
             for c in out.drain(..) {
                 if let Completion::Recv { buf: Some(b), .. } = c {
@@ -548,7 +564,8 @@ mod tests {
             Owner::Link(0),
         );
         ring.read_eventfd(wakers.fd(0).as_raw_fd());
-        ring.wait(Duration::from_millis(10)).unwrap();
+        ring.wait(Duration::from_millis(10), Duration::ZERO)
+            .unwrap();
         (ring, vec![a, _a_peer, b, _b_peer, c, c_peer], wakers)
     }
 
@@ -572,5 +589,45 @@ mod tests {
         .join();
         assert!(r.is_err(), "the thread panicked");
         assert!(started.elapsed() < DROP_GRACE, "cancelled, not waited out");
+    }
+
+    /// A batching wait gathers completions for `batch` before waking, but
+    /// never waits for more than one when nothing else comes.
+    #[test]
+    fn a_batching_wait_gathers_then_wakes() {
+        let mut ring = Ring::new(64, 8, 512).expect("io_uring");
+        if !ring.min_wait {
+            eprintln!("kernel without IORING_FEAT_MIN_TIMEOUT: batch_wait is a no-op here");
+            return;
+        }
+        let (a, mut a_peer) = UnixStream::pair().unwrap();
+        ring.recv_multi(a.as_raw_fd(), 0);
+        let batch = Duration::from_millis(40);
+        // Data arrives at once, more 10 ms later: one wake-up with both.
+        a_peer.write_all(b"x").unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            a_peer.write_all(b"y").unwrap();
+            a_peer
+        });
+        let t = Instant::now();
+        ring.wait(Duration::from_secs(5), batch).unwrap();
+        let waited = t.elapsed();
+        let mut done = Vec::new();
+        ring.completions(&mut done);
+        let _peer = writer.join().unwrap();
+        assert!(waited >= Duration::from_millis(35), "gathered: {waited:?}");
+        assert!(
+            waited < Duration::from_secs(1),
+            "not the whole timeout: {waited:?}"
+        );
+        assert_eq!(done.len(), 2, "both receives in one wake-up: {done:?}");
+        // Without a batch the first completion wakes the wait.
+        let (b, mut b_peer) = UnixStream::pair().unwrap();
+        ring.recv_multi(b.as_raw_fd(), 1);
+        b_peer.write_all(b"z").unwrap();
+        let t = Instant::now();
+        ring.wait(Duration::from_secs(5), Duration::ZERO).unwrap();
+        assert!(t.elapsed() < Duration::from_millis(35), "{:?}", t.elapsed());
     }
 }

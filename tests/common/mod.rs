@@ -176,7 +176,11 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr, opts: PacketOptions) -> Client {
-        let s = TcpStream::connect(addr).expect("connect to gate");
+        Client::from_stream(TcpStream::connect(addr).expect("connect to gate"), opts)
+    }
+
+    /// A client over a stream already connected to the gate.
+    pub fn from_stream(s: TcpStream, opts: PacketOptions) -> Client {
         s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(PATIENCE)).unwrap();
         Client {
@@ -221,6 +225,31 @@ impl Client {
                 Err(_) => return None,
             }
         }
+    }
+
+    /// The next data packet if one arrives within `within`; `None` on
+    /// timeout, EOF or reset.
+    pub fn recv_data_within(&mut self, within: Duration) -> Option<codec::Packet> {
+        let end = Instant::now() + within;
+        let got = loop {
+            match codec::decode(&mut self.buf, &self.opts).expect("gate sends valid packets") {
+                Some(Frame::Data(p)) => break Some(p),
+                Some(Frame::Heartbeat { .. }) => continue,
+                None => {}
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break None;
+            }
+            self.s.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 65536];
+            match self.s.read(&mut chunk) {
+                Ok(n) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                _ => break None,
+            }
+        };
+        self.s.set_read_timeout(Some(PATIENCE)).unwrap();
+        got
     }
 
     /// Next data packet, skipping heartbeats.

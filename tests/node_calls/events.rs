@@ -144,7 +144,7 @@ fn close_reasons_map() {
         .unwrap()
         .spawn();
     let mut gate = FakeGate::connect(node.local_addr(), "g1", 0, 1);
-    let msgs: Vec<ToNode> = (0..=9)
+    let msgs: Vec<ToNode> = (0..=10)
         .map(|r| {
             ev(Event {
                 reason: r,
@@ -153,7 +153,7 @@ fn close_reasons_map() {
         })
         .collect();
     gate.send(&msgs);
-    wait_until("all events", || seen.lock().unwrap().len() == 10);
+    wait_until("all events", || seen.lock().unwrap().len() == 11);
     use CloseReason::*;
     assert_eq!(
         *seen.lock().unwrap(),
@@ -167,6 +167,7 @@ fn close_reasons_map() {
             Overflow,
             Shutdown,
             ProtocolError,
+            RateLimited,
             Unspecified
         ]
     );

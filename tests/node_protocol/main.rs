@@ -229,6 +229,9 @@ fn a_node_that_stops_reading_gets_busy_replies_not_a_growing_gate() {
         c.link.max_queued_bytes = 256 << 10;
         c.link.hang_timeout = Duration::ZERO;
         c.link.request_timeout = Duration::from_secs(60);
+        // The link's bound is tested: the client's own cap on requests
+        // waiting for replies (INFLIGHT_FULL) would answer most first.
+        c.limits.max_inflight = 0;
     });
     let _links = node.accept_shards(&answered(ROUTE), SHARDS);
     // The node reads nothing from here on; the kernel buffers fill first.

@@ -142,7 +142,10 @@ fn random_step(h: &mut H, held: &mut Option<BytesMut>, op: u8, arg: u8) {
     match op % 9 {
         0 | 1 => h.recv(&client_bytes(h.conn.network(), arg)),
         2 => drop(h.send(1, &vec![0; usize::from(arg)])),
-        3 => h.close(CloseReason::ALL[usize::from(arg) % 11], how),
+        3 => h.close(
+            CloseReason::ALL[usize::from(arg) % CloseReason::ALL.len()],
+            how,
+        ),
         4 => h.peer_gone(),
         5 => h.advance(Millis::from(arg) * 20),
         6 if held.is_none() => *held = h.start_send(),
