@@ -140,11 +140,12 @@ fn a_gate_under_hostile_input_keeps_its_canary_whole() {
                     attackers::never_readers(tcp, &gates, first..first + 8)
                 })
             }),
-            // Floods above the rate limits ([limits] requests_per_sec,
-            // action, ...) go here as one more attacker once the gate has
-            // them (built on another branch): a client far over the limit
-            // gets what `action` says, while the canary, under it, must
-            // still lose nothing. Its close reason joins the accounting.
+            // Floods above the rate limits go here, as one more attacker
+            // (written by the engineer who built [limits]): with
+            // requests_per_sec and action = "close" set above, a client far
+            // over the limit gets RATE_LIMITED (10) and is closed
+            // (`rate_limited`, to add to the expected reasons below), while
+            // the canary, under the limit, must still lose nothing.
         ];
         let horde = attackers::horde(tcp, HORDE);
         canary.advance(100, "the canary is served while the horde stands");

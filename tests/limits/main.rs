@@ -14,9 +14,6 @@ mod common;
 #[allow(dead_code)]
 #[path = "../mqtt/node.rs"]
 mod mqtt_node;
-#[allow(dead_code)]
-#[path = "../mqtt/raw.rs"]
-mod mqtt_raw;
 
 mod exhaustion;
 mod rates;
@@ -27,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::mqtt_raw;
 use common::{test_config, wait_until, Client, PATIENCE};
 use ringgate::codec::PacketOptions;
 use ringgate::config::Config;

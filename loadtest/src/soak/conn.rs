@@ -164,7 +164,7 @@ impl Judge<'_> {
         let Some(entry) = r.inflight.complete(p.seq) else {
             return bump(&c.mismatches, 1);
         };
-        let documented = (ext::NO_ROUTE..=ext::NOT_BOUND).contains(&p.ext);
+        let documented = (ext::NO_ROUTE..=ext::INFLIGHT_FULL).contains(&p.ext);
         if p.ext == 0 && p.payload[..] == *self.pattern.payload(entry.id) {
             bump(&c.answered, 1);
         } else if documented {

@@ -57,7 +57,7 @@ atomic_counts! {
         requests,
         /// Requests answered with their own payload.
         answered,
-        /// Requests answered with a documented error (extension codes 1-9).
+        /// Requests answered with a documented error (extension codes 1-11).
         error_replies,
         /// Packets that answer nothing sent: an unknown seq, a wrong
         /// payload, an undocumented extension code, an unexpected route.

@@ -29,7 +29,7 @@
 //!   log-in) on a connection that stayed open which never got an answer:
 //!   none `--lost-after` (20 s) after it was sent, or none by the end of the
 //!   drain. An answer is the request's own payload back, or an error reply
-//!   with a documented extension code (1-9, `ringgate::codec::ext`: a node
+//!   with a documented extension code (1-11, `ringgate::codec::ext`: a node
 //!   timeout, busy link...), counted apart. Questions on a connection the
 //!   client closed (churn) are *abandoned*, on one the gate closed (kick,
 //!   overflow) *cut*: neither is lost. A reply that answers nothing
