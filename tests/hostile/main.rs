@@ -140,12 +140,11 @@ fn a_gate_under_hostile_input_keeps_its_canary_whole() {
                     attackers::never_readers(tcp, &gates, first..first + 8)
                 })
             }),
-            // Floods above the rate limits go here, as one more attacker
-            // (written by the engineer who built [limits]): with
-            // requests_per_sec and action = "close" set above, a client far
-            // over the limit gets RATE_LIMITED (10) and is closed
-            // (`rate_limited`, to add to the expected reasons below), while
-            // the canary, under the limit, must still lose nothing.
+            // Floods above the rate limits run against their own gate with
+            // its own canary in tests/limits/rates.rs (request and byte
+            // floods, action reply and close, over TCP, WebSocket and MQTT):
+            // the limits there must be low enough to trip, which this
+            // gate's canary (8 requests in flight, flat out) would trip too.
         ];
         let horde = attackers::horde(tcp, HORDE);
         canary.advance(100, "the canary is served while the horde stands");
