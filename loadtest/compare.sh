@@ -543,11 +543,14 @@ with open(f"{out}/summary.json", "w") as f:
 print(f"summary: {out}/summary.json")
 PY
 
-# --- PUSH=1 / WS=1 tables (appended to summary.json) -----------------------
-if [ "$PUSH" = 1 ] || [ "$WS" = 1 ]; then
-python3 - "$OUT" "$ROUNDS" "$PUSH" "$WS" "$WS_CONNS" "$WS_STORM" "$PUSH_CONNS" "$BCAST_CONNS" "$BCAST_INTERVAL" <<'PY'
+# --- PUSH=1 / WS=1 / CPU=1 tables (appended to summary.json) ---------------
+if [ "$PUSH" = 1 ] || [ "$WS" = 1 ] || [ "$CPU" = 1 ]; then
+python3 - "$OUT" "$ROUNDS" "$PUSH" "$WS" "$WS_CONNS" "$WS_STORM" "$PUSH_CONNS" "$BCAST_CONNS" "$BCAST_INTERVAL" \
+  "$CPU" "$TARGETS" "$CPU_RATE" "$CPU_CONNS" "$PAYLOAD" "$DURATION" <<'PY'
 import json, os, statistics, sys
-out, rounds, push, ws, ws_conns, ws_storm, push_conns, bcast_conns, bcast_interval = sys.argv[1:]
+(out, rounds, push, ws, ws_conns, ws_storm, push_conns, bcast_conns, bcast_interval,
+ cpu, targets, cpu_rate, cpu_conns, payload, duration) = sys.argv[1:]
+targets = targets.split()
 rounds = int(rounds)
 
 def load(pattern):
@@ -642,70 +645,50 @@ if push == "1":
           f"broadcast: {cell(res['broadcast']['broadcasts'], '.0f')} broadcasts per run, "
           f"deliveries/s = broadcasts/s x conns; lost / missing summed over the rounds")
     summary["push"] = res
-with open(f"{out}/summary.json", "w") as f:
-    json.dump(summary, f, indent=1)
-PY
-fi
+if cpu == "1":
+    def cpu_us(r, name):
+        return sum(u["us_per_msg"] for u in r.get("cpu", []) if u["name"] == name)
 
-# --- CPU=1 table (appended to summary.json) ---------------------------------
-if [ "$CPU" = 1 ]; then
-python3 - "$OUT" "$ROUNDS" "$TARGETS" "$CPU_RATE" "$CPU_CONNS" "$PAYLOAD" "$DURATION" <<'PY'
-import json, os, statistics, sys
-out, rounds, targets, rate, conns, payload, duration = sys.argv[1:]
-rounds, targets = int(rounds), targets.split()
-summary = json.load(open(f"{out}/summary.json"))
-
-def load(t):
-    rs = []
-    for r in range(1, rounds + 1):
-        p = f"{out}/cpu-{t}-{r}.json"
-        if os.path.exists(p):
-            rs.append(json.load(open(p)))
-    return rs
-
-def cpu(r, name):
-    return sum(u["us_per_msg"] for u in r.get("cpu", []) if u["name"] == name)
-
-# What each target's CPU is: the process in front (the gate, the relay, the
-# echo server itself) and, for two-hop targets, the one behind it.
-FRONT = {"ringgate": "gate", "ringgate-b": "gate", "one-hop": "echo", "nginx": "nginx", "glommio": "echo"}
-BACK = {"ringgate": "node", "ringgate-b": "node", "nginx": "echo"}
-rows = {}
-for t in targets:
-    rs = load(t)
-    if not rs:
-        continue
-    front = [cpu(r, FRONT[t]) for r in rs]
-    back = [cpu(r, BACK[t]) for r in rs] if t in BACK else None
-    total = [f + (back[i] if back else 0) for i, f in enumerate(front)]
-    rows[t] = {
-        "runs": len(rs),
-        "rps": statistics.median(r["rps"] for r in rs),
-        "p50_us": statistics.median(r["latency_us"]["p50"] for r in rs),
-        "p99_us": statistics.median(r["latency_us"]["p99"] for r in rs),
-        "front": FRONT[t], "front_us": statistics.median(front), "front_range": [min(front), max(front)],
-        "back": BACK.get(t), "back_us": statistics.median(back) if back else None,
-        "back_range": [min(back), max(back)] if back else None,
-        "total_us": statistics.median(total),
-        "loadgen_us": statistics.median(cpu(r, "self") for r in rs),
-    }
-base = rows.get("one-hop", {}).get("front_us")
-ng = rows.get("nginx", {}).get("front_us")
-print(f"\nCPU per round trip: rate {rate}/s over {conns} conns, {payload} B payload, {duration} per run, "
-      f"median of {rounds} interleaved rounds (min–max); us of CPU per reply")
-print(f"{'target':<10} {'rps':>7} {'p50 us':>7} {'p99 us':>7} {'front':>6} {'us/msg':>7} {'min–max':>12} "
-      f"{'behind':>6} {'us/msg':>7} {'total':>7} {'front vs echo':>13} {'vs nginx':>8}")
-for t, r in rows.items():
-    fr = f"{r['front_range'][0]:.1f}–{r['front_range'][1]:.1f}"
-    r["front_vs_one_hop"] = round(r["front_us"] / base, 2) if base else None
-    r["front_vs_nginx"] = round(r["front_us"] / ng, 2) if ng else None
-    print(f"{t:<10} {r['rps']:>7.0f} {r['p50_us']:>7.0f} {r['p99_us']:>7.0f} {r['front']:>6} {r['front_us']:>7.2f} "
-          f"{fr:>12} {r['back'] or '-':>6} {('-' if r['back_us'] is None else format(r['back_us'], '.2f')):>7} "
-          f"{r['total_us']:>7.2f} {('-' if r['front_vs_one_hop'] is None else format(r['front_vs_one_hop'], '.2f')):>13} "
-          f"{('-' if r['front_vs_nginx'] is None else format(r['front_vs_nginx'], '.2f')):>8}")
-print("  front = the process clients connect to (gate, nginx relay, echo server); behind = the node "
-      "(ringgate) or nginx's upstream echo; total = both")
-summary["cpu"] = {"rate": int(rate), "conns": int(conns), "rows": rows}
+    # What each target's CPU is: the process in front (the gate, the relay, the
+    # echo server itself) and, for two-hop targets, the one behind it.
+    FRONT = {"ringgate": "gate", "ringgate-b": "gate", "one-hop": "echo", "nginx": "nginx", "glommio": "echo"}
+    BACK = {"ringgate": "node", "ringgate-b": "node", "nginx": "echo"}
+    rows = {}
+    for t in targets:
+        rs = load(f"cpu-{t}")
+        if not rs:
+            continue
+        front = [cpu_us(r, FRONT[t]) for r in rs]
+        back = [cpu_us(r, BACK[t]) for r in rs] if t in BACK else None
+        total = [f + (back[i] if back else 0) for i, f in enumerate(front)]
+        rows[t] = {
+            "runs": len(rs),
+            "rps": statistics.median(r["rps"] for r in rs),
+            "p50_us": statistics.median(r["latency_us"]["p50"] for r in rs),
+            "p99_us": statistics.median(r["latency_us"]["p99"] for r in rs),
+            "front": FRONT[t], "front_us": statistics.median(front), "front_range": [min(front), max(front)],
+            "back": BACK.get(t), "back_us": statistics.median(back) if back else None,
+            "back_range": [min(back), max(back)] if back else None,
+            "total_us": statistics.median(total),
+            "loadgen_us": statistics.median(cpu_us(r, "self") for r in rs),
+        }
+    base = rows.get("one-hop", {}).get("front_us")
+    ng = rows.get("nginx", {}).get("front_us")
+    print(f"\nCPU per round trip: rate {cpu_rate}/s over {cpu_conns} conns, {payload} B payload, {duration} per run, "
+          f"median of {rounds} interleaved rounds (min–max); us of CPU per reply")
+    print(f"{'target':<10} {'rps':>7} {'p50 us':>7} {'p99 us':>7} {'front':>6} {'us/msg':>7} {'min–max':>12} "
+          f"{'behind':>6} {'us/msg':>7} {'total':>7} {'front vs echo':>13} {'vs nginx':>8}")
+    for t, r in rows.items():
+        fr = f"{r['front_range'][0]:.1f}–{r['front_range'][1]:.1f}"
+        r["front_vs_one_hop"] = ratio(r["front_us"], base)
+        r["front_vs_nginx"] = ratio(r["front_us"], ng)
+        print(f"{t:<10} {r['rps']:>7.0f} {r['p50_us']:>7.0f} {r['p99_us']:>7.0f} {r['front']:>6} {r['front_us']:>7.2f} "
+              f"{fr:>12} {r['back'] or '-':>6} {cell(r['back_us'], '.2f'):>7} "
+              f"{r['total_us']:>7.2f} {cell(r['front_vs_one_hop'], '.2f'):>13} "
+              f"{cell(r['front_vs_nginx'], '.2f'):>8}")
+    print("  front = the process clients connect to (gate, nginx relay, echo server); behind = the node "
+          "(ringgate) or nginx's upstream echo; total = both")
+    summary["cpu"] = {"rate": int(cpu_rate), "conns": int(cpu_conns), "rows": rows}
 with open(f"{out}/summary.json", "w") as f:
     json.dump(summary, f, indent=1)
 PY

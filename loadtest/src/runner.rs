@@ -328,20 +328,34 @@ pub fn run_load(
     client: &crate::args::ClientArgs,
     cpu_pids: &[crate::cpu::CpuPid],
 ) -> Result<()> {
+    let report = run_accounted(scenario, plan, &client.threads.cores, cpu_pids, false)?;
+    let table = report.table() + &crate::cpu::lines(&report.cpu);
+    crate::report::print(client.json, &report, &table)
+}
+
+/// Runs a request scenario and reports it with the CPU time of
+/// `cpu_pids` over the measured window (`quiet`: no progress lines).
+pub fn run_accounted(
+    scenario: &'static str,
+    plan: &Plan,
+    cores: &[usize],
+    cpu_pids: &[crate::cpu::CpuPid],
+    quiet: bool,
+) -> Result<LoadReport> {
     let window = std::cell::RefCell::new(crate::cpu::CpuWindow::new(cpu_pids));
     let (warmup, duration) = (plan.warmup, plan.duration);
     let outcome = run_with(
         plan.clone(),
-        &client.threads.cores,
+        cores,
         Hooks {
             on_start: Box::new(|t0, _| window.borrow_mut().start(t0 + warmup, duration)),
+            quiet,
             ..Hooks::default()
         },
     )?;
     let mut report = load_report(scenario, plan, &outcome);
     report.cpu = window.into_inner().finish(report.requests)?;
-    let table = report.table() + &crate::cpu::lines(&report.cpu);
-    crate::report::print(client.json, &report, &table)
+    Ok(report)
 }
 
 /// The report of a request scenario.

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::args::{parse_duration, ClientArgs, TimingArgs};
 use crate::client::Mode;
-use crate::cpu::{CpuPid, CpuWindow};
+use crate::cpu::CpuPid;
 use crate::echo::{plan, LoadArgs};
 use crate::runner::{self, Hooks};
 
@@ -267,20 +267,11 @@ fn run_one(
             pid,
         });
     }
-    let window = std::cell::RefCell::new(CpuWindow::new(&pids));
-    let (warmup, duration) = (p.warmup, p.duration);
-    let o = runner::run_with(
-        p.clone(),
-        &args.client.threads.cores,
-        Hooks {
-            on_start: Box::new(|t0, _| window.borrow_mut().start(t0 + warmup, duration)),
-            ..Hooks::quiet()
-        },
-    )?;
-    let report = runner::load_report("tune", &p, &o);
-    let cpu = window.into_inner().finish(report.requests)?;
+    let report = runner::run_accounted("tune", &p, &args.client.threads.cores, &pids, true)?;
     let us = |name: &str| {
-        cpu.iter()
+        report
+            .cpu
+            .iter()
             .find(|u| u.name == name)
             .map_or(0.0, |u| u.us_per_msg)
     };
