@@ -26,6 +26,7 @@
 mod framing;
 mod mqtt;
 mod outbound;
+mod peer;
 #[cfg(test)]
 mod tests;
 
@@ -36,7 +37,8 @@ use bytes::BytesMut;
 
 pub use framing::{Framing, FramingError, Inbound, WsState};
 pub use mqtt::{MqttRequest, MqttRules, MqttState};
-pub use outbound::{BufPool, Outbound};
+pub use outbound::{BufPool, Outbound, SpareBuf};
+pub use peer::PeerAddr;
 
 use crate::codec::{CodecError, Frame, Packet, PacketOptions};
 use crate::ids::SessionId;
@@ -215,13 +217,13 @@ pub struct Connection {
     /// The session (ids, user, settings, idle and authorize deadlines).
     pub session: Session,
     /// The client's address (the proxy's view replaced by a trusted forwarded one).
-    peer: SocketAddr,
+    peer: PeerAddr,
     network: Network,
     phase: Phase,
     framing: Framing,
     tls: Option<Box<TlsConn>>,
     /// Plaintext of an incomplete packet, frame or request (usually empty, unallocated).
-    rbuf: BytesMut,
+    rbuf: SpareBuf,
     out: Outbound,
 }
 
@@ -240,12 +242,12 @@ impl Connection {
         let handshake = tls.is_some() || network.opens_on_hello();
         let mut c = Connection {
             session: Session::new(id, cx.now),
-            peer,
+            peer: peer.into(),
             network,
             phase: Phase::Open,
             framing: Framing::new(network),
             tls,
-            rbuf: BytesMut::new(),
+            rbuf: SpareBuf::default(),
             out: Outbound::default(),
         };
         if handshake {
@@ -268,7 +270,7 @@ impl Connection {
 
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        self.peer.get()
     }
 
     /// What the listener serves.
@@ -312,7 +314,7 @@ impl Connection {
         let mut src = if from_scratch {
             std::mem::take(cx.scratch)
         } else {
-            std::mem::take(&mut self.rbuf)
+            self.rbuf.take()
         };
         if self.tls.is_some() {
             if !self.feed_tls(data, &mut src, cx) {
@@ -330,12 +332,12 @@ impl Connection {
         }
         if from_scratch {
             if !src.is_empty() && self.accepts_input() {
-                self.rbuf.extend_from_slice(&src);
+                self.rbuf.get_mut().extend_from_slice(&src);
             }
             src.clear();
             *cx.scratch = src;
         } else if !src.is_empty() && self.accepts_input() {
-            self.rbuf = src;
+            self.rbuf.set(src);
         }
         // else: the leftover buffer is dropped, the connection holds none again.
     }

@@ -25,7 +25,7 @@ use super::framing::{FramingError, Inbound};
 use super::{Close, ConnEvent, Connection, Ctx};
 use crate::codec::mqtt::{self as wire, Connect, MqttError, Publish, Topic};
 use crate::mqtt::{errors, is_json, looks_like_json_object, parse_topic, ResultFormat, TRACE_LEN};
-use crate::session::{CloseReason, Millis};
+use crate::session::CloseReason;
 use crate::stats::ShardStats;
 use crate::ws::frame::Message;
 use crate::ws::{Reassembler, WsError};
@@ -233,7 +233,7 @@ impl Connection {
         let trace = format!("{:016x}", z ^ (z >> 31));
         m.trace.copy_from_slice(trace.as_bytes());
         // MQTT 3.1.1 §3.1.2.10: silent for 1.5 × keep-alive closes; 0: the gate's rule.
-        self.session.keep_alive_ms = (c.keep_alive > 0).then(|| Millis::from(c.keep_alive) * 1500);
+        self.session.keep_alive_ms = (c.keep_alive > 0).then(|| u32::from(c.keep_alive) * 1500);
         self.queue_raw_mqtt(|b| wire::encode_connack(false, 0, b), cx);
         self.open(cx);
     }

@@ -37,13 +37,64 @@ impl BufPool {
     }
 }
 
+/// A byte buffer that costs one pointer in the connection while it is not
+/// used: most connections hold no leftover input and no TLS plaintext, and
+/// an inline `BytesMut` would be 32 bytes in every client slot.
+#[derive(Debug, Default)]
+pub struct SpareBuf(Option<Box<BytesMut>>);
+
+impl SpareBuf {
+    /// No bytes held.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// Bytes the held buffer can take without growing (0: none held).
+    pub fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| b.capacity())
+    }
+
+    /// The buffer, allocated on first use.
+    pub fn get_mut(&mut self) -> &mut BytesMut {
+        self.0.get_or_insert_with(Default::default)
+    }
+
+    /// Takes the buffer out; nothing is held afterwards.
+    pub fn take(&mut self) -> BytesMut {
+        self.0.take().map(|b| *b).unwrap_or_default()
+    }
+
+    /// Holds `b` (replacing what was held).
+    pub fn set(&mut self, b: BytesMut) {
+        match &mut self.0 {
+            Some(held) => **held = b,
+            None => self.0 = Some(Box::new(b)),
+        }
+    }
+
+    /// The held buffer's storage goes to `pool` if it is empty (the box
+    /// stays, so a TLS connection does not allocate one per message).
+    fn release(&mut self, pool: &mut BufPool) {
+        if let Some(b) = self.0.as_deref_mut() {
+            if b.is_empty() && b.capacity() > 0 {
+                pool.give(std::mem::take(b));
+            }
+        }
+    }
+}
+
 /// Queued and in-flight outbound bytes of one connection.
 #[derive(Debug, Default)]
 pub struct Outbound {
     /// Bytes ready for the socket (framed, and encrypted under TLS).
     wire: BytesMut,
     /// Plaintext waiting to be encrypted (TLS connections only).
-    plain: BytesMut,
+    plain: SpareBuf,
     /// Bytes handed to the shard's send that has not completed yet.
     in_flight: usize,
 }
@@ -52,7 +103,11 @@ impl Outbound {
     /// The buffer packets are framed into: `plain` under TLS, else `wire`
     /// (borrowing a pooled buffer when it holds none).
     pub fn framing_buf(&mut self, tls: bool, pool: &mut BufPool) -> &mut BytesMut {
-        let b = if tls { &mut self.plain } else { &mut self.wire };
+        let b = if tls {
+            self.plain.get_mut()
+        } else {
+            &mut self.wire
+        };
         if b.capacity() == 0 {
             *b = pool.take();
         }
@@ -87,12 +142,7 @@ impl Outbound {
             return None;
         }
         if let Some(tls) = tls {
-            if !self.plain.is_empty() {
-                if let Err(e) = tls.write_plaintext(&self.plain) {
-                    tracing::debug!(err = %e, "TLS write failed");
-                }
-                self.plain.clear();
-            }
+            self.encrypt_plain(tls);
             if tls.wants_write() {
                 tls.take_ciphertext(self.framing_buf(false, pool));
             }
@@ -108,13 +158,18 @@ impl Outbound {
     /// Ends a TLS stream: the plaintext still queued is encrypted first,
     /// then the close_notify alert, so it is the last record sent.
     pub fn seal(&mut self, tls: &mut TlsConn) {
+        self.encrypt_plain(tls);
+        tls.close_notify();
+    }
+
+    fn encrypt_plain(&mut self, tls: &mut TlsConn) {
         if !self.plain.is_empty() {
-            if let Err(e) = tls.write_plaintext(&self.plain) {
+            let plain = self.plain.get_mut();
+            if let Err(e) = tls.write_plaintext(plain) {
                 tracing::debug!(err = %e, "TLS write failed");
             }
-            self.plain.clear();
+            plain.clear();
         }
-        tls.close_notify();
     }
 
     /// The send of the buffer from [`Outbound::take`] completed (all of it);
@@ -132,8 +187,6 @@ impl Outbound {
         if self.wire.is_empty() && self.wire.capacity() > 0 {
             pool.give(std::mem::take(&mut self.wire));
         }
-        if self.plain.is_empty() && self.plain.capacity() > 0 {
-            pool.give(std::mem::take(&mut self.plain));
-        }
+        self.plain.release(pool);
     }
 }

@@ -61,7 +61,7 @@ impl Shard {
         let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
-        for r in std::mem::take(&mut c.rooms) {
+        for r in c.rooms.take().into_iter().flat_map(|v| *v) {
             self.rooms.leave(&r, idx);
         }
         if uid.0 != 0 {

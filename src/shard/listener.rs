@@ -53,9 +53,12 @@ pub(super) fn tcp_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
 
 /// Creates the listening socket of one shard: `SO_REUSEPORT`, so every shard
 /// binds its own listener on the same port and the kernel spreads connections.
+/// `TCP_NODELAY` is set here once: Linux copies it to every accepted socket,
+/// which saves a `setsockopt` per accept in a connection storm.
 pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     let s = tcp_socket(addr)?;
     s.set_reuse_port(true)?;
+    s.set_tcp_nodelay(true)?;
     s.bind(&addr.into())?;
     s.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(s.into())
@@ -76,4 +79,19 @@ pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
             e
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+
+    /// The shard no longer sets `TCP_NODELAY` per accepted socket: it must
+    /// come from the listener, or every reply waits on Nagle's algorithm.
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let l = super::listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (a, _) = l.accept().unwrap();
+        assert!(a.nodelay().unwrap());
+    }
 }

@@ -266,13 +266,15 @@ impl Shard {
             SessionOp::IsOnline => self.reply(reply, CallResult { online: true, ..ok }),
             SessionOp::Subscribe(ch) => {
                 if let Some(name) = self.rooms.join(&ch, idx) {
-                    c.rooms.push(name);
+                    c.rooms.get_or_insert_with(Default::default).push(name);
                 }
                 self.reply(reply, CallResult { delivered: 1, ..ok });
             }
             SessionOp::Unsubscribe(ch) => {
                 if self.rooms.leave(&ch, idx) {
-                    c.rooms.retain(|r| **r != *ch);
+                    if let Some(rooms) = c.rooms.as_deref_mut() {
+                        rooms.retain(|r| **r != *ch);
+                    }
                 }
                 self.reply(reply, CallResult { delivered: 1, ..ok });
             }
