@@ -25,7 +25,9 @@
 //! (default 0: handlers inline on the link threads), `--delay 300ms` (answer
 //! every echo after a fixed delay: a slow backend to try the gate with; it
 //! runs handlers on 64 workers unless `--workers` says otherwise),
-//! `--id ID` and `--weight N` (its node id and `wrr` weight).
+//! `--id ID` and `--weight N` (its node id and `wrr` weight), `--listen-unix
+//! PATH` (also serve a Unix socket, for a gate on this host whose `[[nodes]]`
+//! entry says `unix = "PATH"`; default: that entry's `unix`, if any).
 //!
 //! In a fleet (docs/fleet.md) the node registers itself in the registry the
 //! config names (`[cluster.registry] backend = "etcd"`, or `--etcd HOST:PORT`)
@@ -60,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         .init();
 
     let mut listen: Option<SocketAddr> = None;
+    let mut unix: Option<PathBuf> = None;
     let mut config: Option<PathBuf> = None;
     let mut workers = 0usize;
     let mut notify = false;
@@ -75,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--listen" => listen = Some(value("--listen")?.parse().context("--listen ADDR")?),
             "--config" => config = Some(value("--config")?.into()),
+            "--listen-unix" => unix = Some(value("--listen-unix")?.into()),
             "--workers" => {
                 workers = value("--workers")?.parse().context("--workers N")?;
                 workers_given = true;
@@ -93,7 +97,7 @@ fn main() -> anyhow::Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_node [--listen ADDR] [--config PATH] [--workers N] [--notify]\n\
+                    "usage: echo_node [--listen ADDR] [--listen-unix PATH] [--config PATH] [--workers N] [--notify]\n\
                      \x20                [--delay DURATION] [--id ID] [--weight N] [--etcd HOST:PORT] [--advertise ADDR]"
                 );
                 println!("  --notify  announce the route as a notification: the gate tracks no");
@@ -112,6 +116,9 @@ fn main() -> anyhow::Result<()> {
             None => bail!("{origin} lists no [[nodes]]; pass --listen ADDR"),
         },
     };
+    if unix.is_none() && listen.is_none() {
+        unix = cfg.nodes.first().and_then(|n| n.unix.clone());
+    }
     if !delay.is_zero() && !workers_given {
         // A sleeping handler holds its thread: give the delay room.
         workers = 64;
@@ -130,6 +137,9 @@ fn main() -> anyhow::Result<()> {
         .weight(weight);
     if let Some(id) = id {
         builder = builder.node_id(id);
+    }
+    if let Some(path) = unix {
+        builder = builder.listen_unix(path);
     }
     let reg = &cfg.cluster.registry;
     let endpoints = match etcd {

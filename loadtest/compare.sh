@@ -28,6 +28,8 @@
 #   GATE_EXTRA   appended at the end        e.g. $'[link]\nmax_frame_bytes = "64KiB"'
 #   GATE_B_SHARDS, GATE_B_TCP, GATE_B_EXTRA: the same for ringgate-b, e.g.
 #   TARGETS="ringgate ringgate-b" GATE_B_SHARDS="buffer_count = 64" loadtest/compare.sh
+#   NODE_UNIX=1 / GATE_B_NODE_UNIX=1: that gate dials the echo node over its
+#                Unix socket (`[[nodes]] unix`) instead of loopback TCP
 #
 # Opt-in sections (off by default; both need the ringgate target):
 #   PUSH=1  the gate also dials the load generator's own node (LT_NODE_PORT,
@@ -212,13 +214,20 @@ ${5:-enabled = false}
 level = "warn"
 [[nodes]]
 addr = "127.0.0.1:$NODE_PORT"
+${UNIX_LINE:-}
 ${6:-}
 $4
 TOML
 }
+NODE_UNIX=${NODE_UNIX:-0}
+GATE_B_NODE_UNIX=${GATE_B_NODE_UNIX:-0}
+NODE_SOCK="$OUT/node.sock"
+unix_line() { [ "$1" != 1 ] || printf 'unix = "%s"' "$NODE_SOCK"; }
 gate_pid="" gate_b_pid="" node_pid=""
 if has ringgate || has ringgate-b; then
-  $NODE_BIN --listen 127.0.0.1:$NODE_PORT >"$OUT/node.log" 2>&1 &
+  node_unix=()
+  [ "$NODE_UNIX" != 1 ] && [ "$GATE_B_NODE_UNIX" != 1 ] || node_unix=(--listen-unix "$NODE_SOCK")
+  $NODE_BIN --listen 127.0.0.1:$NODE_PORT "${node_unix[@]}" >"$OUT/node.log" 2>&1 &
   node_pid=$!
   pids+=($node_pid)
   sleep 0.3
@@ -227,13 +236,13 @@ if has ringgate; then
   gate_ws="" gate_nodes=""
   [ "$WS" != 1 ] || gate_ws=$'enabled = true\naddr = "127.0.0.1:'"$WS_PORT"'"'
   [ "$PUSH" != 1 ] || gate_nodes=$'[[nodes]]\naddr = "127.0.0.1:'"$LT_NODE_PORT"'"'
-  gate_toml "$GATE_PORT" "$(with_count "$GATE_SHARDS")" "$GATE_TCP" "$GATE_EXTRA" "$gate_ws" "$gate_nodes" >"$OUT/gate.toml"
+  UNIX_LINE=$(unix_line "$NODE_UNIX") gate_toml "$GATE_PORT" "$(with_count "$GATE_SHARDS")" "$GATE_TCP" "$GATE_EXTRA" "$gate_ws" "$gate_nodes" >"$OUT/gate.toml"
   $GATE_BIN -c "$OUT/gate.toml" >"$OUT/gate.log" 2>&1 &
   gate_pid=$!
   pids+=($gate_pid)
 fi
 if has ringgate-b; then
-  gate_toml "$GATE_B_PORT" "$(with_count "$GATE_B_SHARDS")" "$GATE_B_TCP" "$GATE_B_EXTRA" >"$OUT/gate-b.toml"
+  UNIX_LINE=$(unix_line "$GATE_B_NODE_UNIX") gate_toml "$GATE_B_PORT" "$(with_count "$GATE_B_SHARDS")" "$GATE_B_TCP" "$GATE_B_EXTRA" >"$OUT/gate-b.toml"
   $GATE_BIN -c "$OUT/gate-b.toml" >"$OUT/gate-b.log" 2>&1 &
   gate_b_pid=$!
   pids+=($gate_b_pid)

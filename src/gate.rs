@@ -375,6 +375,7 @@ impl Gate {
                 source,
             })?,
         );
+        shared.nodes.set_unix_paths(cfg.unix_node_paths());
         let mailboxes = Mailbox::create(shards, cfg.shards.channel_capacity);
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         let file = file.map(Path::to_path_buf);
@@ -604,7 +605,12 @@ impl Gate {
             }
             (None, None) => {}
         }
-        let nodes: Vec<String> = cfg.nodes.iter().map(|n| n.addr.to_string()).collect();
+        let nodes: Vec<String> = (cfg.nodes.iter())
+            .map(|n| match &n.unix {
+                Some(p) => format!("{} (via unix:{})", n.addr, p.display()),
+                None => n.addr.to_string(),
+            })
+            .collect();
         let _ = writeln!(
             b,
             "  Nodes:    {}",

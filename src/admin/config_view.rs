@@ -72,7 +72,10 @@ pub(super) fn effective(cfg: &Config) -> Value {
         "link": link_json(link),
         "session": session_json(session),
         "limits": limits_json(limits),
-        "nodes": nodes.iter().map(|NodeConfig { addr }| json!({ "addr": addr.to_string() })).collect::<Vec<_>>(),
+        "nodes": nodes.iter().map(|NodeConfig { addr, unix }| match unix {
+            None => json!({ "addr": addr.to_string() }),
+            Some(p) => json!({ "addr": addr.to_string(), "unix": p.display().to_string() }),
+        }).collect::<Vec<_>>(),
         "cluster": cluster_json(cluster),
         "log": {
             "level": level,

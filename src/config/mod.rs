@@ -404,6 +404,21 @@ pub struct NodeConfig {
     /// Address the node listens on.
     #[serde(deserialize_with = "units::addr")]
     pub addr: SocketAddr,
+    /// A Unix socket the same node also listens on (`NodeBuilder::listen_unix`),
+    /// for a node on the gate's own host: the links use it instead of `addr`,
+    /// which still names the node (logs, metrics, the admin API). A Unix
+    /// stream skips the TCP stack both ways (see docs/tuning.md).
+    #[serde(default)]
+    pub unix: Option<std::path::PathBuf>,
+}
+
+impl Config {
+    /// `[[nodes]]` reached over a Unix socket: address → path.
+    pub fn unix_node_paths(&self) -> std::collections::HashMap<SocketAddr, std::path::PathBuf> {
+        (self.nodes.iter())
+            .filter_map(|n| Some((n.addr, n.unix.clone()?)))
+            .collect()
+    }
 }
 
 /// `[packet]` as written in the file. [`PacketOptions`] belongs to the codec,
@@ -465,6 +480,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             limits: LimitsConfig::default(),
             nodes: vec![NodeConfig {
+                unix: None,
                 addr: DEFAULT_NODE_ADDR,
             }],
             cluster: ClusterConfig::default(),

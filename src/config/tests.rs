@@ -374,6 +374,31 @@ fn duplicate_nodes_point_at_the_second() {
 }
 
 #[test]
+fn a_unix_node_path_is_read_and_a_bad_one_names_its_key() {
+    let c = parse("[[nodes]]\naddr = \"127.0.0.1:3600\"\nunix = \"/run/ringgate/echo.sock\"\n")
+        .unwrap();
+    assert_eq!(
+        c.nodes[0].unix.as_deref(),
+        Some(std::path::Path::new("/run/ringgate/echo.sock"))
+    );
+    assert_eq!(c.unix_node_paths().len(), 1);
+    let long = "x".repeat(108);
+    let e = error(&format!(
+        "[[nodes]]\naddr = \"127.0.0.1:3600\"\nunix = \"/{long}\"\n"
+    ));
+    assert_mentions(
+        &e,
+        &[
+            "etc/ringgate.toml:",
+            "nodes[0].unix",
+            "1 to 107 bytes, got 109",
+        ],
+    );
+    let e = error("[[nodes]]\naddr = \"127.0.0.1:3600\"\nunix = \"\"\n");
+    assert_mentions(&e, &["nodes[0].unix", "got 0"]);
+}
+
+#[test]
 fn syntax_error_names_file_and_line() {
     let e = parse("[gate]\nname = \"gate\"\nid = \n");
     let err = e.unwrap_err();

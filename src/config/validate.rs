@@ -23,6 +23,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// Room for the envelope (ids, route, seq) around one client packet in a link
 /// frame; `link.max_frame_bytes` must hold `packet.buffer_bytes` plus this.
 pub const LINK_ENVELOPE_BYTES: usize = 1024;
+/// Longest `nodes[].unix` path: `sun_path` holds 108 bytes with its NUL.
+pub const MAX_UNIX_PATH: usize = 107;
 /// Size prefix and header of a client packet (route and seq are added).
 const PACKET_OVERHEAD: usize = 4 + 1;
 
@@ -272,6 +274,18 @@ impl Config {
                     key,
                     format!("port 0 cannot be dialed, got {}", node.addr),
                 ));
+            }
+            if let Some(path) = &node.unix {
+                let len = path.as_os_str().len();
+                if len == 0 || len > MAX_UNIX_PATH {
+                    return Err(ConfigError::rule(
+                        format!("nodes[{i}].unix"),
+                        format!(
+                            "a Unix socket path must be 1 to {MAX_UNIX_PATH} bytes, got {len} ({})",
+                            path.display()
+                        ),
+                    ));
+                }
             }
             if let Some(first) = seen.insert(node.addr, i) {
                 return Err(ConfigError::rule(

@@ -61,6 +61,14 @@ pub enum NodeError {
         /// Why the OS refused.
         source: io::Error,
     },
+    /// Binding the Unix socket failed.
+    #[error("cannot listen on unix:{}: {source}", path.display())]
+    BindUnix {
+        /// The path asked for.
+        path: std::path::PathBuf,
+        /// Why the OS refused.
+        source: io::Error,
+    },
     /// No link is up to the gate (never connected, all its links closed,
     /// or the gate named in [`GateClient::gate`](crate::node::GateClient::gate)
     /// is unknown), or the link a call went out on closed and no other link

@@ -17,7 +17,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +29,7 @@ use super::error::NodeError;
 use super::link_handle::Link;
 use super::messages::pong_msg;
 use super::pending::{KeepReading, PendingCalls, Waker};
+use super::stream::LinkStream;
 use crate::link::proto::{to_node, ToNodeBatch};
 use crate::link::{decode_frame, LinkError};
 
@@ -52,7 +52,7 @@ pub(crate) enum Next {
 
 /// The read side of one link (see the module docs).
 pub(crate) struct Inbox {
-    stream: TcpStream,
+    stream: LinkStream,
     /// Received bytes not yet decoded (a partial frame at most, between turns).
     buf: BytesMut,
     /// Decoded messages not yet handled, in arrival order.
@@ -72,7 +72,11 @@ pub(crate) struct Inbox {
 
 impl Inbox {
     /// The read side of `stream`; results go to `calls` as soon as decoded.
-    pub(crate) fn new(stream: TcpStream, max_frame_bytes: usize, calls: Arc<PendingCalls>) -> Self {
+    pub(crate) fn new(
+        stream: LinkStream,
+        max_frame_bytes: usize,
+        calls: Arc<PendingCalls>,
+    ) -> Self {
         let waker = match Waker::new() {
             Ok(w) => Some(Arc::new(w)),
             Err(e) => {
@@ -99,7 +103,7 @@ impl Inbox {
     }
 
     /// The link's socket (the handshake clones it for the writer).
-    pub(crate) fn stream(&self) -> &TcpStream {
+    pub(crate) fn stream(&self) -> &LinkStream {
         &self.stream
     }
 

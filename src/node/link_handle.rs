@@ -14,7 +14,7 @@
 //! nor know which link a message should go on (the gate client's).
 
 use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -22,6 +22,7 @@ use tracing::debug;
 
 use super::error::NodeError;
 use super::messages::push_msg;
+use super::stream::LinkStream;
 use crate::ids::{SessionId, ShardId};
 use crate::link::proto::ToGate;
 use crate::link::BatchBuf;
@@ -111,7 +112,7 @@ const MAX_IOVECS: usize = 64;
 
 /// The write half of a link.
 pub(crate) struct Writer {
-    stream: TcpStream,
+    stream: LinkStream,
     state: Mutex<State>,
     /// Signalled after each write completes, for producers over the backlog.
     room: Condvar,
@@ -139,7 +140,7 @@ impl Writer {
     /// A writer holding `first` and nothing is written until
     /// [`Writer::uncork`]: everything sent meanwhile queues behind `first`.
     pub(crate) fn corked(
-        stream: TcpStream,
+        stream: LinkStream,
         first: &ToGate,
         max_frame_bytes: usize,
         max_backlog: usize,
@@ -256,7 +257,7 @@ impl Writer {
 }
 
 /// Writes every chunk, using `writev` for several.
-fn write_all(mut stream: &TcpStream, chunks: &[BytesMut]) -> io::Result<()> {
+fn write_all(mut stream: &LinkStream, chunks: &[BytesMut]) -> io::Result<()> {
     if let [one] = chunks {
         return stream.write_all(one);
     }

@@ -220,6 +220,7 @@ mod sequences;
 mod server;
 mod session_context;
 mod snapshot;
+mod stream;
 mod types;
 mod worker;
 

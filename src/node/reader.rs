@@ -9,7 +9,6 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +28,7 @@ use super::options::{Options, HANDSHAKE_TIMEOUT};
 use super::pending;
 use super::sequences::LinkSeqs;
 use super::snapshot::{run_snapshot_handler, SnapshotPage};
+use super::stream::LinkStream;
 use super::types::EventKind;
 use super::worker::{Job, Pool, Work};
 use crate::ids::{SessionId, ShardId};
@@ -54,7 +54,7 @@ pub(crate) struct ReaderEnv<'a> {
 
 /// Body of a link's reader thread: handshake, then serve until the gate
 /// closes the link, it breaks the protocol, or the node shuts down.
-pub(crate) fn serve(env: ReaderEnv<'_>, stream: TcpStream, peer: SocketAddr, id: u64) {
+pub(crate) fn serve(env: ReaderEnv<'_>, stream: LinkStream, peer: String, id: u64) {
     let inbox = Inbox::new(
         stream,
         env.options.max_frame_bytes,
@@ -63,7 +63,7 @@ pub(crate) fn serve(env: ReaderEnv<'_>, stream: TcpStream, peer: SocketAddr, id:
     let waker = inbox.waker();
     let mut reader = Reader {
         env,
-        peer,
+        peer: peer.clone(),
         inbox: Rc::new(RefCell::new(inbox)),
     };
     // From here on, calls made on this thread keep reading this link.
@@ -98,7 +98,7 @@ pub(crate) fn serve(env: ReaderEnv<'_>, stream: TcpStream, peer: SocketAddr, id:
 
 struct Reader<'a> {
     env: ReaderEnv<'a>,
-    peer: SocketAddr,
+    peer: String,
     /// Also registered with [`pending::reader_thread`], so calls made on
     /// this thread read it while they wait; never borrowed while a handler
     /// runs.
@@ -112,7 +112,7 @@ impl Reader<'_> {
     fn handshake(&mut self) -> Result<(Arc<Link>, u64), NodeError> {
         let mut inbox = self.inbox.borrow_mut();
         let stream = inbox.stream().try_clone()?;
-        stream.set_nodelay(true)?;
+        stream.set_nodelay()?;
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         let hello = match inbox.first_frame(HANDSHAKE_TIMEOUT)? {
             Some(to_node::Msg::Hello(h)) => h,

@@ -7,6 +7,8 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -19,6 +21,7 @@ use super::gate_client::GateClient;
 use super::options::Options;
 use super::reader::{self, ReaderEnv};
 use super::registered::{register, registry_state, RegistrySetup};
+use super::stream::LinkStream;
 use super::worker::{self, Pool};
 use crate::fleet::registry::Registration;
 use crate::link::proto::NodeState;
@@ -31,7 +34,23 @@ pub struct Node {
     shared: Arc<Shared>,
     listener: TcpListener,
     local_addr: SocketAddr,
+    unix: Option<UnixSocket>,
     registry: Option<RegistrySetup>,
+}
+
+/// The node's Unix socket (`NodeBuilder::listen_unix`); its file is
+/// removed when the node stops.
+pub(crate) struct UnixSocket {
+    /// The bound listener.
+    pub(crate) listener: UnixListener,
+    /// Where its file is.
+    pub(crate) path: PathBuf,
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// State shared by the accept thread, link readers and workers.
@@ -53,7 +72,7 @@ struct Shared {
 /// Threads and sockets of live links, so shutdown can close and join them.
 #[derive(Default)]
 struct Live {
-    sockets: Vec<(u64, TcpStream)>,
+    sockets: Vec<(u64, LinkStream)>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -63,6 +82,7 @@ impl Node {
         options: Options,
         gates: GateClient,
         listener: TcpListener,
+        unix: Option<UnixSocket>,
         registry: Option<RegistrySetup>,
     ) -> Result<Node, NodeError> {
         let local_addr = listener.local_addr()?;
@@ -78,6 +98,7 @@ impl Node {
             shared,
             listener,
             local_addr,
+            unix,
             registry,
         })
     }
@@ -100,8 +121,13 @@ impl Node {
         let sh = &self.shared;
         let _registration = (self.registry.as_ref())
             .and_then(|r| register(r, &sh.options, self.local_addr, sh.gates.state()));
-        let r = accept_loop(&self.shared, &self.listener);
+        let unix = (self.unix.as_ref()).and_then(|u| spawn_unix_accept(&self.shared, u));
+        let r = accept_loop(&self.shared, || accept_tcp(&self.listener));
         self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some((t, waker)) = unix {
+            wake_unix(waker, self.unix.as_ref().map(|u| u.path.clone()));
+            let _ = t.join();
+        }
         close_links(&self.shared);
         join_all(&self.shared, workers);
         r
@@ -114,6 +140,7 @@ impl Node {
             shared,
             listener,
             local_addr,
+            unix,
             registry,
         } = self;
         let registration = (registry.as_ref())
@@ -130,17 +157,20 @@ impl Node {
         let accept = thread::Builder::new()
             .name("ringgate-node-accept".into())
             .spawn(move || {
-                if let Err(e) = accept_loop(&sh, &listener) {
+                if let Err(e) = accept_loop(&sh, || accept_tcp(&listener)) {
                     warn!(error = %e, "node: accept loop ended");
                 }
             })
             .map_err(|e| warn!(error = %e, "node: cannot spawn the accept thread"))
             .ok();
+        let unix_accept = (unix.as_ref()).and_then(|u| spawn_unix_accept(&shared, u));
         NodeHandle {
             shared,
             local_addr,
             waker,
             accept,
+            unix_accept,
+            unix,
             workers,
             registration,
         }
@@ -153,6 +183,10 @@ pub struct NodeHandle {
     local_addr: SocketAddr,
     waker: Option<TcpListener>,
     accept: Option<JoinHandle<()>>,
+    /// The Unix socket's accept thread and a handle to wake it.
+    unix_accept: Option<(JoinHandle<()>, UnixListener)>,
+    /// Kept so its file is removed when the handle goes.
+    unix: Option<UnixSocket>,
     workers: Vec<JoinHandle<()>>,
     registration: Option<Registration>,
 }
@@ -219,6 +253,10 @@ impl NodeHandle {
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
+        if let Some((t, waker)) = self.unix_accept.take() {
+            wake_unix(waker, self.unix.as_ref().map(|u| u.path.clone()));
+            let _ = t.join();
+        }
         close_links(&self.shared);
         join_all(&self.shared, std::mem::take(&mut self.workers));
     }
@@ -237,10 +275,62 @@ fn start_workers(shared: &Arc<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
     Ok(started.threads)
 }
 
+fn accept_tcp(l: &TcpListener) -> io::Result<(LinkStream, String)> {
+    let (s, peer) = l.accept()?;
+    Ok((LinkStream::Tcp(s), peer.to_string()))
+}
+
+/// Starts the accept thread of the node's Unix socket; returns it with a
+/// clone of the listener that [`wake_unix`] shuts down to stop it.
+fn spawn_unix_accept(
+    shared: &Arc<Shared>,
+    unix: &UnixSocket,
+) -> Option<(JoinHandle<()>, UnixListener)> {
+    let (listener, waker) = match (unix.listener.try_clone(), unix.listener.try_clone()) {
+        (Ok(l), Ok(w)) => (l, w),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!(error = %e, "node: cannot serve the Unix socket");
+            return None;
+        }
+    };
+    let name = format!("unix:{}", unix.path.display());
+    let sh = shared.clone();
+    let t = thread::Builder::new()
+        .name("ringgate-node-accept-unix".into())
+        .spawn(move || {
+            let accept = || {
+                let (s, _) = listener.accept()?;
+                Ok((LinkStream::Unix(s), name.clone()))
+            };
+            if let Err(e) = accept_loop(&sh, accept) {
+                warn!(error = %e, "node: Unix socket accept loop ended");
+            }
+        })
+        .map_err(|e| warn!(error = %e, "node: cannot spawn the Unix accept thread"))
+        .ok()?;
+    Some((t, waker))
+}
+
+/// Wakes a Unix accept thread blocked in `accept` (shut down, or, failing
+/// that, connect to it) once `stop` is set.
+fn wake_unix(waker: UnixListener, path: Option<PathBuf>) {
+    if socket2::SockRef::from(&waker)
+        .shutdown(Shutdown::Both)
+        .is_err()
+    {
+        if let Some(p) = path {
+            let _ = std::os::unix::net::UnixStream::connect(p);
+        }
+    }
+}
+
 /// Accepts gate links until `stop` is set or the listener fails for good.
-fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) -> Result<(), NodeError> {
+fn accept_loop(
+    shared: &Arc<Shared>,
+    mut accept: impl FnMut() -> io::Result<(LinkStream, String)>,
+) -> Result<(), NodeError> {
     loop {
-        let accepted = listener.accept();
+        let accepted = accept();
         if shared.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -271,7 +361,7 @@ fn is_transient(e: &io::Error) -> bool {
 }
 
 /// Starts the reader thread of a freshly accepted link.
-fn spawn_link(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+fn spawn_link(shared: &Arc<Shared>, stream: LinkStream, peer: String) {
     let id = shared.next_link.fetch_add(1, Ordering::Relaxed);
     let closer = match stream.try_clone() {
         Ok(s) => s,
@@ -282,6 +372,7 @@ fn spawn_link(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     };
     let pool = shared.pool.lock().unwrap().clone();
     let sh = shared.clone();
+    let name = peer.clone();
     let mut live = shared.live.lock().unwrap();
     // Forget threads of links that already ended.
     live.threads.retain(|t| !t.is_finished());
@@ -294,7 +385,7 @@ fn spawn_link(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                 pool,
                 stop: &sh.stop,
             };
-            reader::serve(env, stream, peer, id);
+            reader::serve(env, stream, name, id);
             sh.live.lock().unwrap().sockets.retain(|(i, _)| *i != id);
         });
     match spawned {

@@ -187,6 +187,7 @@ mod tests {
     fn node(port: u16) -> NodeConfig {
         NodeConfig {
             addr: ([127, 0, 0, 1], port).into(),
+            unix: None,
         }
     }
 

@@ -184,6 +184,17 @@ impl Reloader {
     /// effect over `before` (the log filter is the caller's, last).
     fn apply(&self, before: &Config, after: &Config) {
         let addrs: Vec<_> = after.nodes.iter().map(|n| n.addr).collect();
+        let (old_paths, new_paths) = (before.unix_node_paths(), after.unix_node_paths());
+        for n in after
+            .nodes
+            .iter()
+            .filter(|n| before.nodes.iter().any(|b| b.addr == n.addr))
+        {
+            if old_paths.get(&n.addr) != new_paths.get(&n.addr) {
+                tracing::warn!(node = %n.addr, unix = ?n.unix, "nodes.unix changed: links already up keep their socket; the new one is used when they next connect");
+            }
+        }
+        self.shared.nodes.set_unix_paths(new_paths);
         if self.shared.nodes.set_fixed(&addrs) {
             self.wake_all();
         }

@@ -9,7 +9,9 @@
 //! cross-shard pushes name links by index) even though each shard applies
 //! the table on its own loop turn and may skip intermediate versions.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +45,9 @@ impl NodeSlot {
 pub struct NodeTable {
     version: AtomicU64,
     slots: Mutex<Arc<Vec<NodeSlot>>>,
+    /// `[[nodes]] unix`: the Unix socket to dial instead of the address,
+    /// read when a link connects (a reload's change applies on the next one).
+    unix: Mutex<Arc<HashMap<SocketAddr, PathBuf>>>,
 }
 
 impl NodeTable {
@@ -54,7 +59,19 @@ impl NodeTable {
         NodeTable {
             version: AtomicU64::new(0),
             slots: Mutex::new(Arc::new(slots)),
+            unix: Mutex::default(),
         }
+    }
+
+    /// Sets which nodes are dialled over a Unix socket, and where.
+    pub fn set_unix_paths(&self, paths: HashMap<SocketAddr, PathBuf>) {
+        *self.unix.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(paths);
+    }
+
+    /// The Unix socket to dial for the node at `addr`, if it has one.
+    pub fn unix_path(&self, addr: SocketAddr) -> Option<Arc<Path>> {
+        let paths = self.unix.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        paths.get(&addr).map(|p| Arc::from(p.as_path()))
     }
 
     /// The table's version; it changes with every change of the slots.

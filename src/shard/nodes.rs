@@ -280,7 +280,15 @@ impl Shard {
 
     fn start_connect(&mut self, i: usize) {
         let addr = self.links[i].addr;
-        let sock = match super::listener::tcp_socket(addr) {
+        // A node on this host may be reached over its Unix socket instead.
+        let (sock, to) = match self.shared.nodes.unix_path(addr) {
+            Some(path) => (
+                socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM.cloexec(), None),
+                socket2::SockAddr::unix(&*path),
+            ),
+            None => (super::listener::tcp_socket(addr), Ok(addr.into())),
+        };
+        let (sock, to) = match sock.and_then(|s| Ok((s, to?))) {
             Ok(s) => s,
             Err(err) => {
                 tracing::warn!(shard = self.p.id.0, node = %addr, %err, "cannot create a link socket");
@@ -288,13 +296,15 @@ impl Shard {
                 return;
             }
         };
-        let _ = sock.set_tcp_nodelay(true);
+        if to.is_ipv4() || to.is_ipv6() {
+            let _ = sock.set_tcp_nodelay(true);
+        }
         let deadline = self.now + self.p.link.connect_timeout.as_millis() as Millis;
         let l = &mut self.links[i];
         l.state = LinkState::Connecting { deadline };
         l.connect_inflight = true;
         let fd = OwnedFd::from(sock);
-        self.ring.connect(fd.as_raw_fd(), addr, i);
+        self.ring.connect(fd.as_raw_fd(), to, i);
         l.fd = Some(fd);
     }
 

@@ -25,7 +25,6 @@
 
 use std::io;
 use std::mem::ManuallyDrop;
-use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -291,9 +290,9 @@ impl Ring {
         self.push(e);
     }
 
-    /// Connects a node link's socket to `addr`.
-    pub fn connect(&mut self, fd: RawFd, addr: SocketAddr, link: usize) {
-        let addr = Box::new(socket2::SockAddr::from(addr));
+    /// Connects a node link's socket to `addr` (TCP, or a Unix socket).
+    pub fn connect(&mut self, fd: RawFd, addr: socket2::SockAddr, link: usize) {
+        let addr = Box::new(addr);
         let (ptr, len) = (addr.as_ptr().cast(), addr.len());
         let ud = self.ops.insert(Pending::Connect { link, _addr: addr });
         self.push(

@@ -44,7 +44,10 @@ pub fn test_config(nodes: &[SocketAddr]) -> Config {
     cfg.admin.addr = "127.0.0.1:0".parse().unwrap();
     cfg.nodes = nodes
         .iter()
-        .map(|a| ringgate::config::NodeConfig { addr: *a })
+        .map(|a| ringgate::config::NodeConfig {
+            addr: *a,
+            unix: None,
+        })
         .collect();
     cfg.link.reconnect_min = Duration::from_millis(20);
     cfg.link.reconnect_max = Duration::from_millis(200);

@@ -19,7 +19,13 @@ pub fn gate_config(nodes: &[SocketAddr]) -> Config {
     let mut cfg = Config::default();
     cfg.network.tcp.addr = "127.0.0.1:0".parse().unwrap();
     cfg.network.ws.addr = "127.0.0.1:0".parse().unwrap();
-    cfg.nodes = nodes.iter().map(|a| NodeConfig { addr: *a }).collect();
+    cfg.nodes = nodes
+        .iter()
+        .map(|a| NodeConfig {
+            addr: *a,
+            unix: None,
+        })
+        .collect();
     cfg.link.reconnect_min = Duration::from_millis(20);
     cfg.link.reconnect_max = Duration::from_millis(200);
     cfg.shards.buffer_count = 256;
