@@ -42,6 +42,16 @@ fn node(path: &Path, tag: &'static str) -> Result<NodeHandle, NodeError> {
         .spawn())
 }
 
+/// A gate whose one node has a dead TCP address and the Unix socket `path`;
+/// returns it with its shard count (links expected when the node is up).
+fn gate_via(path: &Path) -> (Gate, u64) {
+    let mut cfg = test_config(&[dead_addr()]);
+    cfg.nodes[0].unix = Some(path.to_path_buf());
+    cfg.validate().unwrap();
+    let shards = cfg.shards.cores.len() as u64;
+    (Gate::start(&cfg).unwrap(), shards)
+}
+
 fn echo(client: &mut Client, seq: i32) -> Vec<u8> {
     client.send(1, seq, b"ping");
     let f = client.recv_data().expect("a reply");
@@ -55,11 +65,7 @@ fn a_node_on_this_host_is_reached_over_its_unix_socket_and_again_after_a_restart
     let dir = scratch("reach");
     let path = dir.join("echo.sock");
     let first = node(&path, "one:").unwrap();
-    let mut cfg = test_config(&[dead_addr()]);
-    cfg.nodes[0].unix = Some(path.clone());
-    cfg.validate().unwrap();
-    let gate = Gate::start(&cfg).unwrap();
-    let shards = cfg.shards.cores.len() as u64;
+    let (gate, shards) = gate_via(&path);
     wait_until(PATIENCE, "every shard's link up over the socket", || {
         gate.stats().links_up == shards
     });
@@ -118,15 +124,11 @@ fn a_missing_socket_is_retried_like_an_unreachable_node() {
     common::init_logs();
     let dir = scratch("missing");
     let path = dir.join("later.sock");
-    let mut cfg = test_config(&[dead_addr()]);
-    cfg.nodes[0].unix = Some(path.clone());
-    cfg.validate().unwrap();
-    let gate = Gate::start(&cfg).unwrap();
+    let (gate, shards) = gate_via(&path);
     // Nothing there yet: the gate keeps serving clients and keeps retrying.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(gate.stats().links_up, 0);
     let n = node(&path, "late:").unwrap();
-    let shards = cfg.shards.cores.len() as u64;
     wait_until(PATIENCE, "links up once the socket exists", || {
         gate.stats().links_up == shards
     });
