@@ -406,3 +406,77 @@ fn cli_against_the_real_binary() {
     let _ = gate.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A failed `accept` (out of file descriptors) must not stop the admin port:
+/// it answers again once descriptors are free. The real binary runs with
+/// `ulimit -n` just above what the config needs (70 for one shard, one node
+/// and `max_connections = 1`); a flood of idle connections to the admin
+/// port (its queue holds 64) uses up the rest.
+#[test]
+fn the_admin_port_answers_again_after_running_out_of_file_descriptors() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let node = admin_node();
+    let dir = std::env::temp_dir().join(format!("ringgate-admin-emfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conf = dir.join("gate.toml");
+    let text = format!(
+        "[shards]\ncount = 1\n[network.tcp]\naddr = \"127.0.0.1:0\"\nmax_connections = 1\n\
+         [network.ws]\nenabled = false\n[admin]\naddr = \"{admin}\"\n[[nodes]]\naddr = \"{}\"\n",
+        node.local_addr()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let exe = env!("CARGO_BIN_EXE_ringgate");
+    let mut gate = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 70 && exec '{exe}' -c '{}'",
+            conf.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // GET /metrics on a fresh connection, bounded in time: the body on 200.
+    let metrics = || -> Option<String> {
+        let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.starts_with("HTTP/1.1 200").then_some(text)
+    };
+    wait_until(PATIENCE, "the admin port", || metrics().is_some());
+
+    // Hold more connections than the gate has descriptors left.
+    let flood: Vec<TcpStream> = (0..120)
+        .filter_map(|_| TcpStream::connect_timeout(&admin, Duration::from_millis(200)).ok())
+        .collect();
+    assert!(flood.len() > 100, "only {} connections made", flood.len());
+    std::thread::sleep(Duration::from_millis(500));
+    drop(flood);
+
+    let mut last = String::new();
+    wait_until(PATIENCE, "the admin port answering after EMFILE", || {
+        let Some(text) = metrics() else { return false };
+        last = text;
+        true
+    });
+    let failures = last
+        .lines()
+        .find_map(|l| l.strip_prefix("ringgate_admin_accept_errors_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(failures.is_some_and(|n| n >= 1), "failures {failures:?}");
+
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(gate.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = gate.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,11 +7,11 @@
 //! worker thread waits for the answer (see [`State::ask`]); a shard that
 //! does not answer in time gives 504.
 
+use super::http::Method;
 use base64::Engine as _;
 use bytes::BytesMut;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tiny_http::Method;
 
 use super::server::{query_param, Reply};
 use super::{config_view, log_level, AskError, State};

@@ -13,12 +13,14 @@
 //! snapshot it sent.
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+use super::http::Request;
 use super::metrics::{ERROR_CODES, NETWORKS};
 use super::server::{send, Reply};
 use super::State;
@@ -185,18 +187,17 @@ fn frame(state: &State, prev: &Reading, now: &Reading) -> Value {
 
 /// `GET /events`: hands the connection to a stream thread (or 503 when
 /// [`MAX_SSE`] are open).
-pub(super) fn stream(state: &Arc<State>, req: tiny_http::Request) {
+pub(super) fn stream(state: &Arc<State>, req: Request) {
     if state.sse.fetch_add(1, Ordering::SeqCst) >= MAX_SSE {
         state.sse.fetch_sub(1, Ordering::SeqCst);
         let msg = format!("{MAX_SSE} event streams are open already; close one");
-        return send(req, Reply::error(503, msg), None);
+        return send(req, Reply::error(503, msg), &[]);
     }
     let st = state.clone();
     let spawned = std::thread::Builder::new()
         .name("ringgate-admin-sse".into())
         .spawn(move || {
-            let writer = req.into_writer();
-            if let Err(e) = run_stream(&st, writer) {
+            if let Err(e) = run_stream(&st, req.into_stream()) {
                 tracing::debug!(error = %e, "event stream ended");
             }
             st.sse.fetch_sub(1, Ordering::SeqCst);
@@ -208,9 +209,9 @@ pub(super) fn stream(state: &Arc<State>, req: tiny_http::Request) {
     }
 }
 
-fn run_stream(state: &State, mut w: Box<dyn Write + Send>) -> std::io::Result<()> {
-    // tiny_http would buffer a streamed body in 8 KiB chunks; the stream
-    // writes its own head and flushes each event instead.
+fn run_stream(state: &State, mut w: TcpStream) -> std::io::Result<()> {
+    // The stream writes its own head, then one event a second; a browser
+    // that stops reading fails a write after `http::WRITE_TIMEOUT`.
     w.write_all(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
           Connection: close\r\nX-Accel-Buffering: no\r\n\r\nretry: 2000\n\n",

@@ -277,6 +277,15 @@ impl Collector for Scrape {
             "When the gate started (unix seconds).",
             [(none, started)],
         )?;
+        counter(
+            &mut enc,
+            "ringgate_admin_accept_errors",
+            "accept(2) failures on the admin port (e.g. EMFILE); each pauses its accepting 100 ms.",
+            [(
+                Vec::new(),
+                st.accept_errors.load(std::sync::atomic::Ordering::Relaxed),
+            )],
+        )?;
         self.encode_connections(&mut enc, &snaps)?;
         for &(name, help, f) in SHARD_COUNTERS {
             let rows = snaps

@@ -12,7 +12,8 @@
 //!
 //! | file          | what it owns                                               |
 //! |---------------|------------------------------------------------------------|
-//! | `server`      | the HTTP server (tiny_http), routing, the token, replies   |
+//! | `http`        | the HTTP/1.1 server: accept, read a request, write a reply |
+//! | `server`      | routing, the token, replies                                |
 //! | `metrics`     | `/metrics`: per-shard counters merged at scrape time       |
 //! | `api`         | the JSON API; questions to shards over `Control` channels  |
 //! | `config_view` | the effective config as JSON, secrets left out             |
@@ -29,14 +30,14 @@ mod api;
 pub mod cli;
 mod config_view;
 mod dashboard;
+mod http;
 pub mod log_level;
 mod metrics;
 mod server;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -80,10 +81,12 @@ struct State {
     info: GateInfo,
     /// The bound admin address.
     addr: SocketAddr,
+    /// Failed accepts on the admin port (`/metrics`).
+    accept_errors: Arc<AtomicU64>,
     /// Server-sent-event streams open now (at most [`dashboard::MAX_SSE`]).
     sse: AtomicUsize,
     /// Set when the gate stops.
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
 /// Why a shard did not answer an admin question.
@@ -137,7 +140,7 @@ pub(crate) fn config_json(cfg: &Config) -> serde_json::Value {
 /// The running admin port; stops with [`Admin::stop`] or when dropped.
 pub struct Admin {
     state: Arc<State>,
-    threads: Vec<JoinHandle<()>>,
+    server: Option<http::Server>,
 }
 
 impl Admin {
@@ -150,22 +153,30 @@ impl Admin {
         info: GateInfo,
     ) -> std::io::Result<Admin> {
         let cfg = reloader.current();
-        let server = tiny_http::Server::http(cfg.admin.addr).map_err(std::io::Error::other)?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("admin server has no IP address"))?;
+        let listener = std::net::TcpListener::bind(cfg.admin.addr)?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             shared,
             reloader,
             info,
             addr,
+            accept_errors: Arc::new(AtomicU64::new(0)),
             sse: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
         });
-        let threads = server::spawn(Arc::new(server), state.clone())?;
+        let st = state.clone();
+        let server = http::Server::start(
+            listener,
+            server::WORKERS,
+            state.stop.clone(),
+            state.accept_errors.clone(),
+            Arc::new(move |req| server::handle(&st, req)),
+        )?;
         tracing::info!(%addr, "admin port listening (metrics, API, dashboard)");
-        Ok(Admin { state, threads })
+        Ok(Admin {
+            state,
+            server: Some(server),
+        })
     }
 
     /// The address the admin server listens on.
@@ -180,8 +191,8 @@ impl Admin {
 
     fn stop_inner(&mut self) {
         self.state.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        if let Some(server) = self.server.take() {
+            server.join();
         }
     }
 }

@@ -1,56 +1,20 @@
-//! The admin HTTP server: [`tiny_http`] parses the requests, a couple of
-//! worker threads take them in turn, route them and answer. Every request
-//! is checked against `admin.token` first; an event stream is handed to a
-//! thread of its own (see `dashboard`) so a slow browser holds no worker.
+//! The admin port's routing: every request is checked against
+//! `admin.token` first, then routed and answered (the HTTP server itself is
+//! `http`). An event stream is handed to a thread of its own (see
+//! `dashboard`) so a slow browser holds no worker.
 //!
 //! Errors are JSON, `{"error": "..."}`, with the status that fits.
 
-use std::io::Read;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response, Server};
 
+use super::http::{Method, Request};
 use super::{api, dashboard, metrics, State};
 
 /// Threads answering requests: one can serve a scrape while another waits
 /// on a shard's answer.
-const WORKERS: usize = 2;
-/// How often an idle worker looks at the stop flag.
-const POLL: Duration = Duration::from_millis(200);
-/// Largest request body read (kick, broadcast, log level).
-pub(super) const MAX_BODY: u64 = 1 << 20;
-
-/// Starts the worker threads on `server`.
-pub(super) fn spawn(
-    server: Arc<Server>,
-    state: Arc<State>,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
-    (0..WORKERS)
-        .map(|i| {
-            let (server, state) = (server.clone(), state.clone());
-            std::thread::Builder::new()
-                .name(format!("ringgate-admin-{i}"))
-                .spawn(move || serve(&server, &state))
-        })
-        .collect()
-}
-
-fn serve(server: &Server, state: &Arc<State>) {
-    while !state.stop.load(Ordering::Relaxed) {
-        match server.recv_timeout(POLL) {
-            Ok(Some(req)) => handle(state, req),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "admin server: accept failed");
-                std::thread::sleep(POLL);
-            }
-        }
-    }
-}
+pub(super) const WORKERS: usize = 2;
 
 /// A reply: status and body.
 pub(super) struct Reply {
@@ -83,18 +47,18 @@ impl Reply {
     }
 }
 
-fn handle(state: &Arc<State>, mut req: Request) {
-    let url = req.url().to_owned();
+/// Answers one request.
+pub(super) fn handle(state: &Arc<State>, req: Request) {
+    let url = req.url.clone();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     if !authorized(state, &req, query) {
         let r = Reply::error(
             401,
             "missing or wrong bearer token (Authorization: Bearer <admin.token>)",
         );
-        let challenge = Header::from_bytes("WWW-Authenticate", "Bearer").ok();
-        return send(req, r, challenge);
+        return send(req, r, &[("WWW-Authenticate", "Bearer")]);
     }
-    let method = req.method().clone();
+    let method = req.method.clone();
     let reply = match (&method, path) {
         (Method::Get, "/metrics") => Reply::bytes(
             200,
@@ -105,31 +69,15 @@ fn handle(state: &Arc<State>, mut req: Request) {
             Reply::bytes(200, "text/html; charset=utf-8", dashboard::PAGE)
         }
         (Method::Get, "/events") => return dashboard::stream(state, req),
-        (_, p) if p.starts_with("/api/") => {
-            let mut body = Vec::new();
-            let read = req.as_reader().take(MAX_BODY).read_to_end(&mut body);
-            match read {
-                Ok(_) => api::route(state, &method, p, query, &body),
-                Err(e) => Reply::error(400, format!("cannot read the request body: {e}")),
-            }
-        }
+        (_, p) if p.starts_with("/api/") => api::route(state, &method, p, query, &req.body),
         _ => Reply::error(404, format!("no such endpoint: {method} {path}")),
     };
-    send(req, reply, None);
+    send(req, reply, &[]);
 }
 
-pub(super) fn send(req: Request, r: Reply, extra: Option<Header>) {
-    let mut resp = Response::from_data(r.body).with_status_code(r.status);
-    if let Ok(h) = Header::from_bytes("Content-Type", r.content_type) {
-        resp.add_header(h);
-    }
-    if let Ok(h) = Header::from_bytes("Cache-Control", "no-store") {
-        resp.add_header(h);
-    }
-    if let Some(h) = extra {
-        resp.add_header(h);
-    }
-    if let Err(e) = req.respond(resp) {
+/// Writes `r` (and `extra` headers) and closes the connection.
+pub(super) fn send(req: Request, r: Reply, extra: &[(&str, &str)]) {
+    if let Err(e) = req.respond(r.status, r.content_type, extra, &r.body) {
         tracing::debug!(error = %e, "admin server: could not send a reply");
     }
 }
@@ -144,10 +92,8 @@ fn authorized(state: &State, req: &Request, query: &str) -> bool {
         return true;
     }
     let header = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .and_then(|h| h.value.as_str().strip_prefix("Bearer "));
+        .header("Authorization")
+        .and_then(|v| v.strip_prefix("Bearer "));
     if header.is_some_and(|t| same(t.trim().as_bytes(), token)) {
         return true;
     }
