@@ -42,6 +42,8 @@ pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const QUEUE: usize = 64;
 /// Pause after a failed `accept` (out of descriptors, memory, ...).
 pub(super) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Longest wait for a refused client to stop sending before the close.
+const LINGER: Duration = Duration::from_millis(500);
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -414,12 +416,17 @@ fn work(rx: &Receiver<TcpStream>, stop: &AtomicBool, handle: &(dyn Fn(Request) +
 
 /// Closes a connection whose request was not read to its end without
 /// resetting it, so the client reads the refusal before the close.
+/// Gives up within [`LINGER`] whatever the client does.
 fn linger(s: TcpStream) {
     let _ = s.shutdown(Shutdown::Write);
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let deadline = Instant::now() + LINGER;
     let mut sink = [0u8; 4096];
     let mut left = MAX_BODY + MAX_HEAD;
     while left > 0 {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() || s.set_read_timeout(Some(wait)).is_err() {
+            break;
+        }
         match (&s).read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => left = left.saturating_sub(n),
