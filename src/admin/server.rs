@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use super::http::{Method, Request};
 use super::{api, dashboard, metrics, State};
 
-/// Threads answering requests: one can serve a scrape while another waits
-/// on a shard's answer.
-pub(super) const WORKERS: usize = 2;
+/// Threads reading and answering requests: a scrape is served while
+/// another waits on a shard's answer, and a client slow to send its
+/// request (it has `http::READ_DEADLINE`) holds only one of them.
+pub(super) const WORKERS: usize = 4;
 
 /// A reply: status and body.
 pub(super) struct Reply {
