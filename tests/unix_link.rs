@@ -119,6 +119,28 @@ fn a_stale_socket_file_is_replaced_but_a_live_socket_or_another_file_is_not() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A node that stops after another one has taken its path over (an
+/// overlapping restart: the new node found the old file stale once the old
+/// listener shut) must not remove the new node's socket file.
+#[test]
+fn a_stopping_node_leaves_the_socket_of_the_node_that_replaced_it() {
+    let dir = scratch("replaced");
+    let path = dir.join("echo.sock");
+    let old = node(&path, "").unwrap();
+    // The old node's file is gone from the path; the new node binds afresh.
+    std::fs::remove_file(&path).unwrap();
+    let new = node(&path, "").unwrap();
+    drop(old);
+    assert!(
+        path.exists(),
+        "the old node removed the new node's socket file"
+    );
+    std::os::unix::net::UnixStream::connect(&path).expect("the new node still answers there");
+    drop(new);
+    assert!(!path.exists(), "the new node removes its own file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_missing_socket_is_retried_like_an_unreachable_node() {
     common::init_logs();

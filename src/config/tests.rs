@@ -396,6 +396,17 @@ fn a_unix_node_path_is_read_and_a_bad_one_names_its_key() {
     );
     let e = error("[[nodes]]\naddr = \"127.0.0.1:3600\"\nunix = \"\"\n");
     assert_mentions(&e, &["nodes[0].unix", "got 0"]);
+    let e = error(
+        "[[nodes]]\naddr = \"127.0.0.1:3600\"\nunix = \"/run/a.sock\"\n\
+         [[nodes]]\naddr = \"127.0.0.1:3601\"\nunix = \"/run/a.sock\"\n",
+    );
+    assert_mentions(
+        &e,
+        &[
+            "nodes[1].unix",
+            "/run/a.sock is listed twice (also nodes[0].unix)",
+        ],
+    );
 }
 
 #[test]

@@ -267,6 +267,7 @@ impl Config {
             ));
         }
         let mut seen = HashMap::new();
+        let mut paths = HashMap::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let key = format!("nodes[{i}].addr");
             if node.addr.port() == 0 {
@@ -282,6 +283,15 @@ impl Config {
                         format!("nodes[{i}].unix"),
                         format!(
                             "a Unix socket path must be 1 to {MAX_UNIX_PATH} bytes, got {len} ({})",
+                            path.display()
+                        ),
+                    ));
+                }
+                if let Some(first) = paths.insert(path, i) {
+                    return Err(ConfigError::rule(
+                        format!("nodes[{i}].unix"),
+                        format!(
+                            "{} is listed twice (also nodes[{first}].unix): one socket is one node",
                             path.display()
                         ),
                     ));

@@ -107,9 +107,11 @@ impl NodeBuilder {
     /// Also serves on a Unix socket at `path`, for a gate on the same host
     /// (its `[[nodes]] unix = "…"`): the link skips the TCP stack, which
     /// costs both sides less CPU per message. A stale socket file left at
-    /// `path` by an earlier run is replaced; the file is removed when the
-    /// node stops. The TCP address stays the node's name and its way in for
-    /// other hosts and the registry.
+    /// `path` by an earlier run (its connect refused) is replaced; a socket
+    /// something listens on, one the node may not probe, or any other file
+    /// fails [`NodeBuilder::build`]. The file is removed when the node stops,
+    /// unless a newer node has bound the path since. The TCP address stays
+    /// the node's name and its way in for other hosts and the registry.
     pub fn listen_unix(mut self, path: impl Into<PathBuf>) -> Self {
         self.unix = Some(path.into());
         self
@@ -457,28 +459,54 @@ impl NodeBuilder {
     }
 }
 
-/// Binds the node's Unix socket, replacing a stale socket file (one no
-/// process listens on) but never any other kind of file.
+/// Binds the node's Unix socket, replacing a stale socket file (one whose
+/// connect is refused: nobody listens) but never any other kind of file,
+/// nor a socket that answers or that cannot be probed (no permission).
 fn bind_unix(path: PathBuf) -> Result<UnixSocket, NodeError> {
-    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let err = |source| NodeError::BindUnix {
         path: path.clone(),
         source,
     };
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
-        let live = std::os::unix::net::UnixStream::connect(&path).is_ok();
-        if !meta.file_type().is_socket() || live {
+        if !meta.file_type().is_socket() {
             return Err(err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                if live {
-                    "another process listens there"
-                } else {
-                    "a file that is not a socket is there"
-                },
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is there",
             )));
+        }
+        match probe_unix(&path) {
+            Ok(()) => {
+                return Err(err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process listens there",
+                )))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {}
+            Err(e) => {
+                let why = format!("cannot tell whether another process listens there: {e}");
+                return Err(err(io::Error::new(e.kind(), why)));
+            }
         }
         std::fs::remove_file(&path).map_err(err)?;
     }
     let listener = std::os::unix::net::UnixListener::bind(&path).map_err(err)?;
-    Ok(UnixSocket { listener, path })
+    let meta = std::fs::symlink_metadata(&path).map_err(err)?;
+    Ok(UnixSocket {
+        listener,
+        path,
+        id: (meta.dev(), meta.ino()),
+    })
+}
+
+/// Connects to `path` without blocking: `Ok` if something listens (or its
+/// backlog is full: EAGAIN), `ECONNREFUSED` if the socket is stale.
+fn probe_unix(path: &std::path::Path) -> io::Result<()> {
+    let s = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM.cloexec(), None)?;
+    s.set_nonblocking(true)?;
+    match s.connect(&socket2::SockAddr::unix(path)?) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(()),
+        Err(e) => Err(e),
+    }
 }

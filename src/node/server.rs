@@ -39,17 +39,27 @@ pub struct Node {
 }
 
 /// The node's Unix socket (`NodeBuilder::listen_unix`); its file is
-/// removed when the node stops.
+/// removed when the node stops, unless another node has replaced it since.
 pub(crate) struct UnixSocket {
     /// The bound listener.
     pub(crate) listener: UnixListener,
     /// Where its file is.
     pub(crate) path: PathBuf,
+    /// The file's device and inode when bound.
+    pub(crate) id: (u64, u64),
 }
 
 impl Drop for UnixSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        use std::os::unix::fs::MetadataExt;
+        // A node started on the same path while this one was stopping
+        // (its listener already shut) found the file stale and bound its
+        // own: that file is not ours to remove.
+        let ours =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
