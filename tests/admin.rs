@@ -414,7 +414,6 @@ fn cli_against_the_real_binary() {
 /// port (its queue holds 64) uses up the rest.
 #[test]
 fn the_admin_port_answers_again_after_running_out_of_file_descriptors() {
-    use std::io::{Read, Write};
     use std::net::TcpStream;
 
     let node = admin_node();
@@ -434,25 +433,19 @@ fn the_admin_port_answers_again_after_running_out_of_file_descriptors() {
     );
     std::fs::write(&conf, text).unwrap();
     let exe = env!("CARGO_BIN_EXE_ringgate");
-    let mut gate = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 70 && exec '{exe}' -c '{}'",
-            conf.display()
-        ))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // GET /metrics on a fresh connection, bounded in time: the body on 200.
-    let metrics = || -> Option<String> {
-        let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(1)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        text.starts_with("HTTP/1.1 200").then_some(text)
-    };
+    let _gate = KillOnDrop(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 70 && exec '{exe}' -c '{}'",
+                conf.display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = || scrape(admin, Duration::from_secs(1));
     wait_until(PATIENCE, "the admin port", || metrics().is_some());
 
     // Hold more connections than the gate has descriptors left.
@@ -474,9 +467,74 @@ fn the_admin_port_answers_again_after_running_out_of_file_descriptors() {
         .find_map(|l| l.strip_prefix("ringgate_admin_accept_errors_total "))
         .and_then(|v| v.trim().parse::<u64>().ok());
     assert!(failures.is_some_and(|n| n >= 1), "failures {failures:?}");
-
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    unsafe { libc::kill(gate.id() as libc::pid_t, libc::SIGTERM) };
-    let _ = gate.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child process killed (and reaped) when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET /metrics` on a fresh connection, answered within `within`: the
+/// whole reply on 200.
+fn scrape(admin: std::net::SocketAddr, within: Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&admin, within).ok()?;
+    s.set_read_timeout(Some(within)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.1 200").then_some(text)
+}
+
+/// Connections that never finish their request hold no worker: a scrape
+/// behind a hundred of them (more than the port reads at once) is still
+/// answered at once, and the gate stops promptly with one of them open.
+#[test]
+fn idle_admin_connections_neither_delay_a_scrape_nor_the_stop() {
+    use std::io::Write;
+    let s = AdminStack::start(|_| {});
+    let admin = s.admin_addr();
+    let mut idle: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(admin).unwrap())
+        .collect();
+    for c in idle.iter_mut().step_by(2) {
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for round in 0..3 {
+        let t = std::time::Instant::now();
+        let reply = scrape(admin, Duration::from_secs(3));
+        assert!(
+            reply.is_some_and(|r| r.contains("ringgate_info")),
+            "round {round}: no scrape behind idle connections"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "round {round}: {:?}",
+            t.elapsed()
+        );
+    }
+    // One more, mid-request, then stop: the admin port does not wait out
+    // the client's 5 s.
+    let mut partial = std::net::TcpStream::connect(admin).unwrap();
+    partial
+        .write_all(b"POST /api/kick HTTP/1.1\r\nContent-Length: 10\r\n\r\nab")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let AdminStack { gate, node, .. } = s;
+    let t = std::time::Instant::now();
+    gate.stop();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    drop((node, idle, partial));
 }

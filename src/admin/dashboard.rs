@@ -12,7 +12,6 @@
 //! last interval, computed by the stream's thread from the previous
 //! snapshot it sent.
 
-use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use super::http::Request;
+use super::http::{self, Request};
 use super::metrics::{ERROR_CODES, NETWORKS};
 use super::server::{send, Reply};
 use super::State;
@@ -210,9 +209,14 @@ pub(super) fn stream(state: &Arc<State>, req: Request) {
 }
 
 fn run_stream(state: &State, mut w: TcpStream) -> std::io::Result<()> {
-    // The stream writes its own head, then one event a second; a browser
-    // that stops reading fails a write after `http::WRITE_TIMEOUT`.
-    w.write_all(
+    // The stream writes its own head, then one event a second; each write
+    // has `http::WRITE_DEADLINE` (a browser that stopped reading ends its
+    // stream) and gives up when the gate stops.
+    let write = |w: &mut TcpStream, bytes: &[u8]| {
+        http::write_all_by(w, bytes, Instant::now() + http::WRITE_DEADLINE, &state.stop)
+    };
+    write(
+        &mut w,
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
           Connection: close\r\nX-Accel-Buffering: no\r\n\r\nretry: 2000\n\n",
     )?;
@@ -225,11 +229,8 @@ fn run_stream(state: &State, mut w: TcpStream) -> std::io::Result<()> {
         }
         next += INTERVAL;
         let now = Reading::take(state);
-        let text = frame(state, &prev, &now).to_string();
-        w.write_all(b"data: ")?;
-        w.write_all(text.as_bytes())?;
-        w.write_all(b"\n\n")?;
-        w.flush()?;
+        let event = format!("data: {}\n\n", frame(state, &prev, &now));
+        write(&mut w, event.as_bytes())?;
         prev = now;
     }
     Ok(())

@@ -59,7 +59,11 @@ pub(super) fn handle(state: &Arc<State>, req: Request) {
         );
         return send(req, r, &[("WWW-Authenticate", "Bearer")]);
     }
-    let method = req.method.clone();
+    // HEAD is answered as GET without the body (`Request::respond`).
+    let method = match &req.method {
+        Method::Head => Method::Get,
+        m => m.clone(),
+    };
     let reply = match (&method, path) {
         (Method::Get, "/metrics") => Reply::bytes(
             200,
@@ -68,6 +72,9 @@ pub(super) fn handle(state: &Arc<State>, req: Request) {
         ),
         (Method::Get, "/" | "/index.html") => {
             Reply::bytes(200, "text/html; charset=utf-8", dashboard::PAGE)
+        }
+        (Method::Get, "/events") if req.method == Method::Head => {
+            Reply::bytes(200, "text/event-stream", Vec::new())
         }
         (Method::Get, "/events") => return dashboard::stream(state, req),
         (_, p) if p.starts_with("/api/") => api::route(state, &method, p, query, &req.body),
