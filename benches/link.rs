@@ -230,7 +230,7 @@ fn bench_track(per_batch: usize, budget: Duration) -> (u64, Duration) {
             ids.push(pending.start(0, sid, 1, i as i32, now, 5000));
         }
         for id in ids.drain(..) {
-            black_box(pending.finish(black_box(id)));
+            black_box(pending.finish(black_box(id), 0));
         }
     })
 }

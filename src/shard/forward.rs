@@ -82,6 +82,9 @@ impl Shard {
 
     /// Routes one client request to a node, or answers it with an error.
     pub(super) fn dispatch(&mut self, idx: u32, p: Packet) {
+        if !self.is_open(idx) {
+            return; // closed by an earlier packet of the same read
+        }
         if self.over_rate(idx, p.payload.len()) {
             self.refuse(idx, &p, codec::ext::RATE_LIMITED);
             return self.after_rate_limit(idx);
@@ -152,6 +155,13 @@ impl Shard {
         ShardStats::add(&self.stats().to_node, 1);
     }
 
+    /// Client `idx` is there and its connection open: a packet decoded
+    /// from the same read as one that closed it (an overflowing reply, a
+    /// kick) is not forwarded after its disconnect event.
+    pub(super) fn is_open(&self, idx: u32) -> bool {
+        self.clients.get(idx).is_some_and(|c| c.conn.is_open())
+    }
+
     /// Answers a request the gate will not forward with error `code`.
     fn refuse(&mut self, idx: u32, p: &Packet, code: u8) {
         self.count_refusal(code);
@@ -203,9 +213,9 @@ impl Shard {
         if p.request_id == 0 {
             return self.deliver_push(link, sid, &p);
         }
-        let Some(w) = self.pending.finish(p.request_id) else {
+        let Some(w) = self.pending.finish(p.request_id, link) else {
             ShardStats::add(&self.stats().late_replies, 1);
-            tracing::debug!(session = %sid, request_id = p.request_id, "reply to a request that already ended (timed out or answered); dropped");
+            tracing::debug!(session = %sid, request_id = p.request_id, "reply to a request that already ended (timed out or answered) or went to another node; dropped");
             return;
         };
         (self.stats().latency).record(self.now_ns.saturating_sub(w.started_ns));

@@ -18,9 +18,16 @@
 //! Timing: requests with the same timeout expire in the order they started,
 //! so each distinct timeout keeps a FIFO of `(deadline, id)` and only its
 //! front is ever looked at. Entries whose request already ended are popped
-//! from the front as soon as they reach it (replies mostly arrive in order),
-//! so a FIFO holds about the requests in flight, not a timeout's worth of
-//! history.
+//! from the front as soon as they reach it (replies mostly arrive in order);
+//! one request that stays unanswered at the front would keep every later
+//! entry behind it, so a FIFO holding more than twice its live requests
+//! (plus [`SLACK`]) is compacted. A FIFO holds about the requests in flight,
+//! never a timeout's worth of history, at an amortised O(1) per request.
+//!
+//! Ids carry the shard in their top 16 bits and start at a value taken from
+//! the clock at start, so a node that replays replies buffered for an
+//! earlier gate process hits no request of this one; a reply is taken only
+//! from the link (node) the request went to.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
@@ -47,10 +54,16 @@ pub struct Waiting {
     class: u16,
 }
 
+/// Dead entries a FIFO may carry beyond twice its live ones before it is
+/// compacted.
+const SLACK: usize = 64;
+
 /// One timeout value and the requests that use it, oldest first.
 struct Class {
     timeout: Millis,
     fifo: VecDeque<(Millis, u64)>,
+    /// Requests of this class still waiting.
+    live: usize,
 }
 
 /// This shard's requests waiting for a reply.
@@ -66,8 +79,13 @@ impl PendingRequests {
     /// An empty table whose ids carry `shard` in their top 16 bits, so ids
     /// are unique across the gate.
     pub fn new(shard: u16) -> Self {
+        Self::starting_at(shard, start_offset())
+    }
+
+    /// [`PendingRequests::new`] with the first id's low bits given.
+    fn starting_at(shard: u16, offset: u64) -> Self {
         PendingRequests {
-            next: (u64::from(shard) << 48) | 1,
+            next: (u64::from(shard) << 48) | (offset & OFFSET_MASK) | 1,
             map: HashMap::default(),
             classes: Vec::new(),
             per_link: Vec::new(),
@@ -125,11 +143,13 @@ impl PendingRequests {
                 self.classes.push(Class {
                     timeout,
                     fifo: VecDeque::new(),
+                    live: 0,
                 });
                 self.classes.len() - 1
             }
         };
         self.classes[class].fifo.push_back((now + timeout, id));
+        self.classes[class].live += 1;
         if self.per_link.len() <= link {
             self.per_link.resize(link + 1, 0);
         }
@@ -148,12 +168,26 @@ impl PendingRequests {
         id
     }
 
-    /// The reply of request `id` arrived: who asked, if it was still waiting.
-    pub fn finish(&mut self, id: u64) -> Option<Waiting> {
+    /// The reply of request `id` arrived over the link to node `link`: who
+    /// asked, if it was still waiting for that node.
+    pub fn finish(&mut self, id: u64, link: usize) -> Option<Waiting> {
+        if self
+            .map
+            .get(&id)
+            .is_none_or(|w| usize::from(w.link) != link)
+        {
+            return None;
+        }
         let w = self.map.remove(&id)?;
-        self.per_link[usize::from(w.link)] -= 1;
+        self.ended(&w);
         self.prune(usize::from(w.class));
         Some(w)
+    }
+
+    /// Counts `w` out of its link and class.
+    fn ended(&mut self, w: &Waiting) {
+        self.per_link[usize::from(w.link)] -= 1;
+        self.classes[usize::from(w.class)].live -= 1;
     }
 
     /// Removes and returns (into `out`) every request whose deadline is at or
@@ -166,7 +200,7 @@ impl PendingRequests {
                 }
                 self.classes[c].fifo.pop_front();
                 if let Some(w) = self.map.remove(&id) {
-                    self.per_link[usize::from(w.link)] -= 1;
+                    self.ended(&w);
                     out.push(w);
                 }
             }
@@ -189,23 +223,42 @@ impl PendingRequests {
         });
         // HashMap order is arbitrary; answer clients in the order they asked.
         ids.sort_unstable_by_key(|(id, _)| *id);
+        for (_, w) in &ids {
+            self.ended(w);
+        }
         out.extend(ids.into_iter().map(|(_, w)| w));
-        self.per_link[link] = 0;
         for c in 0..self.classes.len() {
             self.prune(c);
         }
     }
 
-    /// Pops entries of ended requests off the front of class `c`.
+    /// Pops entries of ended requests off the front of class `c`, and drops
+    /// them all when too many sit behind a request still waiting.
     fn prune(&mut self, c: usize) {
-        let fifo = &mut self.classes[c].fifo;
-        while let Some(&(_, id)) = fifo.front() {
+        let class = &mut self.classes[c];
+        while let Some(&(_, id)) = class.fifo.front() {
             if self.map.contains_key(&id) {
                 break;
             }
-            fifo.pop_front();
+            class.fifo.pop_front();
+        }
+        if class.fifo.len() > 2 * class.live + SLACK {
+            class.fifo.retain(|(_, id)| self.map.contains_key(id));
         }
     }
+}
+
+/// Bits of an id below the shard's.
+const OFFSET_MASK: u64 = (1 << 48) - 1;
+
+/// Where this process's ids start below the shard bits: the clock in µs,
+/// masked to 40 bits (a different start for every gate process started more
+/// than a microsecond apart, over 12 days; 2^48 - 2^40 ids remain above it).
+fn start_offset() -> u64 {
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    us & ((1 << 40) - 1)
 }
 
 #[cfg(test)]
@@ -226,15 +279,15 @@ mod tests {
         assert_eq!(p.on_link(0), 2);
 
         // a is answered; its timeout later finds nothing.
-        assert_eq!(p.finish(a).map(|w| w.seq), Some(1));
-        assert_eq!(p.finish(a), None, "a second reply is not a reply");
+        assert_eq!(p.finish(a, 0).map(|w| w.seq), Some(1));
+        assert_eq!(p.finish(a, 0), None, "a second reply is not a reply");
         let mut out = Vec::new();
         p.expired(100, &mut out);
         assert!(out.is_empty(), "a answered, b not yet due: {out:?}");
         p.expired(110, &mut out);
         assert_eq!(out.iter().map(|w| w.seq).collect::<Vec<_>>(), vec![2]);
         // b timed out; its late reply finds nothing.
-        assert_eq!(p.finish(b), None);
+        assert_eq!(p.finish(b, 0), None);
         assert!(p.is_empty());
         assert_eq!(p.on_link(0), 0);
     }
@@ -268,11 +321,44 @@ mod tests {
         assert_eq!(out.iter().map(|w| w.seq).collect::<Vec<_>>(), vec![1, 3, 5]);
         assert_eq!((p.on_link(0), p.on_link(1)), (3, 0));
         // Their replies and timeouts find nothing; link 0's still work.
-        assert_eq!(p.finish(ids[1]), None);
-        assert_eq!(p.finish(ids[0]).map(|w| w.seq), Some(0));
+        assert_eq!(p.finish(ids[1], 1), None);
+        assert_eq!(p.finish(ids[0], 1), None, "a reply from another node");
+        assert_eq!(p.finish(ids[0], 0).map(|w| w.seq), Some(0));
         out.clear();
         p.expired(100, &mut out);
         assert_eq!(out.iter().map(|w| w.seq).collect::<Vec<_>>(), vec![2, 4]);
+    }
+
+    #[test]
+    fn one_unanswered_request_does_not_keep_the_answered_ones_behind_it() {
+        let mut p = PendingRequests::new(0);
+        let stuck = p.start(0, sid(1), 1, 0, 0, 5000);
+        for i in 1..100_000 {
+            let id = p.start(0, sid(1), 1, i, (i / 100) as Millis, 5000);
+            assert!(p.finish(id, 0).is_some());
+            assert!(
+                p.classes[0].fifo.len() <= 2 + SLACK,
+                "at {i}: {}",
+                p.classes[0].fifo.len()
+            );
+        }
+        assert_eq!(p.len(), 1);
+        let mut out = Vec::new();
+        p.expired(5000, &mut out);
+        assert_eq!(out.iter().map(|w| w.seq).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(p.finish(stuck, 0), None);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn ids_start_where_the_clock_says_and_keep_the_shard() {
+        let a = PendingRequests::starting_at(3, 1 << 30).next;
+        let b = PendingRequests::starting_at(3, 2 << 30).next;
+        assert_ne!(a, b, "two gate processes start their ids apart");
+        assert_eq!((a >> 48, b >> 48), (3, 3));
+        let top = PendingRequests::starting_at(3, u64::MAX).next;
+        assert_eq!(top >> 48, 3, "an offset never spills into the shard bits");
+        assert_ne!(PendingRequests::new(0).next, 0);
     }
 
     #[test]
@@ -280,7 +366,7 @@ mod tests {
         let mut p = PendingRequests::new(0);
         for i in 0..10_000 {
             let id = p.start(0, sid(1), 1, i, i as Millis, 5000);
-            p.finish(id);
+            p.finish(id, 0);
         }
         assert!(p.is_empty());
         assert!(p.classes[0].fifo.is_empty(), "{}", p.classes[0].fifo.len());
