@@ -83,6 +83,17 @@ struct FakeGate {
 
 impl FakeGate {
     fn connect(addr: SocketAddr, gate_id: &str, shard: u32) -> FakeGate {
+        Self::connect_limited(addr, gate_id, shard, 0)
+    }
+
+    /// [`FakeGate::connect`] announcing frames of at most `max_frame_bytes`
+    /// (0: no limit).
+    fn connect_limited(
+        addr: SocketAddr,
+        gate_id: &str,
+        shard: u32,
+        max_frame_bytes: u32,
+    ) -> FakeGate {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
         let mut gate = FakeGate {
@@ -96,7 +107,7 @@ impl FakeGate {
                 shard,
                 shards: 4,
                 version: PROTOCOL_VERSION,
-                max_frame_bytes: 0,
+                max_frame_bytes,
                 ..Default::default()
             })),
         }]);
@@ -361,6 +372,41 @@ fn panicking_handler_keeps_link_up() {
         let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
         gate.send(&[deliver(SessionId::new(ShardId(0), 1), PANIC, 1, b"")]);
         echo_once(&mut gate, 0, 2);
+        // A request the gate tracks is answered with an error at once,
+        // not left to the gate's timeout.
+        gate.send(&[request(SessionId::new(ShardId(0), 1), PANIC, 3, b"", 77)]);
+        let p = gate.pushes(1).remove(0);
+        assert_eq!((p.request_id, p.seq), (77, 3));
+        assert!(p.payload.is_empty() && !p.error.is_empty(), "{p:?}");
+        echo_once(&mut gate, 0, 4);
+    });
+}
+
+/// A reply larger than the gate's frames would make the gate close the
+/// link (failing every request on it): it is answered with an error
+/// instead, and the link keeps serving.
+#[test]
+fn a_reply_too_large_for_the_gates_frames_becomes_an_error_reply() {
+    both_modes(|workers| {
+        let node = start(workers);
+        let mut gate = FakeGate::connect_limited(node.local_addr(), "g1", 0, 4096);
+        let s = SessionId::new(ShardId(0), 1);
+        gate.send(&[request(s, ECHO, 1, &[7u8; 8192], 42)]);
+        let p = gate.pushes(1).remove(0);
+        assert_eq!((p.request_id, p.seq), (42, 1));
+        assert!(p.payload.is_empty(), "{} bytes sent", p.payload.len());
+        assert!(p.error.contains("too large"), "{:?}", p.error);
+        echo_once(&mut gate, 0, 2);
+        // A push the handler cannot fit is refused to the handler.
+        let err = node
+            .gates()
+            .push(s, ECHO, 3, Bytes::from(vec![0u8; 8192]))
+            .expect_err("an oversized push is refused");
+        assert!(
+            matches!(err, NodeError::Invalid(ref m) if m.contains("does not fit")),
+            "{err}"
+        );
+        echo_once(&mut gate, 0, 4);
     });
 }
 

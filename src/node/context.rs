@@ -173,16 +173,20 @@ impl<'a> Context<'a> {
     }
 }
 
-/// Runs `handler`; a panic is logged and the link keeps serving. A request
-/// the gate tracks that the handler did not answer is logged at debug: the
-/// gate will answer the client with `TIMEOUT`.
+/// Runs `handler`; a panic is logged, the request the gate tracks (if the
+/// handler had not answered it yet) is answered with an error at once, and
+/// the link keeps serving. A request the handler returned without answering
+/// is logged at debug: the gate will answer the client with `TIMEOUT`.
 pub(crate) fn run_handler(handler: &Handler, ctx: &mut Context<'_>) {
     if panic::catch_unwind(AssertUnwindSafe(|| handler(ctx))).is_err() {
         error!(
             route = ctx.route(),
             session = %ctx.session(),
-            "node: handler panicked; request dropped"
+            "node: handler panicked; request answered with an error"
         );
+        if ctx.unanswered() != 0 {
+            ctx.reply_error("the node's handler failed");
+        }
     } else if ctx.unanswered() != 0 {
         debug!(
             route = ctx.route(),

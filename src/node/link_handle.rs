@@ -73,9 +73,25 @@ impl Link {
         self.send(&push_msg(session.0, route, seq, payload, ext, 0))
     }
 
+    /// `msg` fits this link's frames; else [`NodeError::Invalid`] saying so
+    /// (the gate would close a link that sent a larger frame).
+    pub(crate) fn fits(&self, msg: &ToGate) -> Result<(), NodeError> {
+        let len = prost::Message::encoded_len(msg);
+        if len + FRAME_OVERHEAD <= self.frame_limit {
+            return Ok(());
+        }
+        Err(NodeError::Invalid(format!(
+            "a message of {len} bytes does not fit the link's frames of at most {} bytes \
+             (the gate's link.max_frame_bytes, or NodeBuilder::max_frame_bytes)",
+            self.frame_limit
+        )))
+    }
+
     /// Sends one message (batched with whatever else is pending);
-    /// [`NodeError::NotConnected`] if the link is closed.
+    /// [`NodeError::NotConnected`] if the link is closed,
+    /// [`NodeError::Invalid`] if it is too large for a frame.
     pub(crate) fn send(&self, msg: &ToGate) -> Result<(), NodeError> {
+        self.fits(msg)?;
         self.writer
             .send(msg)
             .map_err(|Closed| NodeError::NotConnected {
@@ -106,6 +122,10 @@ impl Link {
         self.writer.close();
     }
 }
+
+/// A frame's header, a message's field tag and its longest length prefix,
+/// with room to spare.
+const FRAME_OVERHEAD: usize = 16;
 
 /// Chunks of at most this many buffers go into one `writev`.
 const MAX_IOVECS: usize = 64;

@@ -174,6 +174,22 @@ impl<'a, W> SessionContext<'a, W> {
             format,
             error,
         );
+        if let Err(e) = self.link.fits(&msg) {
+            // Sent as it is, the frame would make the gate close the link
+            // and fail every request waiting on it: answer with an error.
+            tracing::warn!(route, session = %self.session, "node: reply not sent: {e}");
+            let msg = reply_msg(
+                self.session.0,
+                route,
+                seq,
+                Bytes::new(),
+                request_id,
+                ResultFormat::ResultAuto,
+                "reply too large for the link".into(),
+            );
+            self.out.push(&msg);
+            return;
+        }
         self.out.push(&msg);
     }
 
@@ -190,7 +206,10 @@ impl<'a, W> SessionContext<'a, W> {
     /// `topic`, batched with the replies in order (mqant's `SendNR`).
     pub fn push_topic_nowait(&mut self, topic: &str, payload: impl Into<Bytes>) {
         let msg = topic_push_msg(self.session.0, topic, payload.into());
-        self.out.push(&msg);
+        match self.link.fits(&msg) {
+            Ok(()) => self.out.push(&msg),
+            Err(e) => tracing::warn!(session = %self.session, topic, "node: push not sent: {e}"),
+        }
     }
 
     /// Sends a packet to any session or user of this gate and waits for the
@@ -220,7 +239,9 @@ impl<'a, W> SessionContext<'a, W> {
         let (to, payload) = (valid(to.into())?, payload.into());
         if let Target::Session(s) = to {
             if s.shard() == self.link.shard {
-                self.out.push(&push_msg(s.0, route, seq, payload, 0, 0));
+                let msg = push_msg(s.0, route, seq, payload, 0, 0);
+                self.link.fits(&msg)?;
+                self.out.push(&msg);
                 return Ok(());
             }
             if let Some(link) = self.gates.link(&self.link.gate_id, s.shard().0) {
@@ -335,7 +356,9 @@ impl<'a, W> SessionContext<'a, W> {
     fn cast(&mut self, via: Via, op: call::Op) -> Result<(), NodeError> {
         let link = self.client().pick(via)?;
         if Arc::ptr_eq(&link, self.link) {
-            self.out.push(&call_msg(0, op));
+            let msg = call_msg(0, op);
+            link.fits(&msg)?;
+            self.out.push(&msg);
             return Ok(());
         }
         link.send(&call_msg(0, op))
