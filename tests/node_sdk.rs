@@ -680,3 +680,103 @@ fn other_protocol_version_refused() {
     assert!(rest.is_empty(), "no NodeHello for another version");
     assert_eq!(node.gates().links(), 0);
 }
+
+/// An inline handler waiting for a call the gate never answers: the link
+/// keeps being read (for the answer) but only up to a bounded queue, after
+/// which the gate's writes meet back pressure instead of the node's memory
+/// growing with everything the gate sends.
+#[test]
+fn a_handler_waiting_on_the_gate_holds_back_the_link_not_the_memory() {
+    const WAITS: i32 = 9;
+    let node = Node::builder("waiter")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(0)
+        .max_frame_bytes(MAX_FRAME)
+        .call_timeout(Duration::from_secs(4))
+        .route(WAITS, |ctx: &mut Context| {
+            let r = ctx.kick(false);
+            ctx.reply(format!("{r:?}"));
+        })
+        .route(ECHO, |ctx: &mut Context| {
+            let p = ctx.payload().clone();
+            ctx.reply(p);
+        })
+        .bind()
+        .unwrap()
+        .spawn();
+    let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+    let s = SessionId::new(ShardId(0), 1);
+    gate.send(&[request(s, WAITS, 1, b"", 1)]);
+    // 8 KiB requests as fast as the node takes them, for 2.5 s (the call
+    // waits 4 s): 4096 queued (32 MiB) plus the sockets' buffers, then no
+    // more. Without the bound the node read hundreds of MiB here.
+    let mut frame = BatchBuf::new(usize::MAX);
+    frame.push(&request(s, ECHO, 2, &[1u8; 8192], 2));
+    let frame = frame.take();
+    gate.stream.set_nonblocking(true).unwrap();
+    let (mut sent, mut off) = (0usize, 0usize);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(2500) {
+        match gate.stream.write(&frame[off..]) {
+            Ok(n) => {
+                sent += n;
+                off = (off + n) % frame.len();
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("link broke: {e}"),
+        }
+    }
+    assert!(
+        sent < 80 << 20,
+        "the node took {} MiB while its handler waited",
+        sent >> 20
+    );
+    assert!(
+        sent > 8 << 20,
+        "only {} KiB sent: the link did not keep being read",
+        sent >> 10
+    );
+    drop(gate);
+    drop(node);
+}
+
+/// Requests queued for a worker when their link closes are not run: the
+/// gate has already answered their clients NODE_DOWN.
+#[test]
+fn queued_requests_of_a_closed_link_are_not_run() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const SLOW: i32 = 8;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counted = ran.clone();
+    let node = Node::builder("slow")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(1)
+        .route(SLOW, |ctx: &mut Context| {
+            std::thread::sleep(Duration::from_millis(400));
+            ctx.reply("slow");
+        })
+        .route(ECHO, move |ctx: &mut Context| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let p = ctx.payload().clone();
+            ctx.reply(p);
+        })
+        .bind()
+        .unwrap()
+        .spawn();
+    let mut gate = FakeGate::connect(node.local_addr(), "g1", 0);
+    let s = SessionId::new(ShardId(0), 1);
+    let mut msgs = vec![request(s, SLOW, 1, b"", 1)];
+    msgs.extend((2..12).map(|i| request(s, ECHO, i, b"x", i as u64)));
+    // One notification (no request id): it still runs.
+    msgs.push(deliver(s, ECHO, 12, b"n"));
+    gate.send(&msgs);
+    std::thread::sleep(Duration::from_millis(100));
+    drop(gate);
+    wait_until("link removed", || node.gates().links() == 0);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "only the notification ran");
+    drop(node);
+}

@@ -37,6 +37,13 @@ use crate::link::{decode_frame, LinkError};
 /// which closes the link.
 const EMPTY: LinkError = LinkError::Protocol("a message from the gate with no field set");
 
+/// Messages an inbox takes in while its reader cannot return to its loop (a
+/// handler inline waiting for a call's answer, or every worker busy); past
+/// that it stops reading the socket, so a gate sending faster than the
+/// handlers run is held back by the link instead of growing the node's
+/// memory. A call whose answer is stuck behind them times out.
+pub(crate) const MAX_QUEUED: usize = 4096;
+
 /// Bytes asked of each `recv`.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -228,14 +235,16 @@ impl Inbox {
 
     /// Reads what arrives within `timeout` (or until this thread's waker
     /// fires) while the reader cannot return to its loop: results resolved,
-    /// pings answered, the rest queued. Reads nothing once `queue_limit`
-    /// messages are queued. Returns false if the link can no longer be read
-    /// (the error is kept for the reader loop).
+    /// pings answered, the rest queued. Once `queue_limit` messages are
+    /// queued it reads nothing more (the gate then sees the link's back
+    /// pressure) and only waits, for the waker or `timeout`. Returns false if
+    /// the link can no longer be read (the error is kept for the reader loop).
     pub(crate) fn pump(&mut self, timeout: Duration, queue_limit: usize) -> bool {
         if self.ended.is_some() {
             return false;
         }
-        if self.queue.len() >= queue_limit {
+        let full = self.queue.len() >= queue_limit;
+        if full && timeout.is_zero() {
             return true;
         }
         // Without a waker, wake up regularly to look at the answer channel.
@@ -245,7 +254,7 @@ impl Inbox {
         };
         let mut fds = [
             libc::pollfd {
-                fd: self.stream.as_raw_fd(),
+                fd: if full { -1 } else { self.stream.as_raw_fd() },
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -296,6 +305,6 @@ impl Inbox {
 
 impl KeepReading for Inbox {
     fn keep_reading(&mut self, timeout: Duration) -> bool {
-        self.pump(timeout, usize::MAX)
+        self.pump(timeout, MAX_QUEUED)
     }
 }

@@ -121,6 +121,11 @@ impl Link {
     pub(crate) fn close(&self) {
         self.writer.close();
     }
+
+    /// The link was closed (by either side, or a failed write).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.writer.state.lock().unwrap().closed
+    }
 }
 
 /// A frame's header, a message's field tag and its longest length prefix,

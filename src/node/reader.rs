@@ -21,7 +21,7 @@ use super::context::{run_handler, Context};
 use super::error::NodeError;
 use super::event::{run_event_handler, EventContext};
 use super::gate_client::GateClient;
-use super::inbox::{Inbox, Next};
+use super::inbox::{Inbox, Next, MAX_QUEUED};
 use super::link_handle::{Link, Writer};
 use super::messages::{call_msg, pong_msg, push_msg, snapshot_op};
 use super::options::{Options, HANDSHAKE_TIMEOUT};
@@ -34,11 +34,6 @@ use super::worker::{Job, Pool, Work};
 use crate::ids::{SessionId, ShardId};
 use crate::link::proto::{to_node, Deliver, Event, GateHello, Snapshot};
 use crate::link::{BatchBuf, LinkError, PROTOCOL_VERSION};
-
-/// While a worker's queue is full, the reader keeps reading its link (to
-/// resolve call results workers wait for) until this many messages are
-/// queued in its inbox; then it simply waits.
-const MAX_QUEUED_WHILE_FULL: usize = 4096;
 
 /// What a link's reader thread uses of its node.
 pub(crate) struct ReaderEnv<'a> {
@@ -303,11 +298,25 @@ impl Reader<'_> {
                 Err(job) => job,
             };
             let mut inbox = self.inbox.borrow_mut();
-            if inbox.queued() >= MAX_QUEUED_WHILE_FULL
-                || !inbox.pump(Duration::ZERO, MAX_QUEUED_WHILE_FULL)
-            {
+            if inbox.queued() >= MAX_QUEUED || !inbox.pump(Duration::ZERO, MAX_QUEUED) {
                 drop(inbox);
-                pool.send(job);
+                return self.wait_for_room(pool, job);
+            }
+        }
+    }
+
+    /// Waits for room in the worker's queue with the inbox full (reading no
+    /// more), until the node stops or the link closes: then the job is
+    /// dropped (a request's client has had NODE_DOWN from the gate).
+    fn wait_for_room(&self, pool: &Pool, mut job: Job) {
+        loop {
+            job = match pool.send_timeout(job, Duration::from_millis(100)) {
+                Ok(()) => return,
+                Err(job) => job,
+            };
+            if self.env.stop.load(Ordering::SeqCst) || job.link.is_closed() {
+                debug!(gate = %job.link.gate_id, shard = job.link.shard.0,
+                    "node: work dropped unrun: the link closed or the node stops");
                 return;
             }
         }

@@ -81,11 +81,6 @@ impl Pool {
         }
     }
 
-    /// Queues `job`, waiting for room.
-    pub(crate) fn send(&self, job: Job) {
-        let _ = self.pick(&job).send(job);
-    }
-
     /// Queues `job`, waiting at most `timeout` for room; gives it back if
     /// there was none.
     #[allow(clippy::result_large_err)]
@@ -176,6 +171,16 @@ fn run_one(options: &Options, gates: &GateClient, job: Job, outs: &mut Vec<(Arc<
     let (link, out) = &mut outs[i];
     // The reader checked that a handler exists before dispatching.
     match job.work {
+        // The gate answered it NODE_DOWN when the link closed: running it
+        // now would act on a request its client was told failed.
+        Work::Deliver(d) if d.request_id != 0 && link.is_closed() => {
+            tracing::debug!(
+                gate = %link.gate_id,
+                shard = link.shard.0,
+                route = d.route,
+                "node: request of a closed link skipped"
+            );
+        }
         Work::Deliver(d) => {
             if let Some(handler) = options.handler(d.route) {
                 let mut ctx = Context::from_deliver(d, link, out, gates);
