@@ -73,6 +73,12 @@ impl Link {
         self.send(&push_msg(session.0, route, seq, payload, ext, 0))
     }
 
+    /// A message carrying `bytes` of payload and text fits this link's
+    /// frames without measuring it (the fast path of every reply).
+    pub(crate) fn surely_fits(&self, bytes: usize) -> bool {
+        bytes + SMALL_FIELDS <= self.frame_limit
+    }
+
     /// `msg` fits this link's frames; else [`NodeError::Invalid`] saying so
     /// (the gate would close a link that sent a larger frame).
     pub(crate) fn fits(&self, msg: &ToGate) -> Result<(), NodeError> {
@@ -131,6 +137,10 @@ impl Link {
 /// A frame's header, a message's field tag and its longest length prefix,
 /// with room to spare.
 const FRAME_OVERHEAD: usize = 16;
+
+/// More than the fields of a push or reply besides its payload and text take
+/// (ids, route, seq, codes and their tags).
+const SMALL_FIELDS: usize = 256;
 
 /// Chunks of at most this many buffers go into one `writev`.
 const MAX_IOVECS: usize = 64;

@@ -165,6 +165,7 @@ impl<'a, W> SessionContext<'a, W> {
         error: String,
     ) {
         let request_id = std::mem::take(&mut self.reply_id);
+        let small = self.link.surely_fits(payload.len() + error.len());
         let msg = reply_msg(
             self.session.0,
             route,
@@ -174,7 +175,7 @@ impl<'a, W> SessionContext<'a, W> {
             format,
             error,
         );
-        if let Err(e) = self.link.fits(&msg) {
+        if let Err(e) = if small { Ok(()) } else { self.link.fits(&msg) } {
             // Sent as it is, the frame would make the gate close the link
             // and fail every request waiting on it: answer with an error.
             tracing::warn!(route, session = %self.session, "node: reply not sent: {e}");
