@@ -96,11 +96,6 @@ impl Clients {
     }
 
     /// The client in slot `idx`, if any.
-    pub fn get(&self, idx: u32) -> Option<&Client> {
-        self.slots.get(idx as usize).and_then(|s| s.client.as_ref())
-    }
-
-    /// The client in slot `idx`, if any (to change).
     pub fn get_mut(&mut self, idx: u32) -> Option<&mut Client> {
         self.slots
             .get_mut(idx as usize)

@@ -82,9 +82,6 @@ impl Shard {
 
     /// Routes one client request to a node, or answers it with an error.
     pub(super) fn dispatch(&mut self, idx: u32, p: Packet) {
-        if !self.is_open(idx) {
-            return; // closed by an earlier packet of the same read
-        }
         if self.over_rate(idx, p.payload.len()) {
             self.refuse(idx, &p, codec::ext::RATE_LIMITED);
             return self.after_rate_limit(idx);
@@ -153,13 +150,6 @@ impl Shard {
             msg: Some(to_node::Msg::Deliver(deliver)),
         });
         ShardStats::add(&self.stats().to_node, 1);
-    }
-
-    /// Client `idx` is there and its connection open: a packet decoded
-    /// from the same read as one that closed it (an overflowing reply, a
-    /// kick) is not forwarded after its disconnect event.
-    pub(super) fn is_open(&self, idx: u32) -> bool {
-        self.clients.get(idx).is_some_and(|c| c.conn.is_open())
     }
 
     /// Answers a request the gate will not forward with error `code`.

@@ -75,9 +75,6 @@ impl Shard {
         let Ok(topic) = parse_topic(&r.topic) else {
             return;
         };
-        if !self.is_open(idx) {
-            return;
-        }
         if self.over_rate(idx, r.payload.len()) {
             self.count_refusal(ext::RATE_LIMITED);
             self.mqtt_error(idx, r.token, errors::RATE_LIMITED);
