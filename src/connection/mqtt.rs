@@ -278,7 +278,11 @@ impl Connection {
                 return self.mqtt_answer_topic(&p.topic, errors::QUEUE_FULL, cx);
             }
             m.next_token = m.next_token.checked_add(1).unwrap_or(1).max(1);
-            m.inflight.push((m.next_token, p.topic.clone()));
+            // A copy: the parsed topic is a slice of the whole read buffer,
+            // which it would keep alive until the reply (up to
+            // request_timeout) for every request waiting.
+            m.inflight
+                .push((m.next_token, Topic::from(p.topic.as_str())));
             m.next_token
         } else {
             0
