@@ -339,8 +339,11 @@ impl NodeBuilder {
     }
 
     /// Closes a link that received nothing, or could not write, for this
-    /// long; `None` never closes. Must exceed the gate's
-    /// `link.heartbeat_interval`. Default [`DEFAULT_IDLE_TIMEOUT`].
+    /// long; `None` never closes a silent link. Must exceed the gate's
+    /// `link.heartbeat_interval`. Default [`DEFAULT_IDLE_TIMEOUT`]. A write
+    /// the gate does not take for [`DEFAULT_IDLE_TIMEOUT`] closes the link
+    /// even with `None`: a thread writing to a gate that stopped reading is
+    /// never held for good.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout.filter(|t| !t.is_zero());
         self

@@ -24,7 +24,7 @@ use super::gate_client::GateClient;
 use super::inbox::{Inbox, Next, MAX_QUEUED};
 use super::link_handle::{Link, Writer};
 use super::messages::{call_msg, pong_msg, push_msg, snapshot_op};
-use super::options::{Options, HANDSHAKE_TIMEOUT};
+use super::options::{Options, DEFAULT_IDLE_TIMEOUT, HANDSHAKE_TIMEOUT};
 use super::pending;
 use super::sequences::LinkSeqs;
 use super::snapshot::{run_snapshot_handler, SnapshotPage};
@@ -116,7 +116,9 @@ impl Reader<'_> {
         let (shard, shard_count) = check_hello(&hello)?;
         let options = self.env.options;
         stream.set_read_timeout(options.idle_timeout)?;
-        stream.set_write_timeout(options.idle_timeout)?;
+        // Never unbounded: a gate that stops reading must not hold the
+        // writing thread (a worker, or another link's reader) for good.
+        stream.set_write_timeout(Some(options.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT)))?;
         // The NodeHello goes first on the wire even though the link is
         // visible to pushers before it is written: the writer starts corked.
         // Registering before the hello is written means a gate that has the
