@@ -327,20 +327,7 @@ fn prometheus_scrapes_what_the_load_did() {
 #[test]
 fn cli_against_the_real_binary() {
     let node = admin_node();
-    let dir = std::env::temp_dir().join(format!("ringgate-admin-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.join("gate.toml");
-    let text = format!(
-        "[network.tcp]\naddr = \"127.0.0.1:0\"\n[network.ws]\nenabled = false\n\
-         [admin]\naddr = \"127.0.0.1:{port}\"\n[[nodes]]\naddr = \"{}\"\n",
-        node.local_addr()
-    );
-    std::fs::write(&conf, text).unwrap();
+    let (dir, conf, admin_addr) = binary_config("cli", node.local_addr(), "", "");
     let exe = env!("CARGO_BIN_EXE_ringgate");
     let mut gate = std::process::Command::new(exe)
         .arg("-c")
@@ -361,8 +348,7 @@ fn cli_against_the_real_binary() {
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
     };
-    let api =
-        ringgate::admin::cli::AdminClient::new(format!("127.0.0.1:{port}").parse().unwrap(), None);
+    let api = ringgate::admin::cli::AdminClient::new(admin_addr, None);
     wait_until(PATIENCE, "the binary's admin port", || {
         api.call("GET", "/api/stats", None)
             .is_ok_and(|(st, v)| st == 200 && v["total"]["links_up"].as_u64() >= Some(1))
@@ -417,21 +403,12 @@ fn the_admin_port_answers_again_after_running_out_of_file_descriptors() {
     use std::net::TcpStream;
 
     let node = admin_node();
-    let dir = std::env::temp_dir().join(format!("ringgate-admin-emfile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let conf = dir.join("gate.toml");
-    let text = format!(
-        "[shards]\ncount = 1\n[network.tcp]\naddr = \"127.0.0.1:0\"\nmax_connections = 1\n\
-         [network.ws]\nenabled = false\n[admin]\naddr = \"{admin}\"\n[[nodes]]\naddr = \"{}\"\n",
-        node.local_addr()
+    let (dir, conf, admin) = binary_config(
+        "emfile",
+        node.local_addr(),
+        "count = 1\n",
+        "max_connections = 1\n",
     );
-    std::fs::write(&conf, text).unwrap();
     let exe = env!("CARGO_BIN_EXE_ringgate");
     let _gate = KillOnDrop(
         std::process::Command::new("sh")
@@ -468,6 +445,31 @@ fn the_admin_port_answers_again_after_running_out_of_file_descriptors() {
         .and_then(|v| v.trim().parse::<u64>().ok());
     assert!(failures.is_some_and(|n| n >= 1), "failures {failures:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A config file for the real binary in a fresh directory: `shards` and
+/// `tcp` lines under their sections, the client port on 127.0.0.1:0, the
+/// admin port on a free port, and `node`. Returns the directory, the file
+/// and the admin address.
+fn binary_config(
+    tag: &str,
+    node: std::net::SocketAddr,
+    shards: &str,
+    tcp: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::net::SocketAddr) {
+    let dir = std::env::temp_dir().join(format!("ringgate-admin-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let conf = dir.join("gate.toml");
+    let text = format!(
+        "[shards]\n{shards}[network.tcp]\naddr = \"127.0.0.1:0\"\n{tcp}[network.ws]\nenabled = false\n\
+         [admin]\naddr = \"{admin}\"\n[[nodes]]\naddr = \"{node}\"\n"
+    );
+    std::fs::write(&conf, text).unwrap();
+    (dir, conf, admin)
 }
 
 /// A child process killed (and reaped) when the test ends, passed or not.

@@ -43,10 +43,7 @@ fn start(workers: usize) -> NodeHandle {
         .workers(workers)
         .max_frame_bytes(MAX_FRAME)
         .node_id("echo-test")
-        .route(ECHO, |ctx: &mut Context| {
-            let p = ctx.payload().clone();
-            ctx.reply(p);
-        })
+        .route(ECHO, echo)
         .route(FORWARD, |ctx: &mut Context| {
             let to = SessionId(u64::from_be_bytes(ctx.payload()[..8].try_into().unwrap()));
             let seq = ctx.seq();
@@ -65,6 +62,12 @@ fn start(workers: usize) -> NodeHandle {
         .bind()
         .unwrap()
         .spawn()
+}
+
+/// The ECHO handler: the payload back.
+fn echo(ctx: &mut Context) {
+    let p = ctx.payload().clone();
+    ctx.reply(p);
 }
 
 /// Runs `test` once per handler mode.
@@ -697,10 +700,7 @@ fn a_handler_waiting_on_the_gate_holds_back_the_link_not_the_memory() {
             let r = ctx.kick(false);
             ctx.reply(format!("{r:?}"));
         })
-        .route(ECHO, |ctx: &mut Context| {
-            let p = ctx.payload().clone();
-            ctx.reply(p);
-        })
+        .route(ECHO, echo)
         .bind()
         .unwrap()
         .spawn();
@@ -760,8 +760,7 @@ fn queued_requests_of_a_closed_link_are_not_run() {
         })
         .route(ECHO, move |ctx: &mut Context| {
             counted.fetch_add(1, Ordering::SeqCst);
-            let p = ctx.payload().clone();
-            ctx.reply(p);
+            echo(ctx);
         })
         .bind()
         .unwrap()
