@@ -308,17 +308,17 @@ impl Reader<'_> {
     }
 
     /// Waits for room in the worker's queue with the inbox full (reading no
-    /// more), until the node stops or the link closes: then the job is
-    /// dropped (a request's client has had NODE_DOWN from the gate).
+    /// more). Gives the job up when the node stops, or when it is a request
+    /// of a link that closed meanwhile ([`Job::is_stale`]).
     fn wait_for_room(&self, pool: &Pool, mut job: Job) {
         loop {
             job = match pool.send_timeout(job, Duration::from_millis(100)) {
                 Ok(()) => return,
                 Err(job) => job,
             };
-            if self.env.stop.load(Ordering::SeqCst) || job.link.is_closed() {
+            if self.env.stop.load(Ordering::SeqCst) || job.is_stale() {
                 debug!(gate = %job.link.gate_id, shard = job.link.shard.0,
-                    "node: work dropped unrun: the link closed or the node stops");
+                    "node: work dropped unrun: the node stops, or its link closed");
                 return;
             }
         }

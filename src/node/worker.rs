@@ -46,6 +46,15 @@ pub(crate) enum Work {
     Event(EventKind, Event),
 }
 
+impl Job {
+    /// A request the gate tracks whose link has closed: the gate answered
+    /// its client NODE_DOWN, so running it would act on a request its client
+    /// was told failed. (Notifications and events of a closed link still run.)
+    pub(crate) fn is_stale(&self) -> bool {
+        matches!(&self.work, Work::Deliver(d) if d.request_id != 0) && self.link.is_closed()
+    }
+}
+
 impl Work {
     fn session_id(&self) -> u64 {
         match self {
@@ -160,6 +169,10 @@ fn run(options: &Options, gates: &GateClient, job: Job, outs: &mut Vec<(Arc<Link
 }
 
 fn run_one(options: &Options, gates: &GateClient, job: Job, outs: &mut Vec<(Arc<Link>, BatchBuf)>) {
+    if job.is_stale() {
+        tracing::debug!(gate = %job.link.gate_id, shard = job.link.shard.0, "node: request of a closed link skipped");
+        return;
+    }
     let i = match outs.iter().position(|(l, _)| Arc::ptr_eq(l, &job.link)) {
         Some(i) => i,
         None => {
@@ -171,16 +184,6 @@ fn run_one(options: &Options, gates: &GateClient, job: Job, outs: &mut Vec<(Arc<
     let (link, out) = &mut outs[i];
     // The reader checked that a handler exists before dispatching.
     match job.work {
-        // The gate answered it NODE_DOWN when the link closed: running it
-        // now would act on a request its client was told failed.
-        Work::Deliver(d) if d.request_id != 0 && link.is_closed() => {
-            tracing::debug!(
-                gate = %link.gate_id,
-                shard = link.shard.0,
-                route = d.route,
-                "node: request of a closed link skipped"
-            );
-        }
         Work::Deliver(d) => {
             if let Some(handler) = options.handler(d.route) {
                 let mut ctx = Context::from_deliver(d, link, out, gates);
