@@ -29,6 +29,7 @@
 //! earlier gate process hits no request of this one; a reply is taken only
 //! from the link (node) the request went to.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 
@@ -171,14 +172,10 @@ impl PendingRequests {
     /// The reply of request `id` arrived over the link to node `link`: who
     /// asked, if it was still waiting for that node.
     pub fn finish(&mut self, id: u64, link: usize) -> Option<Waiting> {
-        if self
-            .map
-            .get(&id)
-            .is_none_or(|w| usize::from(w.link) != link)
-        {
-            return None;
-        }
-        let w = self.map.remove(&id)?;
+        let w = match self.map.entry(id) {
+            Entry::Occupied(e) if usize::from(e.get().link) == link => e.remove(),
+            _ => return None,
+        };
         self.ended(&w);
         self.prune(usize::from(w.class));
         Some(w)
